@@ -1,0 +1,28 @@
+"""Stream answers from LLM providers to browsers as Server-Sent Events."""
+
+import logging
+
+from .client import AIClient, Task
+from .config import ConfigVars
+from .errors import AIStreamError, ConfigurationError, ProviderError, StreamFormatError
+from .extension import AIStream
+from .sse import ServerSentEvent, SSEDecoder
+
+__version__ = "0.1.0"
+
+# The library reports; the application decides what to show.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AIClient",
+    "AIStream",
+    "AIStreamError",
+    "ConfigVars",
+    "ConfigurationError",
+    "ProviderError",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "StreamFormatError",
+    "Task",
+    "__version__",
+]

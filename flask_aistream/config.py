@@ -1,0 +1,143 @@
+"""The ``AI_*`` configuration keys, their defaults, and the settings read
+from them once, in ``init_app``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import ConfigurationError
+from .providers import PROVIDERS, HTTPProvider, get_provider
+
+
+class ConfigVars:
+    """Names of the configuration keys, so a typo is an ``AttributeError``."""
+
+    PROVIDER = "AI_PROVIDER"
+    MODEL = "AI_MODEL"
+    TEMPERATURE = "AI_TEMPERATURE"
+    MAX_TOKENS = "AI_MAX_TOKENS"
+    HTTP_TIMEOUT = "AI_HTTP_TIMEOUT"
+    CONNECT_TIMEOUT = "AI_CONNECT_TIMEOUT"
+    OFFLINE_TEXT = "AI_OFFLINE_TEXT"
+    OFFLINE_DELAY = "AI_OFFLINE_DELAY"
+
+    @staticmethod
+    def api_key(provider: str) -> str:
+        return f"AI_{provider.upper()}_API_KEY"
+
+    @staticmethod
+    def base_url(provider: str) -> str:
+        return f"AI_{provider.upper()}_BASE_URL"
+
+    @staticmethod
+    def model(provider: str) -> str:
+        return f"AI_{provider.upper()}_MODEL"
+
+
+DEFAULT_PROVIDER = "openai"
+#: Longest silence from the provider, in seconds, before giving up. Not a cap
+#: on the whole answer, which may stream for minutes.
+DEFAULT_HTTP_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_OFFLINE_DELAY = 0.05
+
+# Shapes of provider keys, redacted from logs even when they are not ours:
+# an upstream error body may echo any key it was sent.
+_KEY_SHAPES = re.compile(r"\b(?:sk|gsk|sk-ant|sk-proj|sk-or)[-_][A-Za-z0-9_\-]{8,}")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    api_key: Optional[str]
+    base_url: str
+    model: Optional[str]
+    env_key: Optional[str]
+
+    def require_api_key(self) -> str:
+        if not self.api_key:
+            raise ConfigurationError(
+                f"No API key for the {self.name!r} provider: set "
+                f"app.config[{ConfigVars.api_key(self.name)!r}] or the "
+                f"{self.env_key} environment variable."
+            )
+        return self.api_key
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str = DEFAULT_PROVIDER
+    model: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    offline_text: Optional[str] = None
+    offline_delay: float = DEFAULT_OFFLINE_DELAY
+    providers: Dict[str, ProviderSettings] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> "Settings":
+        """Read every ``AI_*`` key; provider keys fall back to ``environ``."""
+        provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
+        get_provider(provider)  # an unknown name fails here, at start-up
+        providers = {}
+        for name, spec in PROVIDERS.items():
+            if not isinstance(spec, HTTPProvider):
+                continue
+            providers[name] = ProviderSettings(
+                name=name,
+                api_key=config.get(ConfigVars.api_key(name)) or environ.get(spec.env_key or ""),
+                base_url=config.get(ConfigVars.base_url(name)) or spec.default_base_url,
+                model=config.get(ConfigVars.model(name)),
+                env_key=spec.env_key,
+            )
+        return cls(
+            provider=provider,
+            model=config.get(ConfigVars.MODEL),
+            temperature=_number(config, ConfigVars.TEMPERATURE, float, minimum=0),
+            max_tokens=_number(config, ConfigVars.MAX_TOKENS, int, minimum=1),
+            http_timeout=_number(config, ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001),
+            connect_timeout=_number(
+                config, ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
+            ),
+            offline_text=config.get(ConfigVars.OFFLINE_TEXT),
+            offline_delay=_number(config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0),
+            providers=providers,
+        )
+
+    def model_for(self, provider: str, explicit: Optional[str] = None) -> str:
+        """A call's model, else ``AI_<NAME>_MODEL``, else ``AI_MODEL`` (meant for
+        the default provider only), else the provider's own default."""
+        if explicit:
+            return explicit
+        conf = self.providers.get(provider)
+        if conf is not None and conf.model:
+            return conf.model
+        if provider == self.provider and self.model:
+            return self.model
+        return get_provider(provider).default_model
+
+    def redact(self, text: str) -> str:
+        """``text`` with every configured API key, and anything shaped like one, hidden."""
+        for conf in self.providers.values():
+            if conf.api_key:
+                text = text.replace(conf.api_key, "[redacted]")
+        return _KEY_SHAPES.sub("[redacted]", text)
+
+
+def _number(
+    config: Mapping[str, Any], key: str, kind: type, default: Any = None, minimum: float = 0
+) -> Any:
+    value = config.get(key)
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum:
+        raise ConfigurationError(f"{key} must be a number >= {minimum}, not {value!r}.")
+    return number

@@ -1,0 +1,64 @@
+"""The Flask extension: ``AIStream(app)`` or ``AIStream().init_app(app)``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Optional
+
+from flask import Flask, Response, current_app
+
+from .client import AIClient, Task
+from .config import Settings
+
+EXTENSION_KEY = "ai"
+
+
+class AIStream:
+    """Registers an :class:`AIClient` as ``app.extensions["ai"]``.
+
+    Configuration is read once, in :meth:`init_app`, from the ``AI_*`` keys
+    of ``app.config`` (API keys fall back to the providers' usual environment
+    variables). Changing ``app.config`` later has no effect. The extension
+    keeps no app: one ``AIStream`` may serve several apps, and its methods
+    act for ``current_app``.
+    """
+
+    def __init__(self, app: Optional[Flask] = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "A flask-aistream extension is already registered on this app "
+                f"(app.extensions[{EXTENSION_KEY!r}]). Call init_app once per app "
+                "and use the existing one."
+            )
+        settings = Settings.from_config(app.config, os.environ)
+        app.extensions[EXTENSION_KEY] = AIClient(settings, app.logger)
+
+    @property
+    def client(self) -> AIClient:
+        """The current app's client."""
+        try:
+            return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+        except KeyError:
+            raise RuntimeError(
+                "The current Flask app has no flask-aistream extension. "
+                "Did you forget to call AIStream(app) or init_app(app)?"
+            ) from None
+
+    def ask_stream(self, prompt: Optional[str] = None, **options: Any) -> Response:
+        return self.client.ask_stream(prompt, **options)
+
+    def ask(self, prompt: Optional[str] = None, **options: Any) -> str:
+        return self.client.ask(prompt, **options)
+
+    def iter_text(self, prompt: Optional[str] = None, **options: Any) -> Iterator[str]:
+        return self.client.iter_text(prompt, **options)
+
+    def task(self) -> Task:
+        return self.client.task()
+
+    def provider(self, name: str) -> AIClient:
+        return self.client.provider(name)

@@ -1,0 +1,92 @@
+"""What every provider is: a way to open a stream of text deltas for a chat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from ..sse import ServerSentEvent
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A provider-neutral request. ``messages`` hold only user and assistant
+    turns; the system prompt travels apart because providers put it in
+    different places (a leading message for OpenAI, a top-level field for
+    Anthropic)."""
+
+    model: str
+    messages: Tuple[Dict[str, str], ...]
+    system: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+
+
+class TextStream:
+    """An open answer. Iterating yields lists of text deltas, one list per
+    upstream read, so deltas that arrived together can be written together.
+    ``close()`` releases the upstream at once; it is safe to call twice."""
+
+    def __iter__(self) -> Iterator[List[str]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class EventReader:
+    """Per-stream state that gives meaning to one provider's SSE events.
+
+    ``parse`` returns the visible text of an event (or ``None``) and raises
+    :class:`~flask_aistream.errors.ProviderError` for an in-stream error.
+    ``finished`` turns true once the provider said the answer is complete
+    (an end marker or a finish reason); ``done`` once nothing more will come,
+    so the reader can stop and hang up.
+    """
+
+    finished = False
+    done = False
+
+    def parse(self, event: ServerSentEvent) -> Optional[str]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Provider:
+    """A named provider. HTTP providers build a request and an
+    :class:`EventReader`; others (``offline``) produce text themselves."""
+
+    name: str = ""
+    #: The environment variable holding the key, or ``None`` when no key is needed.
+    env_key: Optional[str] = None
+    default_base_url: str = ""
+    default_model: str = ""
+
+    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> TextStream:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class HTTPProvider(Provider):
+    """A provider reached with one streaming POST; ``transport`` does the I/O."""
+
+    path: str = ""
+
+    def url(self, base_url: str) -> str:
+        return base_url.rstrip("/") + self.path
+
+    def headers(self, api_key: str) -> Dict[str, str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def body(self, chat: ChatRequest) -> Dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def reader(self) -> EventReader:  # pragma: no cover
+        raise NotImplementedError
+
+    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> TextStream:
+        conf = settings.providers[self.name]
+        return transport.open(
+            self,
+            self.url(conf.base_url),
+            self.headers(conf.require_api_key()),
+            self.body(chat),
+        )

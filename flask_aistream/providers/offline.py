@@ -1,0 +1,51 @@
+"""A provider with no network and no key, for demos and for users' own tests.
+
+It answers with ``AI_OFFLINE_TEXT`` when that is set, else with an echo of
+the last user message, one word at a time, ``AI_OFFLINE_DELAY`` seconds apart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Iterator, List
+
+from .base import ChatRequest, Provider, TextStream
+
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+
+
+def offline_answer(chat: ChatRequest, text: Any) -> str:
+    if text:
+        return str(text)
+    question = next(
+        (m["content"] for m in reversed(chat.messages) if m["role"] == "user"), ""
+    )
+    return f"You asked: {question}"
+
+
+class OfflineStream(TextStream):
+    def __init__(self, answer: str, delay: float) -> None:
+        self._words = _WORDS.findall(answer)
+        self._delay = delay
+        self._closed = False
+
+    def __iter__(self) -> Iterator[List[str]]:
+        for word in self._words:
+            if self._delay:
+                time.sleep(self._delay)
+            if self._closed:
+                return
+            yield [word]
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class OfflineProvider(Provider):
+    name = "offline"
+    env_key = None
+    default_model = "offline"
+
+    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> OfflineStream:
+        return OfflineStream(offline_answer(chat, settings.offline_text), settings.offline_delay)

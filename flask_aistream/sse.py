@@ -1,0 +1,140 @@
+"""Server-Sent Events: an incremental decoder for upstream streams and the
+encoder for what we send to the browser.
+
+The decoder follows the WHATWG HTML standard, "Parsing an event stream"
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
+It does no I/O: feed it bytes exactly as they came off the socket, split
+anywhere (inside a CRLF, inside a multi-byte UTF-8 character), and it hands
+back the events that are complete.
+"""
+
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii
+from typing import List, NamedTuple, Optional
+
+from .errors import StreamFormatError
+
+BOM = b"\xef\xbb\xbf"
+
+#: Upper bound on one line of an upstream stream. A provider never sends
+#: lines anywhere near this; a line that grows past it is a broken or hostile
+#: upstream, and buffering it would let one stream eat the worker's memory.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+class ServerSentEvent(NamedTuple):
+    """One dispatched event. ``data`` is the joined ``data:`` lines."""
+
+    event: str = "message"
+    data: str = ""
+    id: str = ""
+    retry: Optional[int] = None
+
+
+class SSEDecoder:
+    """Turns bytes, as they arrive, into complete :class:`ServerSentEvent`.
+
+    Lines end at LF, CR or CRLF and nowhere else (not at U+2028 or U+0085, as
+    ``str.splitlines`` would). Splitting is done on bytes, where CR and LF can
+    never be part of a multi-byte character, so only whole lines are decoded.
+    An event whose closing blank line never arrives is not dispatched.
+    """
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._partial = b""  # an unterminated line carried to the next feed
+        self._bom_pending = True  # the stream's first bytes may be a BOM
+        self._skip_lf = False  # the last feed ended in CR: a leading LF ends nothing
+        self._event = b""
+        self._data: List[bytes] = []
+        self._last_id = ""
+        self._retry: Optional[int] = None
+
+    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+        """Consume ``chunk`` and return the events it completed, in order."""
+        if self._bom_pending:
+            chunk = self._partial + chunk
+            self._partial = b""
+            if len(chunk) < 3 and BOM.startswith(chunk):
+                self._partial = chunk  # wait: these might become a BOM
+                return []
+            self._bom_pending = False
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            # A CR at the very end already ended its line; remember it so that
+            # an LF starting the next chunk is not taken for another line end.
+            self._skip_lf = chunk[-1:] == b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._partial:
+            chunk = self._partial + chunk
+        lines = chunk.split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > self.max_line_bytes:
+            self._partial = b""
+            raise StreamFormatError(
+                f"an upstream line exceeded {self.max_line_bytes} bytes"
+            )
+
+        events: List[ServerSentEvent] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(self._dispatch())
+                    data = self._data
+                else:
+                    self._event = b""
+                continue
+            if line[0] == 58:  # b":", a comment (often a keep-alive)
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                self._event = value
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._last_id = value.decode("utf-8", "replace")
+            elif name == b"retry":
+                if value.isdigit():
+                    self._retry = int(value)
+            # Any other field name is ignored, as the standard says.
+        return events
+
+    def _dispatch(self) -> ServerSentEvent:
+        data = self._data
+        text = (data[0] if len(data) == 1 else b"\n".join(data)).decode(
+            "utf-8", "replace"
+        )
+        event = self._event.decode("utf-8", "replace") if self._event else "message"
+        self._data = []
+        self._event = b""
+        return ServerSentEvent(event, text, self._last_id, self._retry)
+
+
+# --- what we send to the browser -------------------------------------------
+#
+# Every event is one ``data:`` line of JSON, written whole. JSON with ASCII
+# escapes cannot contain a raw CR or LF (so no event can be split or forged by
+# model output) nor a multi-byte character (so a browser that decodes each
+# network read on its own, as the spec's fetch example does, never sees half
+# a character).
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+def content_event(text: str) -> bytes:
+    return b'data: {"content": %s}\n\n' % encode_basestring_ascii(text).encode()
+
+
+def error_event(message: str) -> bytes:
+    return b'data: {"error": %s}\n\n' % encode_basestring_ascii(message).encode()

@@ -1,0 +1,198 @@
+"""The one module that talks HTTP to providers (with ``requests``).
+
+``requests`` is only the transport here. ``iter_lines()`` invents an empty
+line when a CRLF is split between two reads (an empty line dispatches an SSE
+event) and ``iter_content(n)`` waits for ``n`` bytes on a body that ends when
+the connection closes, holding tokens back. So we read whatever has arrived
+(``read1``) and let :class:`~flask_aistream.sse.SSEDecoder` split the lines.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Dict, Iterator, List, Optional
+
+import requests
+from urllib3.exceptions import HTTPError as URLLib3Error
+from urllib3.exceptions import ReadTimeoutError
+
+from .errors import ProviderError, StreamFormatError
+from .providers.base import HTTPProvider, TextStream
+from .sse import SSEDecoder
+
+#: Most bytes taken from the socket in one read: more than a burst of tokens,
+#: small enough that a read never waits for more than what has arrived.
+READ_SIZE = 65536
+#: How much of an error body we read, to log it.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class Transport:
+    """Opens provider streams. One per app: it keeps a connection pool, so
+    answers after the first skip the TCP and TLS handshakes."""
+
+    def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
+        self.timeout = (connect_timeout, idle_timeout)
+        self.session = requests.Session()
+
+    def open(
+        self, provider: HTTPProvider, url: str, headers: Dict[str, str], body: Dict[str, Any]
+    ) -> "HTTPStream":
+        name = provider.name
+        try:
+            response = self.session.post(
+                url, json=body, headers=headers, stream=True, timeout=self.timeout
+            )
+        except requests.ConnectTimeout as exc:
+            raise self._failure(name, "Could not reach the AI provider in time; try again later.", exc)
+        except requests.Timeout as exc:
+            raise self._failure(
+                name,
+                f"The AI provider did not answer within {self.timeout[1]:g} s; try again later.",
+                exc,
+            )
+        except requests.RequestException as exc:
+            raise self._failure(name, "Could not connect to the AI provider; try again later.", exc)
+
+        if response.status_code >= 400:
+            error = http_error(name, response.status_code, self._read_body(response))
+            response.close()
+            raise error
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.startswith("application/json"):
+            # A 200 with one JSON document: the provider ignored ``stream`` or
+            # reported an error the non-streaming way.
+            body_text = self._read_body(response)
+            response.close()
+            raise ProviderError(
+                "The AI provider answered with an error instead of a stream.",
+                provider=name,
+                status=response.status_code,
+                detail=body_text,
+            )
+        return HTTPStream(response, provider, self.timeout[1])
+
+    def _read_body(self, response: requests.Response) -> str:
+        try:
+            raw = response.raw.read(MAX_ERROR_BODY, decode_content=True)
+        except Exception as exc:  # the body is only for the log; never mask the status
+            return f"(body unreadable: {exc!r})"
+        return raw.decode("utf-8", "replace")
+
+    def _failure(self, provider: str, message: str, exc: Exception) -> ProviderError:
+        return ProviderError(message, provider=provider, retryable=True, detail=repr(exc))
+
+
+def http_error(provider: str, status: int, body: str) -> ProviderError:
+    """Map an HTTP error status to a short message a person can act on.
+
+    The provider's own message is kept for the log only: OpenAI's 401 body
+    echoes part of the key, and 400 bodies quote the request.
+    """
+    code = ""
+    try:
+        error = json.loads(body).get("error")
+        if isinstance(error, dict):
+            code = str(error.get("code") or error.get("type") or "")
+    except (ValueError, AttributeError):
+        pass
+    retryable = False
+    if status in (401, 403):
+        message = "The AI provider refused the server's credentials."
+    elif status == 429 and code == "insufficient_quota":
+        message = "The AI provider account has run out of quota."
+    elif status in (408, 409, 429):
+        message = "The AI provider is rate limiting requests; try again in a moment."
+        retryable = True
+    elif status >= 500:
+        message = "The AI provider is unavailable or overloaded; try again later."
+        retryable = True
+    else:
+        message = "The AI provider rejected the request."
+    return ProviderError(
+        f"{message} (HTTP {status})",
+        provider=provider,
+        status=status,
+        retryable=retryable,
+        detail=f"HTTP {status}: {body}",
+    )
+
+
+class HTTPStream(TextStream):
+    """A provider's answer being read off the wire."""
+
+    def __init__(self, response: requests.Response, provider: HTTPProvider, idle_timeout: float) -> None:
+        self._response: Optional[requests.Response] = response
+        self._provider = provider
+        self._idle_timeout = idle_timeout
+
+    def __iter__(self) -> Iterator[List[str]]:
+        name = self._provider.name
+        reader = self._provider.reader()
+        parse = reader.parse
+        feed = SSEDecoder().feed
+        assert self._response is not None, "an HTTPStream is read once"
+        read = self._response.raw.read1
+        while True:
+            try:
+                chunk = read(READ_SIZE)
+            except (ReadTimeoutError, socket.timeout) as exc:
+                raise ProviderError(
+                    f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",
+                    provider=name,
+                    retryable=True,
+                    detail=repr(exc),
+                ) from None
+            except (URLLib3Error, OSError, ValueError) as exc:
+                # ValueError: urllib3 raises it reading a response we closed.
+                raise ProviderError(
+                    "The connection to the AI provider was lost mid-answer.",
+                    provider=name,
+                    retryable=True,
+                    detail=repr(exc),
+                ) from None
+            if not chunk:
+                break
+            texts: List[str] = []
+            try:
+                for event in feed(chunk):
+                    text = parse(event)
+                    if text:
+                        texts.append(text)
+                    if reader.done:
+                        break
+            except ProviderError as exc:
+                exc.provider = exc.provider or name
+                self.close()
+                if texts:
+                    yield texts  # what arrived before the error still counts
+                raise
+            except (AttributeError, TypeError, KeyError, IndexError) as exc:
+                self.close()
+                if texts:
+                    yield texts
+                raise StreamFormatError(f"unexpected event shape: {exc!r}", provider=name) from None
+            if reader.done:
+                self.close()  # hang up now rather than wait for the provider to
+            if texts:
+                yield texts
+            if reader.done:
+                return
+        self.close()
+        if not reader.finished:
+            raise ProviderError(
+                "The answer was cut off: the AI provider closed the stream early.",
+                provider=name,
+                retryable=True,
+                detail="end of stream before the end marker or a finish reason",
+            )
+
+    def close(self) -> None:
+        """Close the socket itself, not hand a half-read connection back to
+        the pool: a closed connection is what tells the provider to stop
+        generating (and billing)."""
+        response, self._response = self._response, None
+        if response is not None:
+            response.raw.close()
+            response.close()

@@ -1,0 +1,94 @@
+import logging
+
+import pytest
+from flask import Flask
+
+from flask_aistream import AIStream
+from flask_aistream.sse import SSEDecoder
+
+from fakeprovider import FakeProvider
+
+SECRET_KEYS = {
+    "openai": "sk-proj-TESTKEY0123456789abcdefSECRET",
+    "anthropic": "sk-ant-api03-TESTKEY0123456789SECRET",
+    "groq": "gsk_TESTKEY0123456789abcdefSECRET",
+    "mistral": "mistralTESTKEY0123456789SECRET",
+}
+
+
+@pytest.fixture
+def fake():
+    """A provider on loopback; set ``fake.reply`` to script its answer."""
+    server = FakeProvider()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_app(fake, monkeypatch):
+    """Build an app whose providers all point at the fake, with test keys."""
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+    def build(**config):
+        app = Flask("testapp")
+        for name, key in SECRET_KEYS.items():
+            app.config[f"AI_{name.upper()}_API_KEY"] = key
+            base = fake.url if name == "anthropic" else f"{fake.url}/v1"
+            app.config[f"AI_{name.upper()}_BASE_URL"] = base
+        app.config["AI_HTTP_TIMEOUT"] = 5
+        app.config.update(config)
+        AIStream(app)
+
+        @app.post("/chat")
+        def chat():
+            from flask import request
+
+            body = request.get_json()
+            return app.extensions["ai"].ask_stream(body.pop("question"), **body)
+
+        return app
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def sse_events(body: bytes):
+    """Decode a whole response body as the browser would."""
+    return SSEDecoder().feed(body)
+
+
+def relayed(body: bytes):
+    """(text, error, done) from a relayed stream."""
+    import json
+
+    text, errors, done = "", [], False
+    for event in sse_events(body):
+        assert not done, "nothing may follow [DONE]"
+        if event.data == "[DONE]":
+            done = True
+            continue
+        payload = json.loads(event.data)
+        if "content" in payload:
+            assert payload["content"], "empty deltas are not relayed"
+            assert not errors, "no content after an error"
+            text += payload["content"]
+        else:
+            errors.append(payload["error"])
+    assert len(errors) <= 1
+    return text, (errors[0] if errors else None), done
+
+
+@pytest.fixture
+def log_records(caplog):
+    caplog.set_level(logging.DEBUG)
+    return caplog

@@ -1,0 +1,179 @@
+"""A real HTTP server on loopback that plays an AI provider.
+
+It answers every request with the current :class:`Reply`: exact bytes, split
+into parts that are written (and flushed) separately, framed chunked,
+close-delimited (HTTP/1.0 style: no length, the end of the body is the end of
+the connection) or with a Content-Length. It records each request and the
+moment its client hung up, so tests can see that we stopped the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+
+
+def transcript(name: str) -> bytes:
+    return (TRANSCRIPTS / name).read_bytes()
+
+
+def split_every(body: bytes, size: int) -> List[bytes]:
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
+@dataclass
+class Reply:
+    parts: List[bytes] = field(default_factory=list)
+    status: int = 200
+    headers: Dict[str, str] = field(
+        default_factory=lambda: {"Content-Type": "text/event-stream; charset=utf-8"}
+    )
+    framing: str = "chunked"  # or "close", or "length"
+    delay: float = 0.0  # seconds before each part
+    hold: bool = False  # after the parts, keep the connection open until the client leaves
+
+    @classmethod
+    def sse(cls, body: bytes, **kwargs) -> "Reply":
+        return cls(parts=[body], **kwargs)
+
+    @classmethod
+    def json(cls, status: int, payload: object, **kwargs) -> "Reply":
+        return cls(
+            parts=[json.dumps(payload, indent=4).encode() + b"\n"],
+            status=status,
+            headers={"Content-Type": "application/json"},
+            framing="length",
+            **kwargs,
+        )
+
+
+@dataclass
+class Seen:
+    """One request as the provider saw it."""
+
+    method: str
+    path: str
+    headers: Dict[str, str]
+    body: bytes
+    parts_sent: int = 0
+    hung_up_at: Optional[float] = None  # time.monotonic() when the client left
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.reply = Reply()
+        self.requests: List[Seen] = []
+        self.hangup = threading.Condition()
+        fake = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                fake._handle(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def last(self) -> Seen:
+        return self.requests[-1]
+
+    def wait_for_hangup(self, seen: Seen, timeout: float = 5.0) -> Optional[float]:
+        with self.hangup:
+            self.hangup.wait_for(lambda: seen.hung_up_at is not None, timeout)
+        return seen.hung_up_at
+
+    # -- the server side ------------------------------------------------------
+
+    def _handle(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        seen = self._read_request(sock)
+        if seen is None:
+            return
+        self.requests.append(seen)
+        reply = self.reply
+        head = [f"HTTP/1.1 {reply.status} X"]
+        head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        if reply.framing == "chunked":
+            head.append("Transfer-Encoding: chunked")
+        elif reply.framing == "length":
+            head.append(f"Content-Length: {sum(map(len, reply.parts))}")
+        head.append("Connection: close")
+        try:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+            for part in reply.parts:
+                if reply.delay and self._client_left(sock, reply.delay):
+                    return self._hung_up(seen)
+                if reply.framing == "chunked":
+                    part = b"%x\r\n%s\r\n" % (len(part), part)
+                sock.sendall(part)
+                seen.parts_sent += 1
+            if reply.hold:
+                while not self._client_left(sock, 30):
+                    pass
+                return self._hung_up(seen)
+            if reply.framing == "chunked":
+                sock.sendall(b"0\r\n\r\n")
+            # Let the client read to the end before the socket goes.
+            sock.shutdown(socket.SHUT_WR)
+            self._client_left(sock, 5)
+        except OSError:  # broken pipe or reset: the client left mid-write
+            return self._hung_up(seen)
+
+    def _hung_up(self, seen: Seen) -> None:
+        with self.hangup:
+            seen.hung_up_at = time.monotonic()
+            self.hangup.notify_all()
+
+    @staticmethod
+    def _client_left(sock: socket.socket, wait: float) -> bool:
+        """Wait up to ``wait`` s; true if the client closed its end meanwhile."""
+        readable, _, _ = select.select([sock], [], [], wait)
+        if not readable:
+            return False
+        try:
+            return sock.recv(65536, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    @staticmethod
+    def _read_request(sock: socket.socket) -> Optional[Seen]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", 0))
+        while len(body) < length:
+            body += sock.recv(65536)
+        return Seen(method, path, headers, body)

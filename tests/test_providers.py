@@ -1,0 +1,138 @@
+"""Each provider's real wire format, served by a loopback provider, comes out
+as the spec's SSE: one ``{"content"}`` event per text delta, then ``[DONE]``."""
+
+import pytest
+
+from conftest import relayed
+from fakeprovider import Reply, split_every, transcript
+
+OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
+ANTHROPIC_TEXT = "Hello! Rayleigh scattering — 🌈 空."
+
+STREAMS = [
+    ("openai", "openai_basic.sse", OPENAI_TEXT),
+    ("groq", "groq_basic.sse", "Hello from Groq!"),
+    ("mistral", "mistral_basic.sse", "Le ciel est bleu."),
+    ("anthropic", "anthropic_basic.sse", ANTHROPIC_TEXT),
+    ("anthropic", "anthropic_thinking_tools.sse", "Let me check."),
+    ("openai", "openai_tool_calls.sse", ""),
+]
+
+
+def ask(client, provider, question="Why is the sky blue?", **options):
+    response = client.post("/chat", json={"question": question, "provider": provider, **options})
+    assert response.status_code == 200
+    return relayed(response.get_data())
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close", "length"])
+@pytest.mark.parametrize("provider, name, text", STREAMS, ids=[s[1] for s in STREAMS])
+def test_each_provider_stream_is_relayed(client, fake, provider, name, text, framing):
+    fake.reply = Reply.sse(transcript(name), framing=framing)
+    assert ask(client, provider) == (text, None, True)
+
+
+@pytest.mark.parametrize("provider, name, text", STREAMS[:4], ids=[s[1] for s in STREAMS[:4]])
+def test_crlf_and_cr_line_endings(client, fake, provider, name, text):
+    body = transcript(name)
+    for ending in (b"\r\n", b"\r"):
+        fake.reply = Reply(parts=split_every(body.replace(b"\n", ending), 7))
+        assert ask(client, provider) == (text, None, True)
+
+
+@pytest.mark.parametrize("provider, name, text", [STREAMS[0], STREAMS[3]], ids=["openai", "anthropic"])
+def test_body_split_at_every_byte_offset(client, fake, provider, name, text):
+    """Each split puts the two halves in separate TCP writes (and HTTP chunks),
+    so reads end inside CRLFs, JSON strings and 4-byte UTF-8 characters."""
+    body = transcript(name).replace(b"\n", b"\r\n")
+    for cut in range(1, len(body)):
+        fake.reply = Reply(parts=[body[:cut], body[cut:]], framing="close" if cut % 2 else "chunked")
+        assert ask(client, provider) == (text, None, True), f"split at {cut}"
+
+
+def test_one_byte_per_write(client, fake):
+    fake.reply = Reply(parts=split_every(transcript("openai_basic.sse"), 1))
+    assert ask(client, "openai") == (OPENAI_TEXT, None, True)
+
+
+def test_comments_bom_and_keepalives_are_ignored(client, fake):
+    body = (
+        b"\xef\xbb\xbf: OPENROUTER PROCESSING\n\n"
+        + b":\n\n"
+        + transcript("openai_basic.sse").replace(b"\n\n", b"\n: keep-alive\n\n", 3)
+    )
+    fake.reply = Reply.sse(body)
+    assert ask(client, "openai") == (OPENAI_TEXT, None, True)
+
+
+def test_every_text_delta_is_its_own_event(client, fake):
+    fake.reply = Reply.sse(transcript("anthropic_basic.sse"))
+    response = client.post("/chat", json={"question": "hi", "provider": "anthropic"})
+    assert response.get_data().split(b"\n\n")[:-1] == [
+        b'data: {"content": "Hello! Rayleigh"}',
+        b'data: {"content": " scattering \\u2014 \\ud83c\\udf08 \\u7a7a."}',
+        b"data: [DONE]",
+    ]
+
+
+# --- what we send to each provider --------------------------------------------
+
+
+def test_openai_request(client, fake):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    ask(client, "openai", system="Be brief.", temperature=0, max_tokens=50, model="gpt-test")
+    seen = fake.last
+    assert (seen.method, seen.path) == ("POST", "/v1/chat/completions")
+    assert seen.headers["authorization"] == "Bearer sk-proj-TESTKEY0123456789abcdefSECRET"
+    assert seen.json() == {
+        "model": "gpt-test",
+        "stream": True,
+        "temperature": 0.0,  # zero is a value, not "unset"
+        "max_completion_tokens": 50,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Why is the sky blue?"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("provider", ["groq", "mistral"])
+def test_openai_compatible_requests(client, fake, provider):
+    fake.reply = Reply.sse(transcript(f"{provider}_basic.sse"))
+    ask(client, provider, system="Be brief.", max_tokens=50)
+    body = fake.last.json()
+    assert fake.last.path == "/v1/chat/completions"
+    assert fake.last.headers["authorization"].startswith("Bearer ")
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["max_tokens"] == 50 and "temperature" not in body
+
+
+def test_anthropic_request(client, fake):
+    fake.reply = Reply.sse(transcript("anthropic_basic.sse"))
+    history = [
+        {"role": "user", "content": "What is recursion?"},
+        {"role": "assistant", "content": "A function calling itself."},
+    ]
+    ask(client, "anthropic", question="An example?", system="Be brief.", messages=history, temperature=0)
+    seen = fake.last
+    assert (seen.method, seen.path) == ("POST", "/v1/messages")
+    assert seen.headers["x-api-key"] == "sk-ant-api03-TESTKEY0123456789SECRET"
+    assert seen.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in seen.headers
+    assert seen.json() == {
+        "model": "claude-sonnet-4-5",
+        "stream": True,
+        "max_tokens": 4096,  # required by the Messages API
+        "system": "Be brief.",
+        "temperature": 0.0,
+        "messages": history + [{"role": "user", "content": "An example?"}],
+    }
+
+
+def test_system_messages_in_history_become_the_system_prompt(client, fake):
+    fake.reply = Reply.sse(transcript("anthropic_basic.sse"))
+    messages = [{"role": "system", "content": "Answer in French."}]
+    ask(client, "anthropic", system="Be brief.", messages=messages)
+    body = fake.last.json()
+    assert body["system"] == "Be brief.\n\nAnswer in French."
+    assert [m["role"] for m in body["messages"]] == ["user"]
