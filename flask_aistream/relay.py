@@ -29,9 +29,8 @@ def sse_response(
     """A streamed response relaying ``open_stream()``'s text as SSE events.
 
     The upstream is opened on the first read of the body, not now: a response
-    that is never sent (a HEAD request, a view that changed its mind) costs no
-    tokens. Everything the generator needs is passed in, so it runs without a
-    request context.
+    that is never sent costs no tokens. Everything the generator needs is
+    passed in, so it runs without a request context.
     """
     return Response(
         _relay(open_stream, on_error, logger),

@@ -40,6 +40,9 @@ class Reply:
     framing: str = "chunked"  # or "close", or "length"
     delay: float = 0.0  # seconds before each part
     hold: bool = False  # after the parts, keep the connection open until the client leaves
+    #: replace b"@NOW@" in each part by time.monotonic() at the moment it is sent,
+    #: so a reader in the same process can measure each token's delay
+    stamp: bool = False
 
     @classmethod
     def sse(cls, body: bytes, **kwargs) -> "Reply":
@@ -126,6 +129,8 @@ class FakeProvider:
             for part in reply.parts:
                 if reply.delay and self._client_left(sock, reply.delay):
                     return self._hung_up(seen)
+                if reply.stamp:
+                    part = part.replace(b"@NOW@", b"%.6f" % time.monotonic())
                 if reply.framing == "chunked":
                     part = b"%x\r\n%s\r\n" % (len(part), part)
                 sock.sendall(part)
@@ -177,3 +182,15 @@ class FakeProvider:
         while len(body) < length:
             body += sock.recv(65536)
         return Seen(method, path, headers, body)
+
+
+def openai_events(texts, finish: bool = True) -> List[bytes]:
+    """One chat-completion chunk per text, each as its own part."""
+    parts = [
+        b'data: {"choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n'
+        % json.dumps(text).encode()
+        for text in texts
+    ]
+    if finish:
+        parts.append(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    return parts

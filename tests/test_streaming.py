@@ -1,0 +1,146 @@
+"""The relay writes each token as soon as it arrives, through real servers,
+and hangs up on the provider the moment the browser goes away."""
+
+import json
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+import sseclient
+from flask import Flask, request
+from werkzeug.serving import make_server
+
+from flask_aistream import AIStream
+from fakeprovider import Reply, openai_events, transcript
+
+from conftest import relayed
+
+
+@pytest.fixture
+def live(make_app):
+    """Run an app on a real threaded Werkzeug server; yields a function that
+    starts one and returns its base URL."""
+    servers = []
+
+    def start(app):
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_response_headers(client, fake):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    response = client.post("/chat", json={"question": "hi"})
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    assert "Connection" not in response.headers  # hop-by-hop: forbidden by PEP 3333
+    assert response.is_streamed
+    response.close()
+
+
+def test_sseclient_reads_the_stream_from_a_real_server(live, make_app, fake):
+    """The generator runs after the view returned, outside any request context."""
+    fake.reply = Reply.sse(transcript("anthropic_basic.sse"), framing="close")
+    url = live(make_app())
+    with requests.post(f"{url}/chat", json={"question": "hi", "provider": "anthropic"}, stream=True) as response:
+        assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+        events = [event.data for event in sseclient.SSEClient(response).events()]
+    assert events == [
+        '{"content": "Hello! Rayleigh"}',
+        '{"content": " scattering \\u2014 \\ud83c\\udf08 \\u7a7a."}',
+        "[DONE]",
+    ]
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_each_token_reaches_the_client_as_soon_as_it_is_sent(live, make_app, fake, framing):
+    """The provider stamps its send time into each token; the browser side
+    notes when each event arrives. No token may wait for the next one."""
+    tokens = 20
+    fake.reply = Reply(parts=openai_events(["@NOW@"] * tokens), framing=framing, delay=0.05, stamp=True)
+    url = live(make_app())
+    delays = []
+    with requests.post(f"{url}/chat", json={"question": "hi"}, stream=True) as response:
+        for event in sseclient.SSEClient(response).events():
+            if event.data == "[DONE]":
+                break
+            delays.append(time.monotonic() - float(json.loads(event.data)["content"]))
+    assert len(delays) == tokens
+    p50, worst = statistics.median(delays), max(delays)
+    print(f"\n{framing}: per-token delay through the relay p50 {p50 * 1000:.2f} ms, max {worst * 1000:.2f} ms")
+    # Tokens are 50 ms apart: a relay that waited for the next token (or for
+    # a buffer to fill) would show delays of 50 ms and more.
+    assert worst < 0.04
+
+
+def test_closing_the_response_hangs_up_on_the_provider(client, fake):
+    """The test client's close() is what a WSGI server does when the browser left."""
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(200)]), delay=0.02, hold=True)
+    response = client.post("/chat", json={"question": "hi"}, buffered=False)
+    chunks = iter(response.response)
+    assert b"t0" in next(chunks) and b"t1" in next(chunks)
+    closed_at = time.monotonic()
+    response.close()
+    hung_up_at = fake.wait_for_hangup(fake.last)
+    assert hung_up_at is not None
+    print(f"\nresponse.close() -> provider saw the hang-up after {(hung_up_at - closed_at) * 1000:.1f} ms")
+    assert hung_up_at - closed_at < 0.2
+    assert fake.last.parts_sent < 20
+
+
+def test_browser_leaving_a_real_server_stops_the_provider(live, make_app, fake):
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(400)]), delay=0.02, hold=True)
+    url = live(make_app())
+    host, port = url.rsplit("/", 1)[1].split(":")
+    body = json.dumps({"question": "hi"}).encode()
+    with socket.create_connection((host, int(port))) as browser:
+        browser.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        received = b""
+        while received.count(b'"content"') < 3:
+            received += browser.recv(65536)
+    left_at = time.monotonic()
+    hung_up_at = fake.wait_for_hangup(fake.last)
+    assert hung_up_at is not None, "the provider kept streaming after the browser left"
+    print(f"\nbrowser left -> provider saw the hang-up after {(hung_up_at - left_at) * 1000:.1f} ms")
+    # Werkzeug notices on the first or second write after the client left:
+    # about two token intervals.
+    assert hung_up_at - left_at < 0.5
+    assert fake.last.parts_sent < 60
+
+
+def test_provider_end_marker_ends_the_upstream_at_once(client, fake):
+    """After ``[DONE]`` we stop reading and close, even if the provider keeps
+    the connection open."""
+    fake.reply = Reply(parts=openai_events(["a", "b"]), hold=True)
+    started = time.monotonic()
+    assert relayed(client.post("/chat", json={"question": "hi"}).get_data()) == ("ab", None, True)
+    assert time.monotonic() - started < 1
+    assert fake.wait_for_hangup(fake.last) is not None
+
+
+def test_an_app_may_adjust_the_response(make_app, fake):
+    app = make_app()
+
+    @app.get("/custom")
+    def custom():
+        response = app.extensions["ai"].ask_stream(request.args["q"])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    response = app.test_client().get("/custom?q=hi")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert relayed(response.get_data())[2]
