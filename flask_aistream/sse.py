@@ -84,40 +84,36 @@ class SSEDecoder:
         events: List[ServerSentEvent] = []
         data = self._data
         for line in lines:
-            if not line:
+            if line[:5] == b"data:":  # the common case first: this runs per token
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line:
                 if data:
-                    events.append(self._dispatch())
-                    data = self._data
-                else:
-                    self._event = b""
-                continue
-            if line[0] == 58:  # b":", a comment (often a keep-alive)
-                continue
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if name == b"data":
-                data.append(value)
-            elif name == b"event":
-                self._event = value
-            elif name == b"id":
-                if b"\0" not in value:
-                    self._last_id = value.decode("utf-8", "replace")
-            elif name == b"retry":
-                if value.isdigit():
-                    self._retry = int(value)
-            # Any other field name is ignored, as the standard says.
+                    text = data[0] if len(data) == 1 else b"\n".join(data)
+                    event = self._event.decode("utf-8", "replace") if self._event else "message"
+                    events.append(
+                        ServerSentEvent(event, text.decode("utf-8", "replace"), self._last_id, self._retry)
+                    )
+                    data = self._data = []
+                self._event = b""
+            elif line[0] != 58:  # b":" starts a comment (often a keep-alive)
+                self._field(line)
         return events
 
-    def _dispatch(self) -> ServerSentEvent:
-        data = self._data
-        text = (data[0] if len(data) == 1 else b"\n".join(data)).decode(
-            "utf-8", "replace"
-        )
-        event = self._event.decode("utf-8", "replace") if self._event else "message"
-        self._data = []
-        self._event = b""
-        return ServerSentEvent(event, text, self._last_id, self._retry)
+    def _field(self, line: bytes) -> None:
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":  # "data" with no colon at all
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value
+        elif name == b"id":
+            if b"\0" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value.isdigit():
+                self._retry = int(value)
+        # Any other field name is ignored, as the standard says.
 
 
 # --- what we send to the browser -------------------------------------------

@@ -8,12 +8,11 @@ ends the stream and ``event: error`` reports a failure after the HTTP 200.
 
 from __future__ import annotations
 
-from json import loads
 from typing import Any, Dict, Optional
 
 from ..errors import StreamFormatError
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider
+from .base import ChatRequest, EventReader, HTTPProvider, parse_json
 from .openai import in_stream_error
 
 API_VERSION = "2023-06-01"
@@ -30,7 +29,7 @@ class MessagesReader(EventReader):
         if kind == "ping" or kind == "content_block_start" or kind == "content_block_stop":
             return None
         try:
-            payload = loads(event.data)
+            payload = parse_json(event.data)
             if kind == "message":  # a relay that dropped the event names
                 kind = payload.get("type")
             if kind == "content_block_delta":

@@ -9,12 +9,11 @@ stream. Role-only, usage-only and empty chunks carry no text; ``refusal``,
 
 from __future__ import annotations
 
-from json import loads
 from typing import Any, Dict, List, Optional
 
 from ..errors import ProviderError, StreamFormatError
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider
+from .base import ChatRequest, EventReader, HTTPProvider, parse_json
 
 _RETRYABLE_ERROR_TYPES = frozenset(
     {"server_error", "rate_limit_exceeded", "overloaded", "service_unavailable", "timeout"}
@@ -49,7 +48,7 @@ class ChatCompletionsReader(EventReader):
             self.finished = self.done = True
             return None
         try:
-            chunk = loads(data)
+            chunk = parse_json(data)
             choices = chunk.get("choices")
         except (ValueError, AttributeError):
             raise StreamFormatError(
