@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from flask import Response
 
@@ -26,26 +27,24 @@ class AIClient:
         settings: Settings,
         logger: logging.Logger,
         *,
-        transport: Optional[Transport] = None,
-        default_provider: Optional[str] = None,
+        transport: Transport | None = None,
+        default_provider: str | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
         self.transport = transport or Transport(settings.connect_timeout, settings.http_timeout)
         self.default_provider = default_provider or settings.provider
 
-    def provider(self, name: str) -> "AIClient":
+    def provider(self, name: str) -> AIClient:
         """The same interface, bound to provider ``name`` (the seed's ``app('anthropic')``)."""
         get_provider(name)
-        return AIClient(
-            self.settings, self.logger, transport=self.transport, default_provider=name
-        )
+        return AIClient(self.settings, self.logger, transport=self.transport, default_provider=name)
 
-    def task(self) -> "Task":
+    def task(self) -> Task:
         """A builder for a request: ``ai.task().system(...).prompt(...).stream()``."""
         return Task(self)
 
-    def ask_stream(self, prompt: Optional[str] = None, **options: Any) -> Response:
+    def ask_stream(self, prompt: str | None = None, **options: Any) -> Response:
         """Stream the answer to ``prompt`` as a ``text/event-stream`` response.
 
         Options: ``provider``, ``model``, ``temperature``, ``max_tokens``,
@@ -55,11 +54,11 @@ class AIClient:
         """
         return self.stream_chat(self._chat_options(prompt, options))
 
-    def ask(self, prompt: Optional[str] = None, **options: Any) -> str:
+    def ask(self, prompt: str | None = None, **options: Any) -> str:
         """The whole answer as one string; raises :class:`ProviderError` on failure."""
         return "".join(self.iter_text(prompt, **options))
 
-    def iter_text(self, prompt: Optional[str] = None, **options: Any) -> Iterator[str]:
+    def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
         """The answer's text deltas as they arrive, for code that is not a view."""
         return self.iter_chat(self._chat_options(prompt, options))
 
@@ -78,7 +77,7 @@ class AIClient:
         return self._iter_text(lambda: provider.open(chat, self.settings, self.transport))
 
     def _iter_text(self, open_stream: Any) -> Iterator[str]:
-        stream: Optional[TextStream] = None
+        stream: TextStream | None = None
         try:
             stream = open_stream()
             for texts in stream:
@@ -99,7 +98,7 @@ class AIClient:
 
     # -- building the request -----------------------------------------------
 
-    def _chat_options(self, prompt: Optional[str], options: Dict[str, Any]) -> Dict[str, Any]:
+    def _chat_options(self, prompt: str | None, options: dict[str, Any]) -> dict[str, Any]:
         unknown = set(options) - OPTIONS
         if unknown:
             raise TypeError(
@@ -113,7 +112,7 @@ class AIClient:
         options["messages"] = messages
         return options
 
-    def _prepare(self, options: Mapping[str, Any]) -> "tuple[Any, ChatRequest]":
+    def _prepare(self, options: Mapping[str, Any]) -> tuple[Any, ChatRequest]:
         """Check everything a call needs before anything is sent, so a mistake
         raises in the view rather than ending a stream."""
         name = options.get("provider") or self.default_provider
@@ -145,7 +144,7 @@ class AIClient:
         return provider, chat
 
 
-def _checked_messages(messages: Iterable[Any]) -> Iterator[Dict[str, str]]:
+def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, str]]:
     for message in messages:
         if not isinstance(message, Mapping):
             raise ValueError(f"a message must be a dict with role and content, not {message!r}")
@@ -167,40 +166,40 @@ class Task:
 
     def __init__(self, client: AIClient) -> None:
         self._client = client
-        self._options: Dict[str, Any] = {}
-        self._messages: List[Dict[str, str]] = []
-        self._prompt: Optional[str] = None
+        self._options: dict[str, Any] = {}
+        self._messages: list[dict[str, str]] = []
+        self._prompt: str | None = None
 
-    def system(self, text: str) -> "Task":
+    def system(self, text: str) -> Task:
         self._options["system"] = text
         return self
 
-    def prompt(self, text: str) -> "Task":
+    def prompt(self, text: str) -> Task:
         """The question; sent last, after any earlier messages."""
         self._prompt = text
         return self
 
-    def message(self, role: str, content: str) -> "Task":
+    def message(self, role: str, content: str) -> Task:
         self._messages.append({"role": role, "content": content})
         return self
 
-    def messages(self, messages: Iterable[Mapping[str, str]]) -> "Task":
+    def messages(self, messages: Iterable[Mapping[str, str]]) -> Task:
         self._messages.extend(dict(m) for m in messages)
         return self
 
-    def model(self, name: str) -> "Task":
+    def model(self, name: str) -> Task:
         self._options["model"] = name
         return self
 
-    def temperature(self, value: float) -> "Task":
+    def temperature(self, value: float) -> Task:
         self._options["temperature"] = value
         return self
 
-    def max_tokens(self, value: int) -> "Task":
+    def max_tokens(self, value: int) -> Task:
         self._options["max_tokens"] = value
         return self
 
-    def provider(self, name: str) -> "Task":
+    def provider(self, name: str) -> Task:
         self._options["provider"] = name
         return self
 
@@ -213,7 +212,7 @@ class Task:
     def iter_text(self) -> Iterator[str]:
         return self._client.iter_chat(self._build())
 
-    def _build(self) -> Dict[str, Any]:
+    def _build(self) -> dict[str, Any]:
         return self._client._chat_options(
             self._prompt, dict(self._options, messages=list(self._messages))
         )

@@ -4,8 +4,9 @@ from them once, in ``init_app``."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Any
 
 from .errors import ConfigurationError
 from .providers import PROVIDERS, HTTPProvider, get_provider
@@ -51,10 +52,10 @@ _KEY_SHAPES = re.compile(r"\b(?:sk|gsk|sk-ant|sk-proj|sk-or)[-_][A-Za-z0-9_\-]{8
 @dataclass(frozen=True)
 class ProviderSettings:
     name: str
-    api_key: Optional[str]
+    api_key: str | None
     base_url: str
-    model: Optional[str]
-    env_key: Optional[str]
+    model: str | None
+    env_key: str | None
 
     def require_api_key(self) -> str:
         if not self.api_key:
@@ -69,17 +70,17 @@ class ProviderSettings:
 @dataclass(frozen=True)
 class Settings:
     provider: str = DEFAULT_PROVIDER
-    model: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    offline_text: Optional[str] = None
+    offline_text: str | None = None
     offline_delay: float = DEFAULT_OFFLINE_DELAY
-    providers: Dict[str, ProviderSettings] = field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> "Settings":
+    def from_config(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
         """Read every ``AI_*`` key; provider keys fall back to ``environ``."""
         provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
         get_provider(provider)  # an unknown name fails here, at start-up
@@ -99,16 +100,20 @@ class Settings:
             model=config.get(ConfigVars.MODEL),
             temperature=_number(config, ConfigVars.TEMPERATURE, float, minimum=0),
             max_tokens=_number(config, ConfigVars.MAX_TOKENS, int, minimum=1),
-            http_timeout=_number(config, ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001),
+            http_timeout=_number(
+                config, ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001
+            ),
             connect_timeout=_number(
                 config, ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
             ),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
-            offline_delay=_number(config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0),
+            offline_delay=_number(
+                config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0
+            ),
             providers=providers,
         )
 
-    def model_for(self, provider: str, explicit: Optional[str] = None) -> str:
+    def model_for(self, provider: str, explicit: str | None = None) -> str:
         """A call's model, else ``AI_<NAME>_MODEL``, else ``AI_MODEL`` (meant for
         the default provider only), else the provider's own default."""
         if explicit:

@@ -13,8 +13,6 @@ configured keys redacted), meant for the application's log.
 
 from __future__ import annotations
 
-from typing import Optional
-
 
 class AIStreamError(Exception):
     """Root of everything flask-aistream raises."""
@@ -39,7 +37,7 @@ class ProviderError(AIStreamError):
         message: str,
         *,
         provider: str = "",
-        status: Optional[int] = None,
+        status: int | None = None,
         retryable: bool = False,
         detail: str = "",
     ) -> None:

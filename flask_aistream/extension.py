@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask, Response, current_app
 
@@ -23,7 +24,7 @@ class AIStream:
     act for ``current_app``.
     """
 
-    def __init__(self, app: Optional[Flask] = None) -> None:
+    def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
             self.init_app(app)
 
@@ -48,13 +49,13 @@ class AIStream:
                 "Did you forget to call AIStream(app) or init_app(app)?"
             ) from None
 
-    def ask_stream(self, prompt: Optional[str] = None, **options: Any) -> Response:
+    def ask_stream(self, prompt: str | None = None, **options: Any) -> Response:
         return self.client.ask_stream(prompt, **options)
 
-    def ask(self, prompt: Optional[str] = None, **options: Any) -> str:
+    def ask(self, prompt: str | None = None, **options: Any) -> str:
         return self.client.ask(prompt, **options)
 
-    def iter_text(self, prompt: Optional[str] = None, **options: Any) -> Iterator[str]:
+    def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
         return self.client.iter_text(prompt, **options)
 
     def task(self) -> Task:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from collections.abc import Iterator
+from typing import Callable
 
 from flask import Response
 

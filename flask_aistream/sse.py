@@ -11,7 +11,7 @@ back the events that are complete.
 from __future__ import annotations
 
 from json.encoder import encode_basestring_ascii
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple
 
 from .errors import StreamFormatError
 
@@ -29,7 +29,7 @@ class ServerSentEvent(NamedTuple):
     event: str = "message"
     data: str = ""
     id: str = ""
-    retry: Optional[int] = None
+    retry: int | None = None
 
 
 class SSEDecoder:
@@ -47,11 +47,11 @@ class SSEDecoder:
         self._bom_pending = True  # the stream's first bytes may be a BOM
         self._skip_lf = False  # the last feed ended in CR: a leading LF ends nothing
         self._event = b""
-        self._data: List[bytes] = []
+        self._data: list[bytes] = []
         self._last_id = ""
-        self._retry: Optional[int] = None
+        self._retry: int | None = None
 
-    def feed(self, chunk: bytes) -> List[ServerSentEvent]:
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk`` and return the events it completed, in order."""
         if self._bom_pending:
             chunk = self._partial + chunk
@@ -77,11 +77,9 @@ class SSEDecoder:
         self._partial = lines.pop()
         if len(self._partial) > self.max_line_bytes:
             self._partial = b""
-            raise StreamFormatError(
-                f"an upstream line exceeded {self.max_line_bytes} bytes"
-            )
+            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
 
-        events: List[ServerSentEvent] = []
+        events: list[ServerSentEvent] = []
         data = self._data
         for line in lines:
             if line[:5] == b"data:":  # the common case first: this runs per token
@@ -91,7 +89,9 @@ class SSEDecoder:
                     text = data[0] if len(data) == 1 else b"\n".join(data)
                     event = self._event.decode("utf-8", "replace") if self._event else "message"
                     events.append(
-                        ServerSentEvent(event, text.decode("utf-8", "replace"), self._last_id, self._retry)
+                        ServerSentEvent(
+                            event, text.decode("utf-8", "replace"), self._last_id, self._retry
+                        )
                     )
                     data = self._data = []
                 self._event = b""

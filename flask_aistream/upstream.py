@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Dict, Iterator, List, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import requests
 from urllib3.exceptions import HTTPError as URLLib3Error
@@ -37,23 +38,27 @@ class Transport:
         self.session = requests.Session()
 
     def open(
-        self, provider: HTTPProvider, url: str, headers: Dict[str, str], body: Dict[str, Any]
-    ) -> "HTTPStream":
+        self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]
+    ) -> HTTPStream:
         name = provider.name
         try:
             response = self.session.post(
                 url, json=body, headers=headers, stream=True, timeout=self.timeout
             )
         except requests.ConnectTimeout as exc:
-            raise self._failure(name, "Could not reach the AI provider in time; try again later.", exc)
+            raise self._failure(
+                name, "Could not reach the AI provider in time; try again later.", exc
+            ) from None
         except requests.Timeout as exc:
             raise self._failure(
                 name,
                 f"The AI provider did not answer within {self.timeout[1]:g} s; try again later.",
                 exc,
-            )
+            ) from None
         except requests.RequestException as exc:
-            raise self._failure(name, "Could not connect to the AI provider; try again later.", exc)
+            raise self._failure(
+                name, "Could not connect to the AI provider; try again later.", exc
+            ) from None
 
         if response.status_code >= 400:
             error = http_error(name, response.status_code, self._read_body(response))
@@ -122,12 +127,14 @@ def http_error(provider: str, status: int, body: str) -> ProviderError:
 class HTTPStream(TextStream):
     """A provider's answer being read off the wire."""
 
-    def __init__(self, response: requests.Response, provider: HTTPProvider, idle_timeout: float) -> None:
-        self._response: Optional[requests.Response] = response
+    def __init__(
+        self, response: requests.Response, provider: HTTPProvider, idle_timeout: float
+    ) -> None:
+        self._response: requests.Response | None = response
         self._provider = provider
         self._idle_timeout = idle_timeout
 
-    def __iter__(self) -> Iterator[List[str]]:
+    def __iter__(self) -> Iterator[list[str]]:
         name = self._provider.name
         reader = self._provider.reader()
         parse = reader.parse
@@ -154,7 +161,7 @@ class HTTPStream(TextStream):
                 ) from None
             if not chunk:
                 break
-            texts: List[str] = []
+            texts: list[str] = []
             try:
                 for event in feed(chunk):
                     text = parse(event)

@@ -1,12 +1,11 @@
 import logging
 
 import pytest
+from fakeprovider import FakeProvider
 from flask import Flask
 
 from flask_aistream import AIStream
 from flask_aistream.sse import SSEDecoder
-
-from fakeprovider import FakeProvider
 
 SECRET_KEYS = {
     "openai": "sk-proj-TESTKEY0123456789abcdefSECRET",

@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 
@@ -26,15 +25,15 @@ def transcript(name: str) -> bytes:
     return (TRANSCRIPTS / name).read_bytes()
 
 
-def split_every(body: bytes, size: int) -> List[bytes]:
+def split_every(body: bytes, size: int) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
 
 @dataclass
 class Reply:
-    parts: List[bytes] = field(default_factory=list)
+    parts: list[bytes] = field(default_factory=list)
     status: int = 200
-    headers: Dict[str, str] = field(
+    headers: dict[str, str] = field(
         default_factory=lambda: {"Content-Type": "text/event-stream; charset=utf-8"}
     )
     framing: str = "chunked"  # or "close", or "length"
@@ -45,11 +44,11 @@ class Reply:
     stamp: bool = False
 
     @classmethod
-    def sse(cls, body: bytes, **kwargs) -> "Reply":
+    def sse(cls, body: bytes, **kwargs) -> Reply:
         return cls(parts=[body], **kwargs)
 
     @classmethod
-    def json(cls, status: int, payload: object, **kwargs) -> "Reply":
+    def json(cls, status: int, payload: object, **kwargs) -> Reply:
         return cls(
             parts=[json.dumps(payload, indent=4).encode() + b"\n"],
             status=status,
@@ -65,10 +64,10 @@ class Seen:
 
     method: str
     path: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: bytes
     parts_sent: int = 0
-    hung_up_at: Optional[float] = None  # time.monotonic() when the client left
+    hung_up_at: float | None = None  # time.monotonic() when the client left
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -77,7 +76,7 @@ class Seen:
 class FakeProvider:
     def __init__(self) -> None:
         self.reply = Reply()
-        self.requests: List[Seen] = []
+        self.requests: list[Seen] = []
         self.hangup = threading.Condition()
         fake = self
 
@@ -103,7 +102,7 @@ class FakeProvider:
     def last(self) -> Seen:
         return self.requests[-1]
 
-    def wait_for_hangup(self, seen: Seen, timeout: float = 5.0) -> Optional[float]:
+    def wait_for_hangup(self, seen: Seen, timeout: float = 5.0) -> float | None:
         with self.hangup:
             self.hangup.wait_for(lambda: seen.hung_up_at is not None, timeout)
         return seen.hung_up_at
@@ -164,7 +163,7 @@ class FakeProvider:
             return True
 
     @staticmethod
-    def _read_request(sock: socket.socket) -> Optional[Seen]:
+    def _read_request(sock: socket.socket) -> Seen | None:
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -184,7 +183,7 @@ class FakeProvider:
         return Seen(method, path, headers, body)
 
 
-def openai_events(texts, finish: bool = True) -> List[bytes]:
+def openai_events(texts, finish: bool = True) -> list[bytes]:
     """One chat-completion chunk per text, each as its own part."""
     parts = [
         b'data: {"choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}\n\n'
@@ -192,5 +191,7 @@ def openai_events(texts, finish: bool = True) -> List[bytes]:
         for text in texts
     ]
     if finish:
-        parts.append(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+        parts.append(
+            b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+        )
     return parts

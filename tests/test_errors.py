@@ -5,7 +5,6 @@ to the app's log, with API keys redacted."""
 import socket
 
 import pytest
-
 from conftest import SECRET_KEYS, relayed
 from fakeprovider import Reply, transcript
 
@@ -49,16 +48,43 @@ def test_401_whose_body_echoes_the_key(client, fake, log_records):
 @pytest.mark.parametrize(
     "status, payload, message",
     [
-        (429, {"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "Slow down"}},
-         "The AI provider is rate limiting requests; try again in a moment. (HTTP 429)"),
-        (429, {"error": {"type": "insufficient_quota", "code": "insufficient_quota", "message": "Billing"}},
-         "The AI provider account has run out of quota. (HTTP 429)"),
-        (500, {"error": {"type": "server_error", "message": "oops"}},
-         "The AI provider is unavailable or overloaded; try again later. (HTTP 500)"),
-        (529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-         "The AI provider is unavailable or overloaded; try again later. (HTTP 529)"),
-        (404, {"error": {"type": "invalid_request_error", "code": "model_not_found", "message": "no model"}},
-         "The AI provider rejected the request. (HTTP 404)"),
+        (
+            429,
+            {"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "Slow down"}},
+            "The AI provider is rate limiting requests; try again in a moment. (HTTP 429)",
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                    "message": "Billing",
+                }
+            },
+            "The AI provider account has run out of quota. (HTTP 429)",
+        ),
+        (
+            500,
+            {"error": {"type": "server_error", "message": "oops"}},
+            "The AI provider is unavailable or overloaded; try again later. (HTTP 500)",
+        ),
+        (
+            529,
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            "The AI provider is unavailable or overloaded; try again later. (HTTP 529)",
+        ),
+        (
+            404,
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "model_not_found",
+                    "message": "no model",
+                }
+            },
+            "The AI provider rejected the request. (HTTP 404)",
+        ),
     ],
 )
 def test_http_errors_before_the_first_token(client, fake, log_records, status, payload, message):
@@ -77,7 +103,11 @@ def test_html_error_page_from_a_proxy(client, fake):
         framing="length",
     )
     body, result = stream(client)
-    assert result == ("", "The AI provider is unavailable or overloaded; try again later. (HTTP 502)", True)
+    assert result == (
+        "",
+        "The AI provider is unavailable or overloaded; try again later. (HTTP 502)",
+        True,
+    )
     assert b"nginx" not in body
 
 
@@ -105,7 +135,10 @@ def test_anthropic_error_event_mid_stream(client, fake, log_records):
 
 @pytest.mark.parametrize(
     "provider, name, marker",
-    [("openai", "openai_basic.sse", b'"finish_reason":"stop"'), ("anthropic", "anthropic_basic.sse", b"event: message_delta")],
+    [
+        ("openai", "openai_basic.sse", b'"finish_reason":"stop"'),
+        ("anthropic", "anthropic_basic.sse", b"event: message_delta"),
+    ],
 )
 def test_stream_cut_off_before_the_end(client, fake, provider, name, marker):
     body = transcript(name)
@@ -123,7 +156,9 @@ def test_finish_reason_without_done_marker_is_complete(client, fake):
 
 
 def test_non_json_data_line(client, fake, log_records):
-    fake.reply = Reply.sse(b'data: {"choices":[{"index":0,"delta":{"content":"ok"}}]}\n\ndata: <html>oops\n\n')
+    fake.reply = Reply.sse(
+        b'data: {"choices":[{"index":0,"delta":{"content":"ok"}}]}\n\ndata: <html>oops\n\n'
+    )
     _, result = stream(client)
     assert result == ("ok", "The AI provider sent a malformed answer.", True)
     assert "<html>oops" in log_records.text
@@ -145,7 +180,9 @@ def test_200_with_a_json_error_body_instead_of_a_stream(client, fake, log_record
 def test_a_line_that_never_ends(make_app, fake, monkeypatch):
     monkeypatch.setattr("flask_aistream.sse.MAX_LINE_BYTES", 64 * 1024)
     monkeypatch.setattr("flask_aistream.sse.SSEDecoder.__init__.__defaults__", (64 * 1024,))
-    fake.reply = Reply(parts=[b'data: {"choices":[{"index":0,"delta":{"content":"x' + b"x" * 8192] * 20, hold=True)
+    fake.reply = Reply(
+        parts=[b'data: {"choices":[{"index":0,"delta":{"content":"x' + b"x" * 8192] * 20, hold=True
+    )
     _, result = stream(make_app().test_client())
     assert result == ("", "The AI provider sent a malformed answer.", True)
     assert fake.wait_for_hangup(fake.last) is not None
@@ -183,7 +220,9 @@ def test_idle_timeout_is_silence_not_total_time(make_app, fake):
 def test_ask_raises_provider_error_with_details(app, fake):
     from flask_aistream import ProviderError
 
-    fake.reply = Reply.json(503, {"error": {"message": f"down, key {OPENAI_KEY}", "type": "server_error"}})
+    fake.reply = Reply.json(
+        503, {"error": {"message": f"down, key {OPENAI_KEY}", "type": "server_error"}}
+    )
     with app.app_context(), pytest.raises(ProviderError) as info:
         app.extensions["ai"].ask("Hi")
     error = info.value

@@ -1,6 +1,7 @@
 """The example app works with no API key, through the offline provider."""
 
 from conftest import relayed
+
 from example_app import create_app
 
 

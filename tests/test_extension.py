@@ -1,19 +1,26 @@
 """Registering the extension, reading its configuration, and the Python API."""
 
 import pytest
+from conftest import relayed
+from fakeprovider import Reply, openai_events, transcript
 from flask import Flask
 
 import flask_aistream
 from flask_aistream import AIClient, AIStream, ConfigurationError, ConfigVars
-from fakeprovider import Reply, openai_events, transcript
-
-from conftest import relayed
 
 
 def test_public_names_are_pinned():
     assert sorted(flask_aistream.__all__) == [
-        "AIClient", "AIStream", "AIStreamError", "ConfigVars", "ConfigurationError",
-        "ProviderError", "SSEDecoder", "ServerSentEvent", "StreamFormatError", "Task",
+        "AIClient",
+        "AIStream",
+        "AIStreamError",
+        "ConfigVars",
+        "ConfigurationError",
+        "ProviderError",
+        "SSEDecoder",
+        "ServerSentEvent",
+        "StreamFormatError",
+        "Task",
         "__version__",
     ]
 
@@ -80,12 +87,15 @@ def test_api_keys_fall_back_to_the_environment(monkeypatch):
     assert providers["anthropic"].api_key == "from-env"
 
 
-@pytest.mark.parametrize("provider, key, env", [
-    ("openai", "AI_OPENAI_API_KEY", "OPENAI_API_KEY"),
-    ("anthropic", "AI_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
-    ("groq", "AI_GROQ_API_KEY", "GROQ_API_KEY"),
-    ("mistral", "AI_MISTRAL_API_KEY", "MISTRAL_API_KEY"),
-])
+@pytest.mark.parametrize(
+    "provider, key, env",
+    [
+        ("openai", "AI_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        ("anthropic", "AI_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        ("groq", "AI_GROQ_API_KEY", "GROQ_API_KEY"),
+        ("mistral", "AI_MISTRAL_API_KEY", "MISTRAL_API_KEY"),
+    ],
+)
 def test_a_missing_key_raises_when_a_call_needs_it(monkeypatch, provider, key, env):
     monkeypatch.delenv(env, raising=False)
     app = Flask(__name__)
@@ -95,13 +105,16 @@ def test_a_missing_key_raises_when_a_call_needs_it(monkeypatch, provider, key, e
     assert key in str(info.value) and env in str(info.value)
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"AI_PROVIDER": "gemini"}, "Unknown AI provider 'gemini'"),
-    ({"AI_HTTP_TIMEOUT": "soon"}, "AI_HTTP_TIMEOUT must be a number"),
-    ({"AI_HTTP_TIMEOUT": 0}, "AI_HTTP_TIMEOUT must be a number"),
-    ({"AI_MAX_TOKENS": -1}, "AI_MAX_TOKENS must be a number"),
-    ({"AI_TEMPERATURE": "hot"}, "AI_TEMPERATURE must be a number"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"AI_PROVIDER": "gemini"}, "Unknown AI provider 'gemini'"),
+        ({"AI_HTTP_TIMEOUT": "soon"}, "AI_HTTP_TIMEOUT must be a number"),
+        ({"AI_HTTP_TIMEOUT": 0}, "AI_HTTP_TIMEOUT must be a number"),
+        ({"AI_MAX_TOKENS": -1}, "AI_MAX_TOKENS must be a number"),
+        ({"AI_TEMPERATURE": "hot"}, "AI_TEMPERATURE must be a number"),
+    ],
+)
 def test_bad_config_fails_at_init_app(config, message):
     app = Flask(__name__)
     app.config.update(config)
@@ -158,7 +171,8 @@ def test_provider_binds_the_same_interface(app, fake):
 def test_task_builder_sends_everything(app, fake):
     fake.reply = Reply.sse(transcript("anthropic_basic.sse"))
     response = (
-        app.extensions["ai"].task()
+        app.extensions["ai"]
+        .task()
         .system("You are a helpful coding assistant")
         .message("user", "What is recursion?")
         .message("assistant", "Recursion is when a function calls itself.")
@@ -185,13 +199,28 @@ def test_task_messages_list(app, fake):
     assert [m["content"] for m in fake.last.json()["messages"]] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda ai: ai.ask_stream("hi", tempreature=1), TypeError, "unknown option"),
-    (lambda ai: ai.ask_stream(None), ValueError, "nothing to ask"),
-    (lambda ai: ai.ask_stream("hi", messages=[{"role": "robot", "content": "x"}]), ValueError, "role"),
-    (lambda ai: ai.ask_stream("hi", messages=[{"role": "user", "content": 3}]), ValueError, "string"),
-    (lambda ai: ai.task().message("user", "x").provider("nope").stream(), ConfigurationError, "nope"),
-])
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda ai: ai.ask_stream("hi", tempreature=1), TypeError, "unknown option"),
+        (lambda ai: ai.ask_stream(None), ValueError, "nothing to ask"),
+        (
+            lambda ai: ai.ask_stream("hi", messages=[{"role": "robot", "content": "x"}]),
+            ValueError,
+            "role",
+        ),
+        (
+            lambda ai: ai.ask_stream("hi", messages=[{"role": "user", "content": 3}]),
+            ValueError,
+            "string",
+        ),
+        (
+            lambda ai: ai.task().message("user", "x").provider("nope").stream(),
+            ConfigurationError,
+            "nope",
+        ),
+    ],
+)
 def test_mistakes_raise_in_the_view_not_in_the_stream(app, fake, call, error, message):
     with pytest.raises(error, match=message):
         call(app.extensions["ai"])
@@ -212,7 +241,9 @@ def test_offline_provider_needs_no_network_and_no_key(monkeypatch):
 
 def test_offline_provider_configured_text_and_delay():
     app = Flask(__name__)
-    app.config.update(AI_PROVIDER="offline", AI_OFFLINE_TEXT="Fixed answer here.", AI_OFFLINE_DELAY=0.05)
+    app.config.update(
+        AI_PROVIDER="offline", AI_OFFLINE_TEXT="Fixed answer here.", AI_OFFLINE_DELAY=0.05
+    )
     AIStream(app)
     import time
 

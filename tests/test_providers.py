@@ -2,7 +2,6 @@
 as the spec's SSE: one ``{"content"}`` event per text delta, then ``[DONE]``."""
 
 import pytest
-
 from conftest import relayed
 from fakeprovider import Reply, split_every, transcript
 
@@ -40,13 +39,17 @@ def test_crlf_and_cr_line_endings(client, fake, provider, name, text):
         assert ask(client, provider) == (text, None, True)
 
 
-@pytest.mark.parametrize("provider, name, text", [STREAMS[0], STREAMS[3]], ids=["openai", "anthropic"])
+@pytest.mark.parametrize(
+    "provider, name, text", [STREAMS[0], STREAMS[3]], ids=["openai", "anthropic"]
+)
 def test_body_split_at_every_byte_offset(client, fake, provider, name, text):
     """Each split puts the two halves in separate TCP writes (and HTTP chunks),
     so reads end inside CRLFs, JSON strings and 4-byte UTF-8 characters."""
     body = transcript(name).replace(b"\n", b"\r\n")
     for cut in range(1, len(body)):
-        fake.reply = Reply(parts=[body[:cut], body[cut:]], framing="close" if cut % 2 else "chunked")
+        fake.reply = Reply(
+            parts=[body[:cut], body[cut:]], framing="close" if cut % 2 else "chunked"
+        )
         assert ask(client, provider) == (text, None, True), f"split at {cut}"
 
 
@@ -113,7 +116,14 @@ def test_anthropic_request(client, fake):
         {"role": "user", "content": "What is recursion?"},
         {"role": "assistant", "content": "A function calling itself."},
     ]
-    ask(client, "anthropic", question="An example?", system="Be brief.", messages=history, temperature=0)
+    ask(
+        client,
+        "anthropic",
+        question="An example?",
+        system="Be brief.",
+        messages=history,
+        temperature=0,
+    )
     seen = fake.last
     assert (seen.method, seen.path) == ("POST", "/v1/messages")
     assert seen.headers["x-api-key"] == "sk-ant-api03-TESTKEY0123456789SECRET"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from flask_aistream.errors import StreamFormatError
-from flask_aistream.sse import DONE, SSEDecoder, ServerSentEvent, content_event, error_event
+from flask_aistream.sse import DONE, ServerSentEvent, SSEDecoder, content_event, error_event
 
 
 def decode(body: bytes, reads=None):
@@ -46,11 +46,27 @@ CASES = [
     ("comment-only block", b": test stream\n\n", []),
     ("comment inside an event", b"data: a\n: keep-alive\ndata: b\n\n", [("message", "a\nb")]),
     ("named event", b"event: content_block_delta\ndata: {}\n\n", [("content_block_delta", "{}")]),
-    ("event type does not carry over", b"event: ping\ndata: 1\n\ndata: 2\n\n", [("ping", "1"), ("message", "2")]),
+    (
+        "event type does not carry over",
+        b"event: ping\ndata: 1\n\ndata: 2\n\n",
+        [("ping", "1"), ("message", "2")],
+    ),
     ("event with no data", b"event: ping\n\ndata: x\n\n", [("message", "x")]),
-    ("id carries over", b"id: 1\ndata: a\n\ndata: b\n\n", [("message", "a", "1"), ("message", "b", "1")]),
-    ("empty id resets", b"id: 1\ndata: a\n\nid\ndata: b\n\n", [("message", "a", "1"), ("message", "b")]),
-    ("id with NULL ignored", b"id: 7\ndata: a\n\nid: 4\x002\ndata: b\n\n", [("message", "a", "7"), ("message", "b", "7")]),
+    (
+        "id carries over",
+        b"id: 1\ndata: a\n\ndata: b\n\n",
+        [("message", "a", "1"), ("message", "b", "1")],
+    ),
+    (
+        "empty id resets",
+        b"id: 1\ndata: a\n\nid\ndata: b\n\n",
+        [("message", "a", "1"), ("message", "b")],
+    ),
+    (
+        "id with NULL ignored",
+        b"id: 7\ndata: a\n\nid: 4\x002\ndata: b\n\n",
+        [("message", "a", "7"), ("message", "b", "7")],
+    ),
     ("id without data", b"id: 9\n\ndata: a\n\n", [("message", "a", "9")]),
     ("unknown field", b"foo: bar\ndata: a\n\n", [("message", "a")]),
     ("case-sensitive names", b"Data: a\nDATA: b\ndata: c\n\n", [("message", "c")]),
@@ -64,7 +80,11 @@ CASES = [
     ("extra blank lines", b"\n\n\ndata: a\n\n\n\n", [("message", "a")]),
     ("colons in the value", b"data: a:b: c\n\n", [("message", "a:b: c")]),
     ("trailing whitespace kept", b'data: {"a":1}   \n\n', [("message", '{"a":1}   ')]),
-    ("multi-byte split", 'data: {"t":"известни 🙂"}\n\n'.encode(), [("message", '{"t":"известни 🙂"}')]),
+    (
+        "multi-byte split",
+        'data: {"t":"известни 🙂"}\n\n'.encode(),
+        [("message", '{"t":"известни 🙂"}')],
+    ),
     ("CRLF twice", b"data: a\r\n\r\ndata: b\r\n\r\n", [("message", "a"), ("message", "b")]),
 ]
 
@@ -131,7 +151,15 @@ def test_event_defaults():
 
 @pytest.mark.parametrize(
     "text",
-    ["Hello", " world", "line\nbreak\r\nand\rcr", "data: [DONE]\n\n", "emoji 🙂 日本語", "\u2028", '"quoted"'],
+    [
+        "Hello",
+        " world",
+        "line\nbreak\r\nand\rcr",
+        "data: [DONE]\n\n",
+        "emoji 🙂 日本語",
+        "\u2028",
+        '"quoted"',
+    ],
 )
 def test_content_event_is_one_ascii_data_line(text):
     raw = content_event(text)

@@ -10,13 +10,10 @@ import time
 import pytest
 import requests
 import sseclient
-from flask import Flask, request
-from werkzeug.serving import make_server
-
-from flask_aistream import AIStream
-from fakeprovider import Reply, openai_events, transcript
-
 from conftest import relayed
+from fakeprovider import Reply, openai_events, transcript
+from flask import request
+from werkzeug.serving import make_server
 
 
 @pytest.fixture
@@ -52,7 +49,9 @@ def test_sseclient_reads_the_stream_from_a_real_server(live, make_app, fake):
     """The generator runs after the view returned, outside any request context."""
     fake.reply = Reply.sse(transcript("anthropic_basic.sse"), framing="close")
     url = live(make_app())
-    with requests.post(f"{url}/chat", json={"question": "hi", "provider": "anthropic"}, stream=True) as response:
+    with requests.post(
+        f"{url}/chat", json={"question": "hi", "provider": "anthropic"}, stream=True
+    ) as response:
         assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
         events = [event.data for event in sseclient.SSEClient(response).events()]
     assert events == [
@@ -67,7 +66,9 @@ def test_each_token_reaches_the_client_as_soon_as_it_is_sent(live, make_app, fak
     """The provider stamps its send time into each token; the browser side
     notes when each event arrives. No token may wait for the next one."""
     tokens = 20
-    fake.reply = Reply(parts=openai_events(["@NOW@"] * tokens), framing=framing, delay=0.05, stamp=True)
+    fake.reply = Reply(
+        parts=openai_events(["@NOW@"] * tokens), framing=framing, delay=0.05, stamp=True
+    )
     url = live(make_app())
     delays = []
     with requests.post(f"{url}/chat", json={"question": "hi"}, stream=True) as response:
@@ -77,7 +78,9 @@ def test_each_token_reaches_the_client_as_soon_as_it_is_sent(live, make_app, fak
             delays.append(time.monotonic() - float(json.loads(event.data)["content"]))
     assert len(delays) == tokens
     p50, worst = statistics.median(delays), max(delays)
-    print(f"\n{framing}: per-token delay through the relay p50 {p50 * 1000:.2f} ms, max {worst * 1000:.2f} ms")
+    print(
+        f"\n{framing}: per-token delay through the relay p50 {p50 * 1000:.2f} ms, max {worst * 1000:.2f} ms"
+    )
     # Tokens are 50 ms apart: a relay that waited for the next token (or for
     # a buffer to fill) would show delays of 50 ms and more.
     assert worst < 0.04
@@ -93,7 +96,9 @@ def test_closing_the_response_hangs_up_on_the_provider(client, fake):
     response.close()
     hung_up_at = fake.wait_for_hangup(fake.last)
     assert hung_up_at is not None
-    print(f"\nresponse.close() -> provider saw the hang-up after {(hung_up_at - closed_at) * 1000:.1f} ms")
+    print(
+        f"\nresponse.close() -> provider saw the hang-up after {(hung_up_at - closed_at) * 1000:.1f} ms"
+    )
     assert hung_up_at - closed_at < 0.2
     assert fake.last.parts_sent < 20
 
@@ -114,7 +119,9 @@ def test_browser_leaving_a_real_server_stops_the_provider(live, make_app, fake):
     left_at = time.monotonic()
     hung_up_at = fake.wait_for_hangup(fake.last)
     assert hung_up_at is not None, "the provider kept streaming after the browser left"
-    print(f"\nbrowser left -> provider saw the hang-up after {(hung_up_at - left_at) * 1000:.1f} ms")
+    print(
+        f"\nbrowser left -> provider saw the hang-up after {(hung_up_at - left_at) * 1000:.1f} ms"
+    )
     # Werkzeug notices on the first or second write after the client left:
     # about two token intervals.
     assert hung_up_at - left_at < 0.5

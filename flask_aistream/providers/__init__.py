@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 from ..errors import ConfigurationError
 from .anthropic import MessagesProvider
 from .base import ChatRequest, EventReader, HTTPProvider, Provider, TextStream
 from .offline import OfflineProvider
 from .openai import ChatCompletionsProvider
 
-PROVIDERS: Dict[str, Provider] = {
+PROVIDERS: dict[str, Provider] = {
     "openai": ChatCompletionsProvider(
         "openai",
         env_key="OPENAI_API_KEY",

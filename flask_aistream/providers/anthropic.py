@@ -8,7 +8,7 @@ ends the stream and ``event: error`` reports a failure after the HTTP 200.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from ..errors import StreamFormatError
 from ..sse import ServerSentEvent
@@ -24,7 +24,7 @@ class MessagesReader(EventReader):
     def __init__(self, provider: str) -> None:
         self.provider = provider
 
-    def parse(self, event: ServerSentEvent) -> Optional[str]:
+    def parse(self, event: ServerSentEvent) -> str | None:
         kind = event.event
         if kind == "ping" or kind == "content_block_start" or kind == "content_block_stop":
             return None
@@ -56,7 +56,7 @@ class MessagesProvider(HTTPProvider):
     default_model = "claude-sonnet-4-5"
     path = "/v1/messages"
 
-    def headers(self, api_key: str) -> Dict[str, str]:
+    def headers(self, api_key: str) -> dict[str, str]:
         return {
             "x-api-key": api_key,
             "anthropic-version": API_VERSION,
@@ -64,8 +64,8 @@ class MessagesProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> Dict[str, Any]:
-        body: Dict[str, Any] = {
+    def body(self, chat: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": chat.model,
             "messages": list(chat.messages),
             "max_tokens": chat.max_tokens if chat.max_tokens is not None else DEFAULT_MAX_TOKENS,

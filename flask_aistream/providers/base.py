@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from json import JSONDecoder
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 from ..sse import ServerSentEvent
-
 
 _raw_decode = JSONDecoder().raw_decode
 
@@ -20,7 +20,7 @@ def parse_json(text: str) -> Any:
         text = text.lstrip()
     value, end = _raw_decode(text)
     if end != len(text) and not text[end:].isspace():
-        raise ValueError(f"extra data after the JSON value: {text[end:end + 20]!r}")
+        raise ValueError(f"extra data after the JSON value: {text[end : end + 20]!r}")
     return value
 
 
@@ -32,10 +32,10 @@ class ChatRequest:
     Anthropic)."""
 
     model: str
-    messages: Tuple[Dict[str, str], ...]
-    system: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
+    messages: tuple[dict[str, str], ...]
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 class TextStream:
@@ -43,7 +43,7 @@ class TextStream:
     upstream read, so deltas that arrived together can be written together.
     ``close()`` releases the upstream at once; it is safe to call twice."""
 
-    def __iter__(self) -> Iterator[List[str]]:  # pragma: no cover - interface
+    def __iter__(self) -> Iterator[list[str]]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - interface
@@ -63,7 +63,7 @@ class EventReader:
     finished = False
     done = False
 
-    def parse(self, event: ServerSentEvent) -> Optional[str]:  # pragma: no cover
+    def parse(self, event: ServerSentEvent) -> str | None:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -73,7 +73,7 @@ class Provider:
 
     name: str = ""
     #: The environment variable holding the key, or ``None`` when no key is needed.
-    env_key: Optional[str] = None
+    env_key: str | None = None
     default_base_url: str = ""
     default_model: str = ""
 
@@ -89,10 +89,10 @@ class HTTPProvider(Provider):
     def url(self, base_url: str) -> str:
         return base_url.rstrip("/") + self.path
 
-    def headers(self, api_key: str) -> Dict[str, str]:  # pragma: no cover
+    def headers(self, api_key: str) -> dict[str, str]:  # pragma: no cover
         raise NotImplementedError
 
-    def body(self, chat: ChatRequest) -> Dict[str, Any]:  # pragma: no cover
+    def body(self, chat: ChatRequest) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def reader(self) -> EventReader:  # pragma: no cover

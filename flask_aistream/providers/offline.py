@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Iterator, List
+from collections.abc import Iterator
+from typing import Any
 
 from .base import ChatRequest, Provider, TextStream
 
@@ -18,9 +19,7 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 def offline_answer(chat: ChatRequest, text: Any) -> str:
     if text:
         return str(text)
-    question = next(
-        (m["content"] for m in reversed(chat.messages) if m["role"] == "user"), ""
-    )
+    question = next((m["content"] for m in reversed(chat.messages) if m["role"] == "user"), "")
     return f"You asked: {question}"
 
 
@@ -30,7 +29,7 @@ class OfflineStream(TextStream):
         self._delay = delay
         self._closed = False
 
-    def __iter__(self) -> Iterator[List[str]]:
+    def __iter__(self) -> Iterator[list[str]]:
         for word in self._words:
             if self._delay:
                 time.sleep(self._delay)

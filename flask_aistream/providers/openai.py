@@ -9,7 +9,7 @@ stream. Role-only, usage-only and empty chunks carry no text; ``refusal``,
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ..errors import ProviderError, StreamFormatError
 from ..sse import ServerSentEvent
@@ -42,7 +42,7 @@ class ChatCompletionsReader(EventReader):
     def __init__(self, provider: str) -> None:
         self.provider = provider
 
-    def parse(self, event: ServerSentEvent) -> Optional[str]:
+    def parse(self, event: ServerSentEvent) -> str | None:
         data = event.data
         if data == "[DONE]":
             self.finished = self.done = True
@@ -89,7 +89,12 @@ class ChatCompletionsProvider(HTTPProvider):
     max_tokens_field = "max_tokens"
 
     def __init__(
-        self, name: str, env_key: str, base_url: str, model: str, max_tokens_field: str = "max_tokens"
+        self,
+        name: str,
+        env_key: str,
+        base_url: str,
+        model: str,
+        max_tokens_field: str = "max_tokens",
     ) -> None:
         self.name = name
         self.env_key = env_key
@@ -97,19 +102,19 @@ class ChatCompletionsProvider(HTTPProvider):
         self.default_model = model
         self.max_tokens_field = max_tokens_field
 
-    def headers(self, api_key: str) -> Dict[str, str]:
+    def headers(self, api_key: str) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> Dict[str, Any]:
-        messages: List[Dict[str, str]] = []
+    def body(self, chat: ChatRequest) -> dict[str, Any]:
+        messages: list[dict[str, str]] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
         messages.extend(chat.messages)
-        body: Dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
+        body: dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
         if chat.temperature is not None:
             body["temperature"] = chat.temperature
         if chat.max_tokens is not None:
