@@ -36,6 +36,8 @@ class Transport:
     def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
         self.timeout = (connect_timeout, idle_timeout)
         self.session = requests.Session()
+        # A compressor buffers tokens; ask for none (and decode one if sent anyway).
+        self.session.headers["Accept-Encoding"] = "identity"
 
     def open(
         self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]
@@ -143,7 +145,7 @@ class HTTPStream(TextStream):
         read = self._response.raw.read1
         while True:
             try:
-                chunk = read(READ_SIZE)
+                chunk = read(READ_SIZE, decode_content=True)
             except (ReadTimeoutError, socket.timeout) as exc:
                 raise ProviderError(
                     f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",

@@ -146,3 +146,21 @@ def test_system_messages_in_history_become_the_system_prompt(client, fake):
     body = fake.last.json()
     assert body["system"] == "Be brief.\n\nAnswer in French."
     assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+def test_we_ask_for_no_compression_but_decode_gzip_if_sent(client, fake):
+    import zlib
+
+    compressor = zlib.compressobj(wbits=31)  # gzip, flushed after every event as a server would
+    body = transcript("openai_basic.sse")
+    parts = [
+        compressor.compress(event + b"\n\n") + compressor.flush(zlib.Z_SYNC_FLUSH)
+        for event in body.split(b"\n\n")[:-1]
+    ]
+    parts.append(compressor.flush())
+    fake.reply = Reply(
+        parts=parts,
+        headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+    )
+    assert ask(client, "openai") == (OPENAI_TEXT, None, True)
+    assert fake.last.headers["accept-encoding"] == "identity"
