@@ -6,12 +6,14 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flask import Response
+from flask import Response, has_request_context, request
 
 from .config import Settings
+from .deployment import client_socket, warn_if_sync_worker
 from .errors import ProviderError
 from .providers import ChatRequest, TextStream, get_provider
 from .relay import sse_response
+from .retry import RetryingStream
 from .upstream import Transport
 
 ROLES = ("system", "user", "assistant")
@@ -65,29 +67,50 @@ class AIClient:
     # -- the two ways an answer leaves: as SSE, or as text ------------------
 
     def stream_chat(self, options: Mapping[str, Any]) -> Response:
-        provider, chat = self._prepare(options)
+        stream = self._answer(options)
+        environ = request.environ if has_request_context() else {}
+        warn_if_sync_worker(environ, self.logger)
         return sse_response(
-            lambda: provider.open(chat, self.settings, self.transport),
+            stream,
             self._log_failure,
             self.logger,
+            heartbeat=self.settings.heartbeat_interval,
+            total_timeout=self.settings.total_timeout,
+            client=client_socket(environ),
         )
 
     def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]:
-        provider, chat = self._prepare(options)
-        return self._iter_text(lambda: provider.open(chat, self.settings, self.transport))
+        return self._iter_text(self._answer(options))
 
-    def _iter_text(self, open_stream: Any) -> Iterator[str]:
-        stream: TextStream | None = None
+    def _iter_text(self, stream: TextStream) -> Iterator[str]:
         try:
-            stream = open_stream()
             for texts in stream:
                 yield from texts
         except ProviderError as exc:
             exc.detail = self.settings.redact(exc.detail)
             raise
         finally:
-            if stream is not None:
-                stream.close()
+            stream.close()
+
+    def _answer(self, options: Mapping[str, Any]) -> RetryingStream:
+        """The answer to a checked request, opened lazily, retried before its
+        first token."""
+        provider, chat = self._prepare(options)
+        return RetryingStream(
+            lambda: provider.open(chat, self.settings, self.transport),
+            self.settings.max_retries,
+            self.settings.retry_backoff,
+            on_retry=self._log_retry,
+        )
+
+    def _log_retry(self, exc: ProviderError, delay: float) -> None:
+        self.logger.info(
+            "flask-aistream: provider %r failed before the first token, retrying in %.2f s: %s | %s",
+            exc.provider,
+            delay,
+            exc.message,
+            self.settings.redact(exc.detail),
+        )
 
     def _log_failure(self, exc: ProviderError) -> ProviderError:
         exc.detail = self.settings.redact(exc.detail)

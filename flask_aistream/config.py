@@ -21,6 +21,10 @@ class ConfigVars:
     MAX_TOKENS = "AI_MAX_TOKENS"
     HTTP_TIMEOUT = "AI_HTTP_TIMEOUT"
     CONNECT_TIMEOUT = "AI_CONNECT_TIMEOUT"
+    TOTAL_TIMEOUT = "AI_TOTAL_TIMEOUT"
+    HEARTBEAT_INTERVAL = "AI_HEARTBEAT_INTERVAL"
+    MAX_RETRIES = "AI_MAX_RETRIES"
+    RETRY_BACKOFF = "AI_RETRY_BACKOFF"
     OFFLINE_TEXT = "AI_OFFLINE_TEXT"
     OFFLINE_DELAY = "AI_OFFLINE_DELAY"
 
@@ -42,6 +46,12 @@ DEFAULT_PROVIDER = "openai"
 #: on the whole answer, which may stream for minutes.
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds of silence before a ``: ping`` comment; the spec suggests 15, well
+#: under the 60 s after which nginx and cloud load balancers drop idle streams.
+DEFAULT_HEARTBEAT_INTERVAL = 15.0
+DEFAULT_MAX_RETRIES = 2
+#: First wait between retries, doubled each time (the official SDKs' value).
+DEFAULT_RETRY_BACKOFF = 0.5
 DEFAULT_OFFLINE_DELAY = 0.05
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
@@ -75,6 +85,10 @@ class Settings:
     max_tokens: int | None = None
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    total_timeout: float | None = None
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
     offline_text: str | None = None
     offline_delay: float = DEFAULT_OFFLINE_DELAY
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
@@ -105,6 +119,14 @@ class Settings:
             ),
             connect_timeout=_number(
                 config, ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
+            ),
+            total_timeout=_number(config, ConfigVars.TOTAL_TIMEOUT, float, None, 0.001),
+            heartbeat_interval=_number(
+                config, ConfigVars.HEARTBEAT_INTERVAL, float, DEFAULT_HEARTBEAT_INTERVAL, 0
+            ),
+            max_retries=_number(config, ConfigVars.MAX_RETRIES, int, DEFAULT_MAX_RETRIES, 0),
+            retry_backoff=_number(
+                config, ConfigVars.RETRY_BACKOFF, float, DEFAULT_RETRY_BACKOFF, 0
             ),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
             offline_delay=_number(

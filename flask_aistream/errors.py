@@ -30,6 +30,7 @@ class ProviderError(AIStreamError):
     :param status: the upstream HTTP status, when there was one.
     :param retryable: whether the same request may succeed if tried again later.
     :param detail: what the provider said, for the log only.
+    :param retry_after: seconds the provider asked us to wait before retrying.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class ProviderError(AIStreamError):
         status: int | None = None,
         retryable: bool = False,
         detail: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -47,6 +49,7 @@ class ProviderError(AIStreamError):
         self.status = status
         self.retryable = retryable
         self.detail = detail
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (

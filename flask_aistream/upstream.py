@@ -64,6 +64,7 @@ class Transport:
 
         if response.status_code >= 400:
             error = http_error(name, response.status_code, self._read_body(response))
+            error.retry_after = retry_after(response.headers)
             response.close()
             raise error
         content_type = response.headers.get("Content-Type", "")
@@ -91,6 +92,27 @@ class Transport:
         return ProviderError(message, provider=provider, retryable=True, detail=repr(exc))
 
 
+#: Statuses worth a second try: timeouts, conflicts, rate limits, a gateway's
+#: trouble, and Anthropic's 529 "overloaded".
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def retry_after(headers: Any) -> float | None:
+    """The wait a provider asked for: OpenAI's ``retry-after-ms``, else the
+    standard ``Retry-After`` in seconds (an HTTP date is not worth parsing
+    here: providers send seconds)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue
+            if seconds >= 0:
+                return seconds
+    return None
+
+
 def http_error(provider: str, status: int, body: str) -> ProviderError:
     """Map an HTTP error status to a short message a person can act on.
 
@@ -104,17 +126,16 @@ def http_error(provider: str, status: int, body: str) -> ProviderError:
             code = str(error.get("code") or error.get("type") or "")
     except (ValueError, AttributeError):
         pass
-    retryable = False
+    retryable = status in RETRYABLE_STATUSES
     if status in (401, 403):
         message = "The AI provider refused the server's credentials."
     elif status == 429 and code == "insufficient_quota":
         message = "The AI provider account has run out of quota."
+        retryable = False  # billing, not load: waiting will not help
     elif status in (408, 409, 429):
         message = "The AI provider is rate limiting requests; try again in a moment."
-        retryable = True
     elif status >= 500:
         message = "The AI provider is unavailable or overloaded; try again later."
-        retryable = True
     else:
         message = "The AI provider rejected the request."
     return ProviderError(
@@ -196,6 +217,16 @@ class HTTPStream(TextStream):
                 retryable=True,
                 detail="end of stream before the end marker or a finish reason",
             )
+
+    def abort(self) -> None:
+        """Wake the thread blocked reading this stream: it sees the end of
+        the stream and closes it."""
+        response = self._response
+        if response is not None:
+            try:
+                response.raw.shutdown()
+            except (ValueError, RuntimeError, OSError):
+                pass  # already closed, or not connected: nothing to wake
 
     def close(self) -> None:
         """Close the socket itself, not hand a half-read connection back to

@@ -36,6 +36,7 @@ def make_app(fake, monkeypatch):
             base = fake.url if name == "anthropic" else f"{fake.url}/v1"
             app.config[f"AI_{name.upper()}_BASE_URL"] = base
         app.config["AI_HTTP_TIMEOUT"] = 5
+        app.config["AI_RETRY_BACKOFF"] = 0.01  # retries, but quick ones
         app.config.update(config)
         AIStream(app)
 

@@ -41,13 +41,18 @@ class ChatRequest:
 class TextStream:
     """An open answer. Iterating yields lists of text deltas, one list per
     upstream read, so deltas that arrived together can be written together.
-    ``close()`` releases the upstream at once; it is safe to call twice."""
+    ``close()`` releases the upstream at once; it is safe to call twice.
+    ``abort()`` may be called from another thread than the one iterating:
+    it makes a blocked read return, so that thread ends the stream."""
 
     def __iter__(self) -> Iterator[list[str]]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def abort(self) -> None:
+        self.close()
 
 
 class EventReader:

@@ -7,7 +7,7 @@ the last user message, one word at a time, ``AI_OFFLINE_DELAY`` seconds apart.
 from __future__ import annotations
 
 import re
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,18 +27,16 @@ class OfflineStream(TextStream):
     def __init__(self, answer: str, delay: float) -> None:
         self._words = _WORDS.findall(answer)
         self._delay = delay
-        self._closed = False
+        self._closed = threading.Event()
 
     def __iter__(self) -> Iterator[list[str]]:
         for word in self._words:
-            if self._delay:
-                time.sleep(self._delay)
-            if self._closed:
+            if self._closed.wait(self._delay) if self._delay else self._closed.is_set():
                 return
             yield [word]
 
     def close(self) -> None:
-        self._closed = True
+        self._closed.set()
 
 
 class OfflineProvider(Provider):

@@ -1,0 +1,129 @@
+"""Reading the provider on a thread of its own, so that the response
+generator is free to write heartbeats and to watch the client while the
+provider is silent.
+
+A WSGI app learns that its client left only when a write fails, and a
+generator blocked on the provider writes nothing. Here the generator waits on
+a pipe (fed by the reader thread) *and* on the client's socket, when the
+server shares it: gunicorn (``gunicorn.socket``) and Werkzeug's dev server
+(``werkzeug.socket``) do. Under gevent the thread is a greenlet and the waits
+are cooperative, since gunicorn's gevent worker patches ``threading`` and
+``select``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from .providers.base import TextStream
+
+#: Items the reader thread leaves for the generator, besides lists of texts.
+END = object()  # the provider finished the answer
+CLIENT_GONE = object()  # the client closed its end of the connection
+
+
+class BackgroundReader:
+    """Runs ``stream`` on a daemon thread; :meth:`wait` hands over what it read."""
+
+    def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
+        self._stream = stream
+        self._items: deque[Any] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up
+        self._client = client
+        self._lock = threading.Lock()
+        self._abandoned = False  # stop() gave up waiting: the thread closes the pipe
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=self._run, name="flask-aistream reader", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for texts in self._stream:
+                self._items.append(texts)
+                self._wake()
+            self._items.append(END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator, which decides
+            self._items.append(exc)
+        finally:
+            self._stream.close()
+            self._wake()
+            with self._lock:
+                if self._abandoned:
+                    self._close_pipe()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if not self._abandoned:
+                try:
+                    os.write(self._wake_w, b".")
+                except BlockingIOError:
+                    pass
+
+    def wait(self, timeout: float | None) -> list[Any]:
+        """Everything read so far (lists of texts, then ``END`` or an
+        exception); ``[CLIENT_GONE]`` when the client left; ``[]`` when
+        ``timeout`` seconds passed with nothing new."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._items:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            client = self._client
+            watched = [self._wake_r] if client is None else [self._wake_r, client]
+            ready, _, _ = select.select(watched, [], [], remaining)
+            if client is not None and client in ready and self._client_left():
+                return [CLIENT_GONE]
+            if self._wake_r in ready:
+                try:
+                    os.read(self._wake_r, 65536)
+                except BlockingIOError:
+                    pass
+        items = []
+        while self._items:
+            items.append(self._items.popleft())
+        return items
+
+    def _client_left(self) -> bool:
+        """A readable client socket with nothing to read has been closed.
+        If it holds bytes (a pipelined request), stop watching it: the
+        heartbeat will still reveal a departure."""
+        assert self._client is not None
+        try:
+            left = self._client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except ValueError:  # a TLS socket refuses MSG_PEEK: rely on the heartbeat
+            left = False
+        except OSError:
+            return True
+        if not left:
+            self._client = None
+        return left
+
+    def stop(self) -> None:
+        """Make the reader thread end now, and wait for it (briefly: a thread
+        still connecting ends by itself at the connect timeout)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stream.abort()
+        self._thread.join(timeout=2)
+        with self._lock:
+            if self._thread.is_alive():
+                self._abandoned = True
+            else:
+                self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        os.close(self._wake_r)
+        os.close(self._wake_w)

@@ -1,0 +1,32 @@
+"""What the WSGI server tells us about itself, read from the environ in the view."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+_warned = False
+
+
+def client_socket(environ: Mapping[str, Any]) -> socket.socket | None:
+    """The client's socket, where the server shares it (gunicorn, Werkzeug)."""
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    return sock if hasattr(sock, "fileno") else None
+
+
+def warn_if_sync_worker(environ: Mapping[str, Any], logger: logging.Logger) -> None:
+    """Warn once when gunicorn's sync worker serves a stream: it kills any
+    request that outlives ``--timeout`` (30 s by default), mid-answer. Its
+    environ is the one gunicorn environ that is not multithreaded."""
+    global _warned
+    if _warned or not str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn"):
+        return
+    if not environ.get("wsgi.multithread"):
+        _warned = True
+        logger.warning(
+            "flask-aistream: gunicorn's sync worker kills any response that runs past "
+            "--timeout, streamed answers included. Run gunicorn with "
+            "--worker-class gthread (or gevent) for streaming."
+        )

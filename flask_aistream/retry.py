@@ -1,0 +1,87 @@
+"""Retrying a provider call, but only before the first token.
+
+Once text reached the client a retry would produce a different answer glued
+to the first one, so from then on every failure is final.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from typing import Callable
+
+from .errors import ProviderError
+from .providers.base import TextStream
+
+#: Longest wait a provider's ``Retry-After`` may impose on a waiting person.
+MAX_RETRY_AFTER = 30.0
+#: Longest wait of our own exponential backoff.
+MAX_BACKOFF = 8.0
+
+
+def backoff(attempt: int, base: float, retry_after: float | None) -> float:
+    """The wait before retry number ``attempt`` (0 for the first retry):
+    the provider's ``Retry-After`` when it gave one (capped), else
+    ``base * 2**attempt`` (capped) less up to a quarter of jitter, so that
+    clients failed by one outage do not all come back at the same instant."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER)
+    return min(base * 2**attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
+
+
+class RetryingStream(TextStream):
+    """A :class:`TextStream` that opens the provider again on a retryable
+    failure that came before any text (a connection error, a 429 or 5xx, an
+    in-stream ``overloaded_error``), up to ``max_retries`` times."""
+
+    def __init__(
+        self,
+        open_stream: Callable[[], TextStream],
+        max_retries: int,
+        base_delay: float,
+        on_retry: Callable[[ProviderError, float], None] | None = None,
+    ) -> None:
+        self._open = open_stream
+        self._max_retries = max_retries
+        self._base_delay = base_delay
+        self._on_retry = on_retry
+        self._stopped = threading.Event()
+        self._current: TextStream | None = None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        attempt = 0
+        while True:
+            text_sent = False
+            try:
+                self._current = stream = self._open()
+                if self._stopped.is_set():
+                    return
+                for texts in stream:
+                    text_sent = True
+                    yield texts
+                return
+            except ProviderError as exc:
+                if text_sent or not exc.retryable or attempt >= self._max_retries:
+                    raise
+                if self._stopped.is_set():
+                    return
+                delay = backoff(attempt, self._base_delay, exc.retry_after)
+                if self._on_retry is not None:
+                    self._on_retry(exc, delay)
+            finally:
+                self.close()
+            attempt += 1
+            if self._stopped.wait(delay):
+                return
+
+    def close(self) -> None:
+        stream, self._current = self._current, None
+        if stream is not None:
+            stream.close()
+
+    def abort(self) -> None:
+        self._stopped.set()
+        stream = self._current
+        if stream is not None:
+            stream.abort()
