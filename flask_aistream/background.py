@@ -41,9 +41,7 @@ class BackgroundReader:
         self._lock = threading.Lock()
         self._abandoned = False  # stop() gave up waiting: the thread closes the pipe
         self._stopped = False
-        self._thread = threading.Thread(
-            target=self._run, name="flask-aistream reader", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

@@ -13,6 +13,7 @@ import json
 import select
 import socket
 import socketserver
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Reply:
     #: replace b"@NOW@" in each part by time.monotonic() at the moment it is sent,
     #: so a reader in the same process can measure each token's delay
     stamp: bool = False
+    reset: bool = False  # after the parts, abort the connection with a TCP RST
 
     @classmethod
     def sse(cls, body: bytes, **kwargs) -> Reply:
@@ -76,6 +78,8 @@ class Seen:
 class FakeProvider:
     def __init__(self) -> None:
         self.reply = Reply()
+        #: replies for the next requests, in order; then ``reply`` for the rest
+        self.replies: list[Reply] = []
         self.requests: list[Seen] = []
         self.hangup = threading.Condition()
         fake = self
@@ -115,7 +119,7 @@ class FakeProvider:
         if seen is None:
             return
         self.requests.append(seen)
-        reply = self.reply
+        reply = self.replies.pop(0) if self.replies else self.reply
         head = [f"HTTP/1.1 {reply.status} X"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
         if reply.framing == "chunked":
@@ -134,6 +138,10 @@ class FakeProvider:
                     part = b"%x\r\n%s\r\n" % (len(part), part)
                 sock.sendall(part)
                 seen.parts_sent += 1
+            if reply.reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                return self._hung_up(seen)
             if reply.hold:
                 while not self._client_left(sock, 30):
                     pass

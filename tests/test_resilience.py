@@ -1,0 +1,390 @@
+"""Heartbeats, vanished clients during silence, the three timeouts, retries
+before the first token, and the faults a real provider (or the network in
+between) can throw at us. Every fault ends the same way: the text that
+arrived, one clear error, ``[DONE]``; nothing leaks, nothing is left open."""
+
+import gc
+import json
+import os
+import socket
+import threading
+import time
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+import pytest
+from conftest import SECRET_KEYS, relayed
+from fakeprovider import Reply, openai_events, split_every, transcript
+from werkzeug.serving import make_server
+
+
+def stream(app, question="Why?", **options):
+    response = app.test_client().post("/chat", json={"question": question, **options})
+    assert response.status_code == 200
+    body = response.get_data()
+    assert b"Traceback" not in body
+    return body, relayed(body)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class ThreadingWSGIServer(WSGIServer):
+    """wsgiref, threaded: a server that does not share the client socket."""
+
+    daemon_threads = True
+
+    def process_request(self, request, client_address):
+        threading.Thread(target=self._handle, args=(request, client_address), daemon=True).start()
+
+    def _handle(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+
+@pytest.fixture
+def serve():
+    """Start an app on a real server ("werkzeug" or "wsgiref"); returns (host, port)."""
+    servers = []
+
+    def start(app, kind="werkzeug"):
+        if kind == "werkzeug":
+            server = make_server("127.0.0.1", 0, app, threaded=True)
+        else:
+            server = ThreadingWSGIServer(("127.0.0.1", 0), QuietHandler)
+            server.set_app(app)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return server.server_address[:2]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def post_raw(address, question="hi"):
+    """A browser-like client on a raw socket, so a test can leave at will."""
+    body = json.dumps({"question": question}).encode()
+    sock = socket.create_connection(address)
+    sock.sendall(
+        b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return sock
+
+
+# --- heartbeat ---------------------------------------------------------------
+
+
+def test_heartbeat_comments_flow_while_the_provider_thinks(make_app, fake):
+    app = make_app(AI_HEARTBEAT_INTERVAL=0.1)
+    fake.reply = Reply(parts=[b": thinking\n\n"] * 6 + openai_events(["Done."]), delay=0.1)
+    response = app.test_client().post("/chat", json={"question": "hi"}, buffered=False)
+    chunks = list(response.response)
+    pings = chunks.count(b": ping\n\n")
+    assert pings >= 4, chunks  # ~0.6 s of silence at one ping per 0.1 s
+    assert relayed(b"".join(chunks)) == ("Done.", None, True)
+
+
+def test_heartbeat_zero_disables_it(make_app, fake):
+    app = make_app(AI_HEARTBEAT_INTERVAL=0)
+    fake.reply = Reply(parts=[b": thinking\n\n"] * 3 + openai_events(["ok"]), delay=0.1)
+    body, result = stream(app)
+    assert b": ping" not in body and result == ("ok", None, True)
+
+
+@pytest.mark.parametrize(
+    "server, bound",
+    [
+        # Werkzeug shares the client socket: its closing is seen at once.
+        ("werkzeug", 0.2),
+        # wsgiref hides it: the heartbeat's failing write reveals the
+        # departure within about two intervals (2 x 0.25 s).
+        ("wsgiref", 1.0),
+    ],
+)
+def test_client_leaving_while_the_provider_is_silent(make_app, fake, serve, server, bound):
+    app = make_app(AI_HEARTBEAT_INTERVAL=0.25, AI_HTTP_TIMEOUT=30)
+    fake.reply = Reply(parts=openai_events(["first "], finish=False), hold=True)
+    browser = post_raw(serve(app, server))
+    received = b""
+    while b"first" not in received:
+        received += browser.recv(65536)
+    time.sleep(0.1)  # the provider is silent now
+    browser.close()
+    left_at = time.monotonic()
+    hung_up_at = fake.wait_for_hangup(fake.last, timeout=5)
+    assert hung_up_at is not None, "the provider kept the connection after the client left"
+    took = hung_up_at - left_at
+    print(f"\n{server}: client left during silence -> provider hang-up after {took * 1000:.0f} ms")
+    assert took < bound
+
+
+# --- timeouts ------------------------------------------------------------------
+
+
+def test_total_timeout_cuts_a_long_answer(make_app, fake):
+    app = make_app(AI_TOTAL_TIMEOUT=0.5, AI_HEARTBEAT_INTERVAL=0.1)
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(100)]), delay=0.05, hold=True)
+    started = time.monotonic()
+    _, (text, error, done) = stream(app)
+    assert time.monotonic() - started < 1.5
+    assert text.startswith("t0 t1 ") and done
+    assert error == "The answer took longer than the 0.5 s allowed."
+    assert fake.wait_for_hangup(fake.last) is not None
+
+
+def test_connect_timeout(make_app, log_records):
+    # A listening socket whose backlog is full never completes a handshake.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(listener.getsockname())
+        fillers.append(s)
+    try:
+        host, port = listener.getsockname()
+        app = make_app(
+            AI_OPENAI_BASE_URL=f"http://{host}:{port}/v1", AI_CONNECT_TIMEOUT=0.2, AI_MAX_RETRIES=0
+        )
+        _, result = stream(app)
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+    assert result[1] in (
+        "Could not reach the AI provider in time; try again later.",
+        # some kernels refuse instead of dropping the SYN on a full backlog
+        "Could not connect to the AI provider; try again later.",
+    )
+
+
+def test_three_timeouts_have_three_messages(make_app, fake):
+    app = make_app(AI_HTTP_TIMEOUT=0.2, AI_MAX_RETRIES=0)
+    fake.reply = Reply(parts=openai_events(["a "], finish=False), hold=True)
+    assert stream(app)[1] == ("a ", "The AI provider stopped responding (no data for 0.2 s).", True)
+
+
+# --- retries before the first token -------------------------------------------
+
+
+def test_429_with_retry_after_then_success(make_app, fake, log_records):
+    app = make_app(AI_RETRY_BACKOFF=5)  # Retry-After must win over our own backoff
+    replies = [
+        Reply.json(
+            429, {"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "slow"}}
+        ),
+        Reply.sse(transcript("openai_basic.sse")),
+    ]
+    replies[0].headers["Retry-After"] = "0.2"
+    fake.replies = replies
+    started = time.monotonic()
+    _, (text, error, _) = stream(app)
+    assert error is None and text.endswith("Line two.")
+    assert 0.2 <= time.monotonic() - started < 2
+    assert len(fake.requests) == 2
+    assert "retrying in 0.20 s" in log_records.text
+
+
+def test_retry_after_ms(make_app, fake):
+    app = make_app(AI_RETRY_BACKOFF=5)
+    first = Reply.json(503, {"error": {"type": "server_error", "message": "busy"}})
+    first.headers["retry-after-ms"] = "50"
+    fake.replies = [first, Reply(parts=openai_events(["ok"]))]
+    started = time.monotonic()
+    assert stream(app)[1] == ("ok", None, True)
+    assert time.monotonic() - started < 1
+
+
+def test_529_then_success(make_app, fake):
+    fake.replies = [
+        Reply.json(
+            529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        ),
+        Reply.sse(transcript("anthropic_basic.sse")),
+    ]
+    _, (text, error, _) = stream(make_app(), provider="anthropic")
+    assert error is None and text.startswith("Hello! Rayleigh")
+
+
+def test_in_stream_overloaded_before_content_then_success(make_app, fake):
+    overloaded = transcript("anthropic_overloaded.sse").replace(
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Partial"}}\n\n',
+        b"",
+    )
+    fake.replies = [Reply.sse(overloaded), Reply.sse(transcript("anthropic_basic.sse"))]
+    _, (text, error, _) = stream(make_app(), provider="anthropic")
+    assert error is None and text.startswith("Hello! Rayleigh")  # one clean answer
+    assert len(fake.requests) == 2
+
+
+def test_never_retried_once_text_was_sent(make_app, fake):
+    fake.replies = [
+        Reply.sse(transcript("anthropic_overloaded.sse")),
+        Reply.sse(transcript("anthropic_basic.sse")),
+    ]
+    _, (text, error, _) = stream(make_app(), provider="anthropic")
+    assert text == "Partial" and "overloaded_error" in error
+    assert len(fake.requests) == 1
+
+
+def test_not_retried_when_it_cannot_help(make_app, fake):
+    fake.reply = Reply.json(401, {"error": {"message": "bad key", "code": "invalid_api_key"}})
+    stream(make_app())
+    assert len(fake.requests) == 1
+
+
+def test_retries_give_up_after_max_retries(make_app, fake):
+    fake.reply = Reply.json(503, {"error": {"message": "down"}})
+    _, result = stream(make_app(AI_MAX_RETRIES=3))
+    assert result[1] == "The AI provider is unavailable or overloaded; try again later. (HTTP 503)"
+    assert len(fake.requests) == 4
+
+
+def test_heartbeats_flow_during_backoff(make_app, fake):
+    app = make_app(AI_HEARTBEAT_INTERVAL=0.1)
+    first = Reply.json(503, {"error": {"message": "down"}})
+    first.headers["Retry-After"] = "0.5"
+    fake.replies = [first, Reply(parts=openai_events(["ok"]))]
+    body, result = stream(app)
+    assert result == ("ok", None, True)
+    assert body.count(b": ping") >= 3
+
+
+def test_ask_retries_too(make_app, fake):
+    app = make_app()
+    fake.replies = [
+        Reply.json(500, {"error": {"message": "x"}}),
+        Reply(parts=openai_events(["fine"])),
+    ]
+    assert app.extensions["ai"].ask("hi") == "fine"
+
+
+def test_backoff_is_exponential_with_jitter_and_capped():
+    from flask_aistream.retry import MAX_BACKOFF, MAX_RETRY_AFTER, backoff
+
+    for attempt in range(6):
+        full = min(0.5 * 2**attempt, MAX_BACKOFF)
+        assert 0.75 * full <= backoff(attempt, 0.5, None) <= full
+    assert backoff(0, 0.5, 1000) == MAX_RETRY_AFTER
+    assert backoff(0, 0.5, 0.3) == 0.3
+
+
+# --- faults --------------------------------------------------------------------
+
+
+def test_dns_failure(make_app, log_records):
+    app = make_app(AI_OPENAI_BASE_URL="http://no-such-host.invalid/v1", AI_MAX_RETRIES=0)
+    body, result = stream(app)
+    assert result == ("", "Could not connect to the AI provider; try again later.", True)
+    assert b"no-such-host" not in body and "no-such-host" in log_records.text
+
+
+def test_reset_mid_stream(make_app, fake):
+    fake.reply = Reply(parts=openai_events(["a ", "b "], finish=False), reset=True)
+    result = stream(make_app(AI_MAX_RETRIES=0))[1]
+    assert result == ("a b ", "The connection to the AI provider was lost mid-answer.", True)
+
+
+def test_stall_forever_after_a_few_tokens(make_app, fake):
+    fake.reply = Reply(parts=openai_events(["a ", "b "], finish=False), hold=True)
+    started = time.monotonic()
+    result = stream(make_app(AI_HTTP_TIMEOUT=0.3))[1]
+    assert result == ("a b ", "The AI provider stopped responding (no data for 0.3 s).", True)
+    assert time.monotonic() - started < 2
+    assert fake.wait_for_hangup(fake.last) is not None
+
+
+def test_one_byte_every_100_ms_still_relays(make_app, fake):
+    body = b'data: {"choices":[{"index":0,"delta":{"content":"\xc3\xa9\xf0\x9f\x99\x82"}}]}\n\ndata: [DONE]\n\n'
+    fake.reply = Reply(parts=split_every(body, 1), delay=0.005)
+    assert stream(make_app(AI_HTTP_TIMEOUT=0.5))[1] == ("é🙂", None, True)
+    # the slow drip proper: a 100 ms gap between bytes, under a 0.3 s idle timeout
+    fake.reply = Reply(parts=[body[:40], body[40:41], body[41:42], body[42:]], delay=0.1)
+    assert stream(make_app(AI_HTTP_TIMEOUT=0.3))[1] == ("é🙂", None, True)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(parts=openai_events([f"t{i} " for i in range(50)]), delay=0.001),
+        Reply.json(401, {"error": {"message": f"key {SECRET_KEYS['openai']}"}}),
+        Reply(parts=openai_events(["a "], finish=False), hold=True),
+        Reply(parts=[b"data: not json\n\n"]),
+    ],
+    ids=["normal", "401", "stall", "bad-json"],
+)
+def test_no_thread_socket_or_fd_is_left_behind(make_app, fake, reply):
+    app = make_app(AI_HTTP_TIMEOUT=0.2, AI_MAX_RETRIES=0)
+    fake.reply = reply
+    stream(app)  # warm up: the connection pool, lazy imports
+    gc.collect()
+    threads, fds = threading.active_count(), open_fds()
+    for _ in range(20):
+        stream(app)
+    deadline = time.monotonic() + 2
+    while (threading.active_count() > threads or open_fds() > fds) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        gc.collect()
+    assert threading.active_count() <= threads
+    assert open_fds() <= fds
+
+
+def test_no_thread_or_fd_left_after_client_disconnects(make_app, fake):
+    app = make_app()
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(1000)]), delay=0.01, hold=True)
+    client = app.test_client()
+    gc.collect()
+    threads, fds = threading.active_count(), open_fds()
+    for _ in range(10):
+        response = client.post("/chat", json={"question": "hi"}, buffered=False)
+        next(iter(response.response))
+        response.close()
+    deadline = time.monotonic() + 2
+    while (threading.active_count() > threads or open_fds() > fds) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert threading.active_count() <= threads and open_fds() <= fds
+    assert all(seen.hung_up_at is not None for seen in fake.requests)
+
+
+def test_memory_stays_bounded_over_a_long_stream(make_app, fake):
+    import resource
+
+    tokens = 50_000
+    events = openai_events([f" w{i}" for i in range(tokens)])
+    fake.reply = Reply(parts=[b"".join(events[i : i + 500]) for i in range(0, len(events), 500)])
+    app = make_app()
+    response = app.test_client().post("/chat", json={"question": "hi"}, buffered=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    count = sum(chunk.count(b'"content"') for chunk in response.response)
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert count == tokens
+    assert grown_kb < 20_000, f"max RSS grew {grown_kb} kB over {tokens} tokens"
+
+
+def test_sync_worker_warning_once(app, log_records):
+    from flask_aistream import deployment
+
+    deployment._warned = False
+    environ = {"SERVER_SOFTWARE": "gunicorn/23.0.0", "wsgi.multithread": False}
+    for _ in range(2):
+        deployment.warn_if_sync_worker(environ, app.logger)
+    assert log_records.text.count("gthread") == 1
+    deployment._warned = False
+    deployment.warn_if_sync_worker(
+        {"SERVER_SOFTWARE": "gunicorn/23.0.0", "wsgi.multithread": True}, app.logger
+    )
+    assert log_records.text.count("gthread") == 1
