@@ -91,6 +91,7 @@ class FakeProvider:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 512  # many clients connect at once in the load tests
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]

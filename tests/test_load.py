@@ -1,0 +1,149 @@
+"""Under a real gunicorn (gthread and gevent workers): 100 concurrent streams
+all arrive whole; 100 clients that leave mid-answer make the provider see 100
+hang-ups, and the worker's threads, sockets and memory return to baseline."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fakeprovider import Reply, openai_events
+
+CLIENTS = 100
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status(pid):
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {
+        "threads": int(fields["Threads"]),
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
+@pytest.fixture(params=["gthread", "gevent"])
+def gunicorn(request, fake):
+    worker = request.param
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", worker]
+    args += ["--threads", "128"] if worker == "gthread" else ["--worker-connections", "1000"]
+    env = dict(
+        os.environ, FAKE_PROVIDER_URL=fake.url, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}"
+    )
+    master = subprocess.Popen(
+        args + ["loadapp:create_app()"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert master.poll() is None, master.stderr.read().decode()
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    yield worker, ("127.0.0.1", port), int(children[0])
+    master.terminate()
+    master.wait(10)
+
+
+def open_stream(address, question="hi"):
+    body = json.dumps({"question": question}).encode()
+    sock = socket.create_connection(address, timeout=30)
+    sock.sendall(
+        b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return sock
+
+
+def read_all(sock):
+    data = b""
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data
+
+
+def text_of(raw):
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    return "".join(
+        json.loads(line[6:])["content"]
+        for line in body.split(b"\n")
+        if line.startswith(b'data: {"content"')
+    )
+
+
+def run_concurrently(target, count):
+    results = [None] * count
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, target(i))) for i in range(count)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_concurrent_streams_and_disconnects(gunicorn, fake):
+    worker, address, worker_pid = gunicorn
+    words = [f"w{i} " for i in range(20)]
+    fake.reply = Reply(parts=openai_events(words), delay=0.02)
+
+    started = time.monotonic()
+    results = run_concurrently(lambda i: text_of(read_all(open_stream(address))), CLIENTS)
+    took = time.monotonic() - started
+    assert results == ["".join(words)] * CLIENTS
+    time.sleep(0.5)
+    baseline = proc_status(worker_pid)
+
+    fake.requests.clear()
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(2000)]), delay=0.02, hold=True)
+
+    def leave_mid_answer(i):
+        sock = open_stream(address)
+        received = b""
+        while received.count(b'"content"') < 2:
+            received += sock.recv(65536)
+        sock.close()
+        return time.monotonic()
+
+    left = run_concurrently(leave_mid_answer, CLIENTS)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if len(fake.requests) == CLIENTS and all(s.hung_up_at for s in fake.requests):
+            break
+        time.sleep(0.05)
+    hung_up = [s.hung_up_at for s in fake.requests if s.hung_up_at]
+    assert len(hung_up) == CLIENTS, f"only {len(hung_up)} of {CLIENTS} upstreams were closed"
+    worst = max(hung_up) - max(left)
+    time.sleep(1.0)
+    after = proc_status(worker_pid)
+    print(
+        f"\n{worker}: {CLIENTS} streams in {took:.2f} s; {CLIENTS} disconnects -> last upstream "
+        f"closed {worst * 1000:.0f} ms after the last client left; worker before {baseline}, after {after}"
+    )
+    # gthread's own pool may start a thread or two more; one leaked reader
+    # thread per stream would be +100.
+    assert after["threads"] <= baseline["threads"] + 5
+    assert after["fds"] <= baseline["fds"] + 2
+    assert after["rss_kb"] <= baseline["rss_kb"] + 10_000
