@@ -147,3 +147,27 @@ def test_concurrent_streams_and_disconnects(gunicorn, fake):
     assert after["threads"] <= baseline["threads"] + 5
     assert after["fds"] <= baseline["fds"] + 2
     assert after["rss_kb"] <= baseline["rss_kb"] + 10_000
+
+
+def test_client_leaving_during_silence_is_seen_at_once(gunicorn, fake):
+    """gunicorn shares the client socket: its closing is noticed while the
+    provider is silent, long before the next heartbeat (0.5 s here)."""
+    worker, address, _ = gunicorn
+    fake.reply = Reply(parts=openai_events(["first "], finish=False), hold=True)
+    took = []
+    for _ in range(5):
+        sock = open_stream(address)
+        received = b""
+        while b"first" not in received:
+            received += sock.recv(65536)
+        time.sleep(0.05)
+        sock.close()
+        left_at = time.monotonic()
+        hung_up_at = fake.wait_for_hangup(fake.last, timeout=5)
+        assert hung_up_at is not None
+        took.append(hung_up_at - left_at)
+    print(
+        f"\n{worker}: client left during silence -> upstream closed after "
+        f"{', '.join(f'{t * 1000:.1f}' for t in took)} ms"
+    )
+    assert max(took) < 0.25

@@ -324,8 +324,12 @@ def test_one_byte_every_100_ms_still_relays(make_app, fake):
         Reply.json(401, {"error": {"message": f"key {SECRET_KEYS['openai']}"}}),
         Reply(parts=openai_events(["a "], finish=False), hold=True),
         Reply(parts=[b"data: not json\n\n"]),
+        Reply(parts=openai_events(["a "], finish=False), reset=True),
+        Reply(parts=[b"<html>502</html>"], status=502, headers={"Content-Type": "text/html"}),
+        Reply(parts=openai_events(["a ", "b "], finish=False)),
+        Reply.json(200, {"error": {"message": "loading"}}),
     ],
-    ids=["normal", "401", "stall", "bad-json"],
+    ids=["normal", "401", "stall", "bad-json", "reset", "html-502", "truncated", "json-200"],
 )
 def test_no_thread_socket_or_fd_is_left_behind(make_app, fake, reply):
     app = make_app(AI_HTTP_TIMEOUT=0.2, AI_MAX_RETRIES=0)
