@@ -77,7 +77,7 @@ class BackgroundReader:
             if remaining is not None and remaining <= 0:
                 return []
             client = self._client
-            watched = [self._wake_r] if client is None else [self._wake_r, client]
+            watched: list[Any] = [self._wake_r] if client is None else [self._wake_r, client]
             ready, _, _ = select.select(watched, [], [], remaining)
             if client is not None and client in ready and self._client_left():
                 return [CLIENT_GONE]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from flask import Response, has_request_context, request
+from flask import Blueprint, Response, has_request_context, request
 
 from .config import Settings
 from .deployment import client_socket, warn_if_sync_worker
@@ -41,6 +41,20 @@ class AIClient:
         """The same interface, bound to provider ``name`` (the seed's ``app('anthropic')``)."""
         get_provider(name)
         return AIClient(self.settings, self.logger, transport=self.transport, default_provider=name)
+
+    def blueprint(self, **options: Any) -> Blueprint:
+        """A blueprint serving ``/stream`` to browsers (see :mod:`flask_aistream.blueprint`).
+
+        Options (each defaults to its ``AI_*`` setting): ``name``,
+        ``provider``, ``model``, ``system`` (server-side only: a browser cannot
+        replace it), ``authorize`` (a callable taking the request; false
+        answers 403, and it may ``abort(401)``), ``max_question_chars``,
+        ``max_history``, ``ratelimit`` (e.g. ``"10 per minute"``; ``None``
+        turns it off) and ``cors_origins`` (a list; ``None`` turns CORS off).
+        """
+        from .blueprint import make_blueprint
+
+        return make_blueprint(self, **options)
 
     def task(self) -> Task:
         """A builder for a request: ``ai.task().system(...).prompt(...).stream()``."""

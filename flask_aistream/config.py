@@ -25,6 +25,14 @@ class ConfigVars:
     HEARTBEAT_INTERVAL = "AI_HEARTBEAT_INTERVAL"
     MAX_RETRIES = "AI_MAX_RETRIES"
     RETRY_BACKOFF = "AI_RETRY_BACKOFF"
+    SYSTEM_PROMPT = "AI_SYSTEM_PROMPT"
+    MAX_QUESTION_CHARS = "AI_MAX_QUESTION_CHARS"
+    MAX_HISTORY = "AI_MAX_HISTORY"
+    MAX_HISTORY_CHARS = "AI_MAX_HISTORY_CHARS"
+    MAX_REQUEST_BYTES = "AI_MAX_REQUEST_BYTES"
+    RATELIMIT = "AI_RATELIMIT"
+    RATELIMIT_STORAGE_URI = "AI_RATELIMIT_STORAGE_URI"
+    CORS_ORIGINS = "AI_CORS_ORIGINS"
     OFFLINE_TEXT = "AI_OFFLINE_TEXT"
     OFFLINE_DELAY = "AI_OFFLINE_DELAY"
 
@@ -53,6 +61,13 @@ DEFAULT_MAX_RETRIES = 2
 #: First wait between retries, doubled each time (the official SDKs' value).
 DEFAULT_RETRY_BACKOFF = 0.5
 DEFAULT_OFFLINE_DELAY = 0.05
+# The blueprint's limits on what a browser may send.
+DEFAULT_MAX_QUESTION_CHARS = 1000  # as in the spec's validation example
+DEFAULT_MAX_HISTORY = 20
+DEFAULT_MAX_HISTORY_CHARS = 20_000
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
+DEFAULT_RATELIMIT = "10 per minute"  # the spec's example
+DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
 # an upstream error body may echo any key it was sent.
@@ -89,6 +104,14 @@ class Settings:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    system_prompt: str | None = None
+    max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
+    max_history: int = DEFAULT_MAX_HISTORY
+    max_history_chars: int = DEFAULT_MAX_HISTORY_CHARS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    ratelimit: str | None = DEFAULT_RATELIMIT
+    ratelimit_storage_uri: str = DEFAULT_RATELIMIT_STORAGE_URI
+    cors_origins: tuple[str, ...] | None = None
     offline_text: str | None = None
     offline_delay: float = DEFAULT_OFFLINE_DELAY
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
@@ -128,6 +151,22 @@ class Settings:
             retry_backoff=_number(
                 config, ConfigVars.RETRY_BACKOFF, float, DEFAULT_RETRY_BACKOFF, 0
             ),
+            system_prompt=config.get(ConfigVars.SYSTEM_PROMPT),
+            max_question_chars=_number(
+                config, ConfigVars.MAX_QUESTION_CHARS, int, DEFAULT_MAX_QUESTION_CHARS, 1
+            ),
+            max_history=_number(config, ConfigVars.MAX_HISTORY, int, DEFAULT_MAX_HISTORY, 0),
+            max_history_chars=_number(
+                config, ConfigVars.MAX_HISTORY_CHARS, int, DEFAULT_MAX_HISTORY_CHARS, 0
+            ),
+            max_request_bytes=_number(
+                config, ConfigVars.MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES, 1
+            ),
+            # None turns the limit off, so a missing key and None differ here.
+            ratelimit=config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT),
+            ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
+            or DEFAULT_RATELIMIT_STORAGE_URI,
+            cors_origins=_origins(config.get(ConfigVars.CORS_ORIGINS)),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
             offline_delay=_number(
                 config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0
@@ -153,6 +192,12 @@ class Settings:
             if conf.api_key:
                 text = text.replace(conf.api_key, "[redacted]")
         return _KEY_SHAPES.sub("[redacted]", text)
+
+
+def _origins(value: Any) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _number(

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Blueprint, Flask, Response, current_app
 
 from .client import AIClient, Task
 from .config import Settings
@@ -57,6 +57,9 @@ class AIStream:
 
     def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
         return self.client.iter_text(prompt, **options)
+
+    def blueprint(self, **options: Any) -> Blueprint:
+        return self.client.blueprint(**options)
 
     def task(self) -> Task:
         return self.client.task()
