@@ -1,4 +1,4 @@
-"""A minimal chat page on flask-aistream.
+"""A chat page on flask-aistream.
 
 Run it with ``flask --app example_app run``. With no API key in the
 environment it answers through the offline provider; set ``OPENAI_API_KEY``
@@ -8,7 +8,7 @@ real one.
 
 import os
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, render_template
 
 from flask_aistream import AIStream
 
@@ -24,23 +24,19 @@ def create_app(config=None):
     app = Flask(__name__)
     provider = os.environ.get("AI_PROVIDER", "openai")
     if provider != "offline" and not os.environ.get(KEY_VARS.get(provider, "")):
-        provider = "offline"
-    app.config.update(AI_PROVIDER=provider, AI_OFFLINE_DELAY=0.08)
+        provider = "offline"  # no key: a demo that still streams
+    app.config.update(
+        AI_PROVIDER=provider,
+        AI_OFFLINE_DELAY=0.06,
+        AI_SYSTEM_PROMPT="You are a helpful assistant. Answer briefly.",
+        AI_RATELIMIT="10 per minute",
+    )
     app.config.update(config or {})
     AIStream(app)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api/chat")
 
     @app.get("/")
     def index():
         return render_template("index.html", provider=app.config["AI_PROVIDER"])
-
-    @app.post("/api/chat/stream")
-    def chat_stream():
-        body = request.get_json(silent=True) or {}
-        question = body.get("question")
-        if not isinstance(question, str) or not question.strip() or len(question) > 1000:
-            return jsonify(error="Ask a question of 1 to 1000 characters."), 400
-        return app.extensions["ai"].ask_stream(
-            question, system="You are a helpful assistant. Answer briefly."
-        )
 
     return app

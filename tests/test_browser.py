@@ -1,0 +1,194 @@
+"""The example chat page and the spec's own client snippets, in a real
+headless Chromium (Debian's package, driven by Playwright), against a real
+server on loopback whose provider is the loopback fake."""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from example_app import create_app
+from fakeprovider import Reply, openai_events
+
+SNIPPETS = Path(__file__).parent / "spec_snippets"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ANSWER = [f"word{i} " for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "chromium is needed (apt-get install chromium; .ci/run does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(fake):
+    """Start the example app (pointed at the fake provider); returns its URL."""
+    servers = []
+
+    def start(**config):
+        app = create_app(
+            {
+                "AI_PROVIDER": "openai",
+                "AI_OPENAI_API_KEY": "sk-browser-test",
+                "AI_OPENAI_BASE_URL": f"{fake.url}/v1",
+                "AI_RATELIMIT": None,
+                "AI_MAX_RETRIES": 0,
+                **config,
+            }
+        )
+
+        @app.get("/spec/<name>")
+        def spec_page(name):
+            script = (SNIPPETS / f"{name}.js").read_text()
+            return f'<!DOCTYPE html><div id="response"></div><script>{script}</script>'
+
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def ask(page, question):
+    page.fill("#question", question)
+    page.click("#ask")
+
+
+def last_answer(page):
+    return page.locator(".message.assistant").last
+
+
+def test_the_answer_grows_token_by_token(page, site, fake):
+    fake.reply = Reply(parts=openai_events(ANSWER), delay=0.12)
+    page.goto(site())
+    ask(page, "Tell me twelve words")
+    answer = last_answer(page)
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = answer.locator(".text").text_content()
+        if text and (not seen or text != seen[-1]):
+            seen.append(text)
+        if "typing" not in (answer.get_attribute("class") or ""):
+            break
+        time.sleep(0.03)
+    final = answer.locator(".text").text_content()
+    assert final == "".join(ANSWER).strip() or final == "".join(ANSWER)
+    growing = [t for t in seen if t != final]
+    assert len(growing) >= 4, f"the answer appeared in {len(seen)} steps: {seen}"
+    assert all(final.startswith(t) for t in seen)  # each step extends the last
+    assert page.locator(".message.user").last.text_content() == "Tell me twelve words"
+
+    # The conversation goes along with the next question.
+    fake.reply = Reply(parts=openai_events(["Second."]))
+    ask(page, "And another?")
+    page.wait_for_function(
+        "document.querySelectorAll('.message.assistant')[1].textContent === 'Second.'"
+    )
+    assert [m["role"] for m in fake.last.json()["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+def test_stop_closes_the_provider_connection(page, site, fake):
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(500)]), delay=0.05, hold=True)
+    page.goto(site())
+    ask(page, "Talk for a long time")
+    page.wait_for_function(
+        "(document.querySelector('.message.assistant .text').textContent || '').includes('t3')"
+    )
+    page.click("#stop")
+    stopped_at = time.monotonic()
+    hung_up_at = fake.wait_for_hangup(fake.last, timeout=5)
+    assert hung_up_at is not None, "the provider kept streaming after Stop"
+    print(f"\nStop clicked -> provider saw the hang-up after {(hung_up_at - stopped_at) * 1000:.0f} ms")
+    assert hung_up_at - stopped_at < 1.0
+    page.wait_for_selector(".message.assistant.stopped")
+    assert page.is_enabled("#ask")
+
+
+def test_rate_limit_and_provider_errors_are_readable(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["fine"]))
+    page.goto(site(AI_RATELIMIT="1 per minute"))
+    ask(page, "first")
+    page.wait_for_function("document.querySelector('.message.assistant .text').textContent === 'fine'")
+    page.wait_for_selector("#ask:enabled")
+    ask(page, "second")
+    error = page.locator(".message.assistant").nth(1).locator(".error")
+    error.wait_for()
+    assert "Too many questions" in error.text_content()
+    assert "Try again in" in error.text_content()
+
+    fake.reply = Reply.json(401, {"error": {"message": "Incorrect API key provided: sk-browser-test"}})
+    page.goto(site())
+    ask(page, "third")
+    error = last_answer(page).locator(".error")
+    error.wait_for()
+    assert error.text_content() == "The AI provider refused the server's credentials. (HTTP 401)"
+    assert "sk-browser" not in page.content()
+
+
+def test_event_source_mode(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["Via ", "EventSource"]), delay=0.05)
+    page.goto(site())
+    page.select_option("#mode", "eventsource")
+    ask(page, "hello")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text').textContent === 'Via EventSource'"
+    )
+    page.wait_for_selector(".message.assistant:not(.typing)")
+    assert fake.last.json()["messages"][-1] == {"role": "user", "content": "hello"}
+
+
+def test_event_source_mode_shows_why_a_request_was_refused(page, site, fake):
+    page.goto(site(AI_MAX_QUESTION_CHARS=10))
+    page.select_option("#mode", "eventsource")
+    ask(page, "a question that is too long")
+    error = last_answer(page).locator(".error")
+    error.wait_for()
+    assert "too long" in error.text_content()
+
+
+def test_the_specs_event_source_snippet_unchanged(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["AI is ", "artificial ", "intelligence."]), delay=0.05)
+    page.goto(f"{site()}/spec/eventsource")
+    page.wait_for_function(
+        "document.getElementById('response').textContent === 'AI is artificial intelligence.'"
+    )
+    assert fake.last.json()["messages"][-1] == {"role": "user", "content": "What is AI"}
+
+
+def test_the_specs_fetch_snippet_unchanged(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["Caf\u00e9 ", "\U0001f642 ", "done"]), delay=0.05)
+    page.goto(f"{site()}/spec/fetch")
+    page.evaluate("streamAI('Hello from fetch')")
+    assert page.text_content("#response") == "Caf\u00e9 \U0001f642 done"
+    assert fake.last.json()["messages"][-1] == {"role": "user", "content": "Hello from fetch"}
