@@ -129,7 +129,9 @@ def test_stop_closes_the_provider_connection(page, site, fake):
     stopped_at = time.monotonic()
     hung_up_at = fake.wait_for_hangup(fake.last, timeout=5)
     assert hung_up_at is not None, "the provider kept streaming after Stop"
-    print(f"\nStop clicked -> provider saw the hang-up after {(hung_up_at - stopped_at) * 1000:.0f} ms")
+    print(
+        f"\nStop clicked -> provider saw the hang-up after {(hung_up_at - stopped_at) * 1000:.0f} ms"
+    )
     assert hung_up_at - stopped_at < 1.0
     page.wait_for_selector(".message.assistant.stopped")
     assert page.is_enabled("#ask")
@@ -139,7 +141,9 @@ def test_rate_limit_and_provider_errors_are_readable(page, site, fake):
     fake.reply = Reply(parts=openai_events(["fine"]))
     page.goto(site(AI_RATELIMIT="1 per minute"))
     ask(page, "first")
-    page.wait_for_function("document.querySelector('.message.assistant .text').textContent === 'fine'")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text').textContent === 'fine'"
+    )
     page.wait_for_selector("#ask:enabled")
     ask(page, "second")
     error = page.locator(".message.assistant").nth(1).locator(".error")
@@ -147,7 +151,9 @@ def test_rate_limit_and_provider_errors_are_readable(page, site, fake):
     assert "Too many questions" in error.text_content()
     assert "Try again in" in error.text_content()
 
-    fake.reply = Reply.json(401, {"error": {"message": "Incorrect API key provided: sk-browser-test"}})
+    fake.reply = Reply.json(
+        401, {"error": {"message": "Incorrect API key provided: sk-browser-test"}}
+    )
     page.goto(site())
     ask(page, "third")
     error = last_answer(page).locator(".error")
