@@ -19,7 +19,6 @@ from flask import Flask, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakeprovider import FakeProvider, Reply, openai_events  # noqa: E402
-
 from flask_aistream import AIStream  # noqa: E402
 
 

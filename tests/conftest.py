@@ -1,9 +1,9 @@
 import logging
 
 import pytest
-from fakeprovider import FakeProvider
 from flask import Flask
 
+from fakeprovider import FakeProvider
 from flask_aistream import AIStream
 from flask_aistream.sse import SSEDecoder
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import relayed
-from fakeprovider import Reply, openai_events
 from flask import Flask, abort
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from conftest import relayed
+from fakeprovider import Reply, openai_events
 from flask_aistream import AIStream
 
 ROOT = Path(__file__).resolve().parent.parent

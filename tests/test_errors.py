@@ -5,6 +5,7 @@ to the app's log, with API keys redacted."""
 import socket
 
 import pytest
+
 from conftest import SECRET_KEYS, relayed
 from fakeprovider import Reply, transcript
 

@@ -1,11 +1,11 @@
 """Registering the extension, reading its configuration, and the Python API."""
 
 import pytest
-from conftest import relayed
-from fakeprovider import Reply, openai_events, transcript
 from flask import Flask
 
 import flask_aistream
+from conftest import relayed
+from fakeprovider import Reply, openai_events, transcript
 from flask_aistream import AIClient, AIStream, ConfigurationError, ConfigVars
 
 

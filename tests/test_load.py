@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fakeprovider import Reply, openai_events
 
 CLIENTS = 100
@@ -56,8 +57,12 @@ def gunicorn(request, fake):
             assert master.poll() is None, master.stderr.read().decode()
             assert time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.1)
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    yield worker, ("127.0.0.1", port), int(children[0])
+    # The master listens before its worker has booted: wait for the worker.
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
+    while not children.read_text().split():
+        assert time.monotonic() < deadline, "gunicorn started no worker"
+        time.sleep(0.1)
+    yield worker, ("127.0.0.1", port), int(children.read_text().split()[0])
     master.terminate()
     master.wait(10)
 

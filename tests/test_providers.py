@@ -2,6 +2,7 @@
 as the spec's SSE: one ``{"content"}`` event per text delta, then ``[DONE]``."""
 
 import pytest
+
 from conftest import relayed
 from fakeprovider import Reply, split_every, transcript
 

@@ -12,9 +12,10 @@ import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import pytest
+from werkzeug.serving import make_server
+
 from conftest import SECRET_KEYS, relayed
 from fakeprovider import Reply, openai_events, split_every, transcript
-from werkzeug.serving import make_server
 
 
 def stream(app, question="Why?", **options):

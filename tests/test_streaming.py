@@ -10,10 +10,11 @@ import time
 import pytest
 import requests
 import sseclient
-from conftest import relayed
-from fakeprovider import Reply, openai_events, transcript
 from flask import request
 from werkzeug.serving import make_server
+
+from conftest import relayed
+from fakeprovider import Reply, openai_events, transcript
 
 
 @pytest.fixture
