@@ -1,7 +1,9 @@
 import logging
+import threading
 
 import pytest
 from flask import Flask
+from werkzeug.serving import make_server
 
 from fakeprovider import FakeProvider
 from flask_aistream import AIStream
@@ -92,3 +94,21 @@ def relayed(body: bytes):
 def log_records(caplog):
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture
+def live():
+    """Run apps on real threaded Werkzeug servers: ``live(app)`` starts one
+    and returns its base URL."""
+    servers = []
+
+    def start(app):
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -3,12 +3,10 @@ headless Chromium (Debian's package, driven by Playwright), against a real
 server on loopback whose provider is the loopback fake."""
 
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from example_app import create_app
 from fakeprovider import Reply, openai_events
@@ -34,9 +32,8 @@ def browser():
 
 
 @pytest.fixture
-def site(fake):
+def site(fake, live):
     """Start the example app (pointed at the fake provider); returns its URL."""
-    servers = []
 
     def start(**config):
         app = create_app(
@@ -55,15 +52,9 @@ def site(fake):
             script = (SNIPPETS / f"{name}.js").read_text()
             return f'<!DOCTYPE html><div id="response"></div><script>{script}</script>'
 
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
+        return live(app)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 @pytest.fixture

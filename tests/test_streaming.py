@@ -4,35 +4,15 @@ and hangs up on the provider the moment the browser goes away."""
 import json
 import socket
 import statistics
-import threading
 import time
 
 import pytest
 import requests
 import sseclient
 from flask import request
-from werkzeug.serving import make_server
 
 from conftest import relayed
 from fakeprovider import Reply, openai_events, transcript
-
-
-@pytest.fixture
-def live(make_app):
-    """Run an app on a real threaded Werkzeug server; yields a function that
-    starts one and returns its base URL."""
-    servers = []
-
-    def start(app):
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_response_headers(client, fake):
