@@ -9,7 +9,7 @@ from typing import Any
 
 from ..sse import ServerSentEvent
 
-_raw_decode = JSONDecoder().raw_decode
+_scan_once = JSONDecoder().scan_once  # the C scanner, without raw_decode's wrapper
 
 
 def parse_json(text: str) -> Any:
@@ -18,7 +18,10 @@ def parse_json(text: str) -> Any:
     with optional surrounding whitespace."""
     if text[:1] != "{":
         text = text.lstrip()
-    value, end = _raw_decode(text)
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        raise ValueError(f"not JSON: {text[:20]!r}") from None
     if end != len(text) and not text[end:].isspace():
         raise ValueError(f"extra data after the JSON value: {text[end : end + 20]!r}")
     return value

@@ -1,0 +1,149 @@
+"""Decoder benchmark: provider bytes in, text deltas out.
+
+    python benchmarks/parser.py [events] [runs]
+
+Each contender gets the same 100,000-event OpenAI- and Anthropic-format
+bodies, cut into random chunks of 1 to 4096 bytes (as they come off a
+socket), and must produce the text deltas: SSE decoding plus ``json`` and the
+delta lookup. Prints events/s and MB/s (medians) and each peer's ratio to
+ours. Only ratios from one run mean anything on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import random
+import statistics
+import sys
+import time
+
+from flask_aistream.providers.anthropic import MessagesReader
+from flask_aistream.providers.openai import ChatCompletionsReader
+from flask_aistream.sse import SSEDecoder
+
+
+def openai_body(events: int) -> bytes:
+    chunk = (
+        'data: {"id":"chatcmpl-B9","object":"chat.completion.chunk","created":1763366400,'
+        '"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":%s},'
+        '"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"q8Rt"}\n\n'
+    )
+    words = [json.dumps(f" w{i}") for i in range(events)]
+    return ("".join(chunk % w for w in words) + "data: [DONE]\n\n").encode()
+
+
+def anthropic_body(events: int) -> bytes:
+    chunk = (
+        "event: content_block_delta\n"
+        'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":%s}}\n\n'
+    )
+    words = [json.dumps(f" w{i}") for i in range(events)]
+    return (
+        "".join(chunk % w for w in words) + 'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ).encode()
+
+
+def chunks_of(body: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out, i = [], 0
+    while i < len(body):
+        n = rng.randint(1, 4096)
+        out.append(body[i : i + n])
+        i += n
+    return out
+
+
+# Each contender: (chunks, format) -> list of text deltas.
+
+
+def ours(chunks, fmt):
+    reader = ChatCompletionsReader("openai") if fmt == "openai" else MessagesReader("anthropic")
+    parse, feed, texts = reader.parse, SSEDecoder().feed, []
+    for chunk in chunks:
+        for event in feed(chunk):
+            text = parse(event)
+            if text:
+                texts.append(text)
+    return texts
+
+
+def delta_of(fmt, event_name, data):
+    if fmt == "openai":
+        if data == "[DONE]":
+            return None
+        return json.loads(data)["choices"][0]["delta"].get("content")
+    if event_name == "content_block_delta":
+        delta = json.loads(data)["delta"]
+        return delta.get("text") if delta.get("type") == "text_delta" else None
+    return None
+
+
+def sseclient_py(chunks, fmt):
+    import sseclient
+
+    return [
+        t
+        for e in sseclient.SSEClient(iter(chunks)).events()
+        if (t := delta_of(fmt, e.event, e.data))
+    ]
+
+
+def httpx_sse(chunks, fmt):
+    from httpx_sse._decoders import SSEDecoder as EventDecoder
+    from httpx_sse._decoders import SSELineDecoder
+
+    text_decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    lines, events, texts = SSELineDecoder(), EventDecoder(), []
+    for chunk in chunks:
+        for line in lines.decode(text_decoder.decode(chunk)):
+            event = events.decode(line)
+            if event is not None and (t := delta_of(fmt, event.event, event.data)):
+                texts.append(t)
+    return texts
+
+
+def openai_sdk(chunks, fmt):
+    from openai._streaming import SSEDecoder as OpenAIDecoder
+
+    return [
+        t
+        for e in OpenAIDecoder().iter_bytes(iter(chunks))
+        if (t := delta_of(fmt, e.event, e.data))
+    ]
+
+
+CONTENDERS = {
+    "flask-aistream": ours,
+    "sseclient-py": sseclient_py,
+    "httpx-sse": httpx_sse,
+    "openai SDK decoder": openai_sdk,
+}
+
+
+def main():
+    events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    print(f"{events} events per body, random chunks of 1-4096 bytes, median of {runs} runs")
+    for fmt, body in (("openai", openai_body(events)), ("anthropic", anthropic_body(events))):
+        expected = [f" w{i}" for i in range(events)]
+        rates = {name: [] for name in CONTENDERS}
+        for run in range(runs):
+            chunks = chunks_of(body, seed=run)
+            for name, decode in CONTENDERS.items():
+                started = time.perf_counter()
+                texts = decode(chunks, fmt)
+                rates[name].append(time.perf_counter() - started)
+                assert texts == expected, f"{name} decoded {fmt} wrongly"
+        ours_time = statistics.median(rates["flask-aistream"])
+        print(f"\n{fmt} ({len(body) / 1e6:.1f} MB)")
+        print(f"  {'decoder':22} {'events/s':>10} {'MB/s':>7} {'ours is':>8}")
+        for name, times in rates.items():
+            t = statistics.median(times)
+            print(
+                f"  {name:22} {events / t:10.0f} {len(body) / t / 1e6:7.1f} {t / ours_time:7.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
