@@ -107,9 +107,7 @@ def openai_sdk(chunks, fmt):
     from openai._streaming import SSEDecoder as OpenAIDecoder
 
     return [
-        t
-        for e in OpenAIDecoder().iter_bytes(iter(chunks))
-        if (t := delta_of(fmt, e.event, e.data))
+        t for e in OpenAIDecoder().iter_bytes(iter(chunks)) if (t := delta_of(fmt, e.event, e.data))
     ]
 
 

@@ -23,6 +23,11 @@ from typing import Any
 
 from .providers.base import TextStream
 
+#: Most reads waiting for the generator. When the client reads slower than the
+#: provider writes, the reader waits too, and TCP slows the provider down,
+#: instead of the answer piling up in memory.
+MAX_PENDING_READS = 16
+
 #: Items the reader thread leaves for the generator, besides lists of texts.
 END = object()  # the provider finished the answer
 CLIENT_GONE = object()  # the client closed its end of the connection
@@ -41,12 +46,16 @@ class BackgroundReader:
         self._lock = threading.Lock()
         self._abandoned = False  # stop() gave up waiting: the thread closes the pipe
         self._stopped = False
+        self._slots = threading.Semaphore(MAX_PENDING_READS)
         self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             for texts in self._stream:
+                self._slots.acquire()
+                if self._stopped:
+                    break
                 self._items.append(texts)
                 self._wake()
             self._items.append(END)
@@ -89,6 +98,7 @@ class BackgroundReader:
         items = []
         while self._items:
             items.append(self._items.popleft())
+            self._slots.release()
         return items
 
     def _client_left(self) -> bool:
@@ -115,6 +125,7 @@ class BackgroundReader:
             return
         self._stopped = True
         self._stream.abort()
+        self._slots.release()  # a reader waiting for room: let it see the stop
         self._thread.join(timeout=2)
         with self._lock:
             if self._thread.is_alive():

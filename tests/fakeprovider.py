@@ -107,6 +107,10 @@ class FakeProvider:
     def last(self) -> Seen:
         return self.requests[-1]
 
+    def reply_for(self, seen: Seen) -> Reply:
+        """The reply to ``seen``: the next queued one, else ``reply``."""
+        return self.replies.pop(0) if self.replies else self.reply
+
     def wait_for_hangup(self, seen: Seen, timeout: float = 5.0) -> float | None:
         with self.hangup:
             self.hangup.wait_for(lambda: seen.hung_up_at is not None, timeout)
@@ -120,7 +124,7 @@ class FakeProvider:
         if seen is None:
             return
         self.requests.append(seen)
-        reply = self.replies.pop(0) if self.replies else self.reply
+        reply = self.reply_for(seen)
         head = [f"HTTP/1.1 {reply.status} X"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
         if reply.framing == "chunked":

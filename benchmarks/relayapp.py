@@ -1,0 +1,68 @@
+"""The views the relay benchmark compares, served by gunicorn. Each takes the
+scenario (the upstream ``model``) from ``?m=``."""
+
+import json
+import os
+
+import requests
+from flask import Flask, Response, request
+
+from flask_aistream import AIStream
+
+UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
+
+
+def create_app():
+    app = Flask("relaybench")
+    app.config.update(AI_OPENAI_API_KEY="sk-bench", AI_OPENAI_BASE_URL=UPSTREAM, AI_MAX_RETRIES=0)
+    AIStream(app)
+
+    @app.get("/ours")
+    def ours():
+        return app.extensions["ai"].ask_stream("go", model=request.args["m"])
+
+    @app.get("/naive")
+    def naive():
+        """What a Flask user writes first: requests + iter_lines + yield."""
+        upstream = requests.post(
+            f"{UPSTREAM}/chat/completions",
+            json={"model": request.args["m"], "messages": [], "stream": True},
+            stream=True,
+        )
+
+        def relay():
+            try:
+                for line in upstream.iter_lines():
+                    if not line.startswith(b"data: "):
+                        continue
+                    data = line[6:]
+                    if data == b"[DONE]":
+                        break
+                    delta = json.loads(data)["choices"][0]["delta"].get("content")
+                    if delta:
+                        yield f"data: {json.dumps({'content': delta})}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                upstream.close()
+
+        return Response(relay(), content_type="text/event-stream")
+
+    @app.get("/sdk")
+    def sdk():
+        """The official SDK, used as its README shows (no close in a finally)."""
+        from openai import OpenAI
+
+        client = app.config.setdefault("_openai", OpenAI(base_url=UPSTREAM, api_key="sk-bench"))
+        stream = client.chat.completions.create(
+            model=request.args["m"], messages=[{"role": "user", "content": "go"}], stream=True
+        )
+
+        def relay():
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield f"data: {json.dumps({'content': chunk.choices[0].delta.content})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return Response(relay(), content_type="text/event-stream")
+
+    return app
