@@ -178,14 +178,15 @@ def parse_upstream(sock):
             return count
 
 
-def start_gunicorn(worker, upstream_url):
+def start_gunicorn(worker, upstream_url, threads=8):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", worker, "-b", f"127.0.0.1:{port}"]
-    args += ["--threads", "8"] if worker == "gthread" else ["--worker-connections", "1000"]
+    args += ["--threads", str(threads)] if worker == "gthread" else ["--worker-connections", "5000"]
     env = dict(os.environ, FAKE_PROVIDER_URL=upstream_url, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}")
-    master = subprocess.Popen(args + ["relayapp:create_app()"], env=env, stderr=subprocess.DEVNULL)
+    log = open(os.environ.get("GUNICORN_LOG", os.devnull), "w")
+    master = subprocess.Popen(args + ["relayapp:create_app()"], env=env, stderr=log)
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
     deadline = time.monotonic() + 20
     while True:

@@ -43,6 +43,12 @@ class BackgroundReader:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up
         self._client = client
+        # poll, not select: select() fails on descriptors past 1024, which a
+        # worker holding hundreds of streams soon reaches.
+        self._poll = select.poll()
+        self._poll.register(self._wake_r, select.POLLIN)
+        if client is not None:
+            self._poll.register(client.fileno(), select.POLLIN)
         self._lock = threading.Lock()
         self._abandoned = False  # stop() gave up waiting: the thread closes the pipe
         self._stopped = False
@@ -85,10 +91,10 @@ class BackgroundReader:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
-            client = self._client
-            watched: list[Any] = [self._wake_r] if client is None else [self._wake_r, client]
-            ready, _, _ = select.select(watched, [], [], remaining)
-            if client is not None and client in ready and self._client_left():
+            ready = {
+                fd for fd, _ in self._poll.poll(None if remaining is None else remaining * 1000)
+            }
+            if self._client is not None and self._client.fileno() in ready and self._client_left():
                 return [CLIENT_GONE]
             if self._wake_r in ready:
                 try:
@@ -115,6 +121,7 @@ class BackgroundReader:
         except OSError:
             return True
         if not left:
+            self._poll.unregister(self._client.fileno())
             self._client = None
         return left
 

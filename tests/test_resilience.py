@@ -393,3 +393,26 @@ def test_sync_worker_warning_once(app, log_records):
         {"SERVER_SOFTWARE": "gunicorn/23.0.0", "wsgi.multithread": True}, app.logger
     )
     assert log_records.text.count("gthread") == 1
+
+
+def test_descriptors_past_1024(make_app, fake, live):
+    """A worker holding hundreds of streams has descriptors past select()'s
+    limit of 1024; the relay must still watch the client and the reader."""
+    import resource
+
+    import requests
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    pipes = [os.pipe() for _ in range(600)]  # push new descriptors past 1024
+    try:
+        assert max(pipes[-1]) > 1024
+        fake.reply = Reply(parts=openai_events(["high ", "fds"]))
+        url = live(make_app())
+        with requests.post(f"{url}/chat", json={"question": "hi"}, stream=True) as response:
+            assert relayed(response.content) == ("high fds", None, True)
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -1,0 +1,94 @@
+"""How many slow streams one gunicorn worker carries with every token still
+arriving within 50 ms of the provider sending it, and the memory per open stream.
+
+    python benchmarks/concurrency.py [levels ...]
+
+For each worker class (gevent, and gthread with as many threads as streams)
+and each level N: N clients open a stream, 2 ms apart; the provider (its own
+process) sends 30 stamped tokens 100 ms apart on each. Prints the worst and
+p99 token delay, whether all N streams arrived whole, and the worker's RSS
+per open stream.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import sys
+import time
+
+from relay import HERE, Bench, scenario, start_gunicorn
+
+TOKENS, INTERVAL_MS, BOUND_MS = 30, 100, 50
+OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a second
+
+
+def run_level(bench: Bench, count: int):
+    selector = selectors.DefaultSelector()
+    rss_before = bench.rss_kb()
+    delays, complete, rss_peak, opened, open_streams = [], 0, 0, 0, 0
+    started = time.monotonic()
+    deadline = started + count * OPEN_GAP + TOKENS * INTERVAL_MS / 1000 + 30
+    while (opened < count or open_streams) and time.monotonic() < deadline:
+        # Clients arrive over time, while the ones already here keep reading.
+        while opened < count and time.monotonic() >= started + opened * OPEN_GAP:
+            sock = bench.open("ours", scenario(TOKENS, delay_ms=INTERVAL_MS, stamp=1))
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, {"buffer": b"", "tokens": 0})
+            opened += 1
+            open_streams += 1
+        rss_peak = max(rss_peak, bench.rss_kb())
+        for key, _ in selector.select(timeout=OPEN_GAP if opened < count else 0.05):
+            state, sock = key.data, key.fileobj
+            data = sock.recv(65536)
+            now = time.monotonic()
+            state["buffer"] += data
+            while b'{"content": "' in state["buffer"]:
+                start = state["buffer"].index(b'{"content": "') + 13
+                end = state["buffer"].find(b'"', start)
+                if end < 0:
+                    break
+                delays.append((now - float(state["buffer"][start:end])) * 1000)
+                state["tokens"] += 1
+                state["buffer"] = state["buffer"][end:]
+            if not data or b"[DONE]" in state["buffer"]:
+                complete += state["tokens"] == TOKENS
+                selector.unregister(sock)
+                sock.close()
+                open_streams -= 1
+    delays.sort()
+    per_stream_kb = (rss_peak - rss_before) / count
+    return delays[-1], delays[int(len(delays) * 0.99) - 1], complete, per_stream_kb
+
+
+def main():
+    levels = [int(a) for a in sys.argv[1:]] or [100, 250, 500, 1000]
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_upstream.py")], stdout=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{int(upstream.stdout.readline())}"
+    print(f"{os.cpu_count()} CPUs; {TOKENS} tokens per stream, one every {INTERVAL_MS} ms")
+    print(
+        f"{'worker':8} {'streams':>7} {'whole':>6} {'p99 ms':>7} {'worst ms':>9} {'RSS/stream kB':>14}"
+    )
+    try:
+        for worker in ("gevent", "gthread"):
+            for count in levels:
+                master, port, pid = start_gunicorn(worker, url, threads=count + 8)
+                bench = Bench(0, port, pid)
+                try:
+                    worst, p99, complete, per_stream = run_level(bench, count)
+                finally:
+                    master.terminate()
+                    master.wait(10)
+                ok = "ok" if worst <= BOUND_MS and complete == count else "MISSED"
+                print(
+                    f"{worker:8} {count:7} {complete:6} {p99:7.1f} {worst:9.1f} {per_stream:14.0f}  {ok}"
+                )
+    finally:
+        upstream.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
