@@ -9,7 +9,7 @@ from typing import Any
 
 from ..sse import ServerSentEvent
 
-_scan_once = JSONDecoder().scan_once  # the C scanner, without raw_decode's wrapper
+_scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
 
 
 def parse_json(text: str) -> Any:
