@@ -6,8 +6,8 @@ arriving within 50 ms of the provider sending it, and the memory per open stream
 For each worker class (gevent, and gthread with as many threads as streams)
 and each level N: N clients open a stream, 2 ms apart; the provider (its own
 process) sends 30 stamped tokens 100 ms apart on each. Prints the worst and
-p99 token delay, whether all N streams arrived whole, and the worker's RSS
-per open stream.
+p99 token delay, how many streams arrived whole, the worker's RSS per open
+stream and its CPU share.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a seco
 
 def run_level(bench: Bench, count: int):
     selector = selectors.DefaultSelector()
-    rss_before = bench.rss_kb()
+    rss_before, cpu_before = bench.rss_kb(), bench.cpu()
     delays, complete, rss_peak, opened, open_streams = [], 0, 0, 0, 0
     started = time.monotonic()
     deadline = started + count * OPEN_GAP + TOKENS * INTERVAL_MS / 1000 + 30
@@ -59,7 +59,8 @@ def run_level(bench: Bench, count: int):
                 open_streams -= 1
     delays.sort()
     per_stream_kb = (rss_peak - rss_before) / count
-    return delays[-1], delays[int(len(delays) * 0.99) - 1], complete, per_stream_kb
+    cpu_share = (bench.cpu() - cpu_before) / (time.monotonic() - started) * 100
+    return delays[-1], delays[int(len(delays) * 0.99) - 1], complete, per_stream_kb, cpu_share
 
 
 def main():
@@ -78,13 +79,14 @@ def main():
                 master, port, pid = start_gunicorn(worker, url, threads=count + 8)
                 bench = Bench(0, port, pid)
                 try:
-                    worst, p99, complete, per_stream = run_level(bench, count)
+                    worst, p99, complete, per_stream, cpu_share = run_level(bench, count)
                 finally:
                     master.terminate()
                     master.wait(10)
                 ok = "ok" if worst <= BOUND_MS and complete == count else "MISSED"
                 print(
-                    f"{worker:8} {count:7} {complete:6} {p99:7.1f} {worst:9.1f} {per_stream:14.0f}  {ok}"
+                    f"{worker:8} {count:7} {complete:6} {p99:7.1f} {worst:9.1f} {per_stream:14.0f} "
+                    f"{cpu_share:11.0f}  {ok}"
                 )
     finally:
         upstream.terminate()
