@@ -71,7 +71,8 @@ def main():
     url = f"http://127.0.0.1:{int(upstream.stdout.readline())}"
     print(f"{os.cpu_count()} CPUs; {TOKENS} tokens per stream, one every {INTERVAL_MS} ms")
     print(
-        f"{'worker':8} {'streams':>7} {'whole':>6} {'p99 ms':>7} {'worst ms':>9} {'RSS/stream kB':>14}"
+        f"{'worker':8} {'streams':>7} {'whole':>6} {'p99 ms':>7} {'worst ms':>9} {'RSS/stream kB':>14} "
+        f"{'worker CPU%':>11}"
     )
     try:
         for worker in ("gevent", "gthread"):
