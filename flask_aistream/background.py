@@ -4,7 +4,7 @@ provider is silent.
 
 A WSGI app learns that its client left only when a write fails, and a
 generator blocked on the provider writes nothing. Here the generator waits on
-a pipe (fed by the reader thread) *and* on the client's socket, when the
+a socket pair (signalled by the reader thread) *and* on the client's socket, when the
 server shares it: gunicorn (``gunicorn.socket``) and Werkzeug's dev server
 (``werkzeug.socket``) do. Under gevent the thread is a greenlet and the waits
 are cooperative, since gunicorn's gevent worker patches ``threading`` and
@@ -13,8 +13,7 @@ are cooperative, since gunicorn's gevent worker patches ``threading`` and
 
 from __future__ import annotations
 
-import os
-import select
+import selectors
 import socket
 import threading
 import time
@@ -39,18 +38,19 @@ class BackgroundReader:
     def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
         self._stream = stream
         self._items: deque[Any] = deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)  # a full pipe already holds a wake-up
+        # A socket pair rather than a pipe: Windows can wait only on sockets.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full buffer already holds a wake-up
         self._client = client
-        # poll, not select: select() fails on descriptors past 1024, which a
-        # worker holding hundreds of streams soon reaches.
-        self._poll = select.poll()
-        self._poll.register(self._wake_r, select.POLLIN)
+        # A selector, not select(): select() fails on descriptors past 1024,
+        # which a worker holding hundreds of streams soon reaches.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         if client is not None:
-            self._poll.register(client.fileno(), select.POLLIN)
+            self._selector.register(client, selectors.EVENT_READ)
         self._lock = threading.Lock()
-        self._abandoned = False  # stop() gave up waiting: the thread closes the pipe
+        self._abandoned = False  # stop() gave up waiting: the thread closes the wake-up pair
         self._stopped = False
         self._slots = threading.Semaphore(MAX_PENDING_READS)
         self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
@@ -72,13 +72,13 @@ class BackgroundReader:
             self._wake()
             with self._lock:
                 if self._abandoned:
-                    self._close_pipe()
+                    self._close_wakeup()
 
     def _wake(self) -> None:
         with self._lock:
             if not self._abandoned:
                 try:
-                    os.write(self._wake_w, b".")
+                    self._wake_w.send(b".")
                 except BlockingIOError:
                     pass
 
@@ -91,14 +91,12 @@ class BackgroundReader:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
-            ready = {
-                fd for fd, _ in self._poll.poll(None if remaining is None else remaining * 1000)
-            }
-            if self._client is not None and self._client.fileno() in ready and self._client_left():
+            ready = {key.fileobj for key, _ in self._selector.select(remaining)}
+            if self._client is not None and self._client in ready and self._client_left():
                 return [CLIENT_GONE]
             if self._wake_r in ready:
                 try:
-                    os.read(self._wake_r, 65536)
+                    self._wake_r.recv(65536)
                 except BlockingIOError:
                     pass
         items = []
@@ -121,7 +119,7 @@ class BackgroundReader:
         except OSError:
             return True
         if not left:
-            self._poll.unregister(self._client.fileno())
+            self._selector.unregister(self._client)
             self._client = None
         return left
 
@@ -138,8 +136,9 @@ class BackgroundReader:
             if self._thread.is_alive():
                 self._abandoned = True
             else:
-                self._close_pipe()
+                self._close_wakeup()
 
-    def _close_pipe(self) -> None:
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+    def _close_wakeup(self) -> None:
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
