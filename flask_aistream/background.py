@@ -4,11 +4,11 @@ provider is silent.
 
 A WSGI app learns that its client left only when a write fails, and a
 generator blocked on the provider writes nothing. Here the generator waits on
-a socket pair (signalled by the reader thread) *and* on the client's socket, when the
-server shares it: gunicorn (``gunicorn.socket``) and Werkzeug's dev server
-(``werkzeug.socket``) do. Under gevent the thread is a greenlet and the waits
-are cooperative, since gunicorn's gevent worker patches ``threading`` and
-``select``.
+a socket pair (signalled by the reader thread) *and* on the client's socket,
+when the server shares it: gunicorn (``gunicorn.socket``) and Werkzeug's dev
+server (``werkzeug.socket``) do. Under gevent the thread is a greenlet and the
+waits are cooperative, since gunicorn's gevent worker patches ``threading``
+and ``selectors``.
 """
 
 from __future__ import annotations
