@@ -22,6 +22,7 @@ from relay import HERE, Bench, scenario, start_gunicorn
 
 TOKENS, INTERVAL_MS, BOUND_MS = 30, 100, 50
 OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a second
+CONTENDER = os.environ.get("CONTENDER", "ours")  # or "naive", for comparison
 
 
 def run_level(bench: Bench, count: int):
@@ -33,7 +34,7 @@ def run_level(bench: Bench, count: int):
     while (opened < count or open_streams) and time.monotonic() < deadline:
         # Clients arrive over time, while the ones already here keep reading.
         while opened < count and time.monotonic() >= started + opened * OPEN_GAP:
-            sock = bench.open("ours", scenario(TOKENS, delay_ms=INTERVAL_MS, stamp=1))
+            sock = bench.open(CONTENDER, scenario(TOKENS, delay_ms=INTERVAL_MS, stamp=1))
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ, {"buffer": b"", "tokens": 0})
             opened += 1
