@@ -1,5 +1,7 @@
 import logging
+import socket
 import threading
+import time
 
 import pytest
 from flask import Flask
@@ -112,3 +114,23 @@ def live():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, what: str, timeout: float = 20, process=None) -> None:
+    """Wait until something listens on ``port`` (a server we started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"{what} exited: {process.stderr.read().decode()}") from None
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.05)

@@ -3,10 +3,8 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from flask import Flask, abort
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from conftest import relayed
+from conftest import free_port, relayed, wait_for_port
 from fakeprovider import Reply, openai_events
 from flask_aistream import AIStream
 
@@ -217,21 +215,12 @@ def test_an_existing_limiter_is_used(make_app, fake):
 def redis_url():
     server = shutil.which("redis-server")
     assert server, "redis-server is needed (apt-get install redis-server; .ci/run installs it)"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+    wait_for_port(port, "redis-server")
     yield f"redis://127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
@@ -254,9 +243,7 @@ def test_two_processes_share_one_count_in_redis(redis_url, tmp_path):
     )
     ports, processes = [], []
     for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+        ports.append(free_port())
         processes.append(
             subprocess.Popen(
                 [sys.executable, str(script), str(ports[-1])],
@@ -266,14 +253,7 @@ def test_two_processes_share_one_count_in_redis(redis_url, tmp_path):
         )
     try:
         for port in ports:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "an app process did not start"
-                    time.sleep(0.1)
+            wait_for_port(port, "an app process")
         statuses = [
             requests.get(
                 f"http://127.0.0.1:{port}/api/chat/stream?question=hi", timeout=10

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port, wait_for_port
 from fakeprovider import Reply, openai_events
 
 CLIENTS = 100
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid):
@@ -48,15 +43,8 @@ def gunicorn(request, fake):
     master = subprocess.Popen(
         args + ["loadapp:create_app()"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    wait_for_port(port, "gunicorn", process=master)
     deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert master.poll() is None, master.stderr.read().decode()
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
     # The master listens before its worker has booted: wait for the worker.
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
     while not children.read_text().split():
