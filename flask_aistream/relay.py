@@ -67,8 +67,8 @@ def _relay(
     reader = BackgroundReader(stream, client)
     deadline = None if total_timeout is None else time.monotonic() + total_timeout
     try:
-        error = None
-        while error is None:
+        finished, error = False, None
+        while not finished:
             wait = heartbeat or None
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -87,13 +87,13 @@ def _relay(
             for item in items:
                 if item.__class__ is list:
                     events += [content_event(text) for text in item]
-                elif item is END:
-                    error = ""
-                elif item is CLIENT_GONE:
+                    continue
+                if item is CLIENT_GONE:
                     return
-                elif isinstance(item, ProviderError):
+                finished = True  # the answer's end, or its failure
+                if isinstance(item, ProviderError):
                     error = on_error(item).message
-                else:
+                elif item is not END:
                     logger.error(
                         "flask-aistream: unexpected error while streaming an answer",
                         exc_info=item,

@@ -12,8 +12,7 @@ from typing import Any
 
 from ..errors import StreamFormatError
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider, parse_json
-from .openai import in_stream_error
+from .base import ChatRequest, EventReader, HTTPProvider, in_stream_error, parse_json
 
 API_VERSION = "2023-06-01"
 #: The Messages API refuses a request without ``max_tokens``.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from json import JSONDecoder
 from typing import Any
 
+from ..errors import ProviderError
 from ..sse import ServerSentEvent
 
 _scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
@@ -25,6 +26,29 @@ def parse_json(text: str) -> Any:
     if end != len(text) and not text[end:].isspace():
         raise ValueError(f"extra data after the JSON value: {text[end : end + 20]!r}")
     return value
+
+
+_RETRYABLE_ERROR_TYPES = frozenset(
+    {"server_error", "rate_limit_exceeded", "overloaded", "service_unavailable", "timeout"}
+)
+
+
+def in_stream_error(provider: str, error: Any) -> ProviderError:
+    """The error a provider reported after the HTTP 200 (the answer had begun)."""
+    kind = ""
+    if isinstance(error, dict):
+        kind = str(error.get("type") or error.get("code") or "")
+    elif isinstance(error, str):
+        kind = error
+    safe_kind = kind if kind.replace("_", "").isalpha() and len(kind) <= 40 else ""
+    return ProviderError(
+        "The AI provider reported an error during the answer"
+        + (f" ({safe_kind})" if safe_kind else "")
+        + "; try again.",
+        provider=provider,
+        retryable=not kind or kind in _RETRYABLE_ERROR_TYPES or "overload" in kind,
+        detail=repr(error),
+    )
 
 
 @dataclass(frozen=True)

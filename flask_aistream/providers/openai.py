@@ -11,31 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ProviderError, StreamFormatError
+from ..errors import StreamFormatError
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider, parse_json
-
-_RETRYABLE_ERROR_TYPES = frozenset(
-    {"server_error", "rate_limit_exceeded", "overloaded", "service_unavailable", "timeout"}
-)
-
-
-def in_stream_error(provider: str, error: Any) -> ProviderError:
-    """The error a provider reported after the HTTP 200 (the answer had begun)."""
-    kind = ""
-    if isinstance(error, dict):
-        kind = str(error.get("type") or error.get("code") or "")
-    elif isinstance(error, str):
-        kind = error
-    safe_kind = kind if kind.replace("_", "").isalpha() and len(kind) <= 40 else ""
-    return ProviderError(
-        "The AI provider reported an error during the answer"
-        + (f" ({safe_kind})" if safe_kind else "")
-        + "; try again.",
-        provider=provider,
-        retryable=not kind or kind in _RETRYABLE_ERROR_TYPES or "overload" in kind,
-        detail=repr(error),
-    )
+from .base import ChatRequest, EventReader, HTTPProvider, in_stream_error, parse_json
 
 
 class ChatCompletionsReader(EventReader):
