@@ -43,7 +43,8 @@ class SSEDecoder:
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.max_line_bytes = max_line_bytes
-        self._partial = b""  # an unterminated line carried to the next feed
+        self._partial: list[bytes] = []  # reads of a line whose end has not come
+        self._partial_bytes = 0
         self._bom_pending = True  # the stream's first bytes may be a BOM
         self._skip_lf = False  # the last feed ended in CR: a leading LF ends nothing
         self._event = b""
@@ -53,11 +54,13 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk`` and return the events it completed, in order."""
+        partial = self._partial
         if self._bom_pending:
-            chunk = self._partial + chunk
-            self._partial = b""
+            if partial:  # the start of a possible BOM, and nothing else
+                chunk = partial.pop() + chunk
             if len(chunk) < 3 and BOM.startswith(chunk):
-                self._partial = chunk  # wait: these might become a BOM
+                if chunk:
+                    partial.append(chunk)  # wait: these might become a BOM
                 return []
             self._bom_pending = False
             if chunk.startswith(BOM):
@@ -71,13 +74,25 @@ class SSEDecoder:
             # an LF starting the next chunk is not taken for another line end.
             self._skip_lf = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._partial:
-            chunk = self._partial + chunk
+        if b"\n" not in chunk:
+            # No line ends here: keep the read as it is, and join the pieces
+            # once the line ends (a long line arriving in small reads is then
+            # copied once, not once per read).
+            if chunk:
+                partial.append(chunk)
+                self._partial_bytes += len(chunk)
+                self._check_line_length(self._partial_bytes)
+            return []
+        if partial:
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            partial.clear()
         lines = chunk.split(b"\n")
-        self._partial = lines.pop()
-        if len(self._partial) > self.max_line_bytes:
-            self._partial = b""
-            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
+        rest = lines.pop()
+        self._partial_bytes = len(rest)
+        if rest:
+            partial.append(rest)
+            self._check_line_length(len(rest))
 
         events: list[ServerSentEvent] = []
         data = self._data
@@ -98,6 +113,12 @@ class SSEDecoder:
             elif line[0] != 58:  # b":" starts a comment (often a keep-alive)
                 self._field(line)
         return events
+
+    def _check_line_length(self, size: int) -> None:
+        if size > self.max_line_bytes:
+            self._partial.clear()
+            self._partial_bytes = 0
+            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
 
     def _field(self, line: bytes) -> None:
         name, _, value = line.partition(b":")

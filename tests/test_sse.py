@@ -134,7 +134,18 @@ def test_a_runaway_line_is_refused_and_memory_is_released():
     decoder.feed(b"data: " + b"x" * 900)
     with pytest.raises(StreamFormatError):
         decoder.feed(b"x" * 200)
-    assert decoder._partial == b""
+    assert decoder._partial == []
+
+
+def test_a_long_line_arriving_a_byte_at_a_time_is_not_copied_per_read():
+    # The reads of an unfinished line are kept as they came and joined once,
+    # when the line ends: 200 kB one byte at a time takes linear time.
+    decoder = SSEDecoder()
+    body = b"data: " + b"x" * 200_000 + b"\n\n"
+    events = []
+    for i in range(len(body)):
+        events += decoder.feed(body[i : i + 1])
+    assert [len(e.data) for e in events] == [200_000]
 
 
 def test_many_events_in_one_read():
