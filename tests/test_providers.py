@@ -1,10 +1,13 @@
 """Each provider's real wire format, served by a loopback provider, comes out
 as the spec's SSE: one ``{"content"}`` event per text delta, then ``[DONE]``."""
 
+import json
+
 import pytest
 
 from conftest import relayed
 from fakeprovider import Reply, split_every, transcript
+from flask_aistream.providers.base import parse_json
 
 OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
 ANTHROPIC_TEXT = "Hello! Rayleigh scattering — 🌈 空."
@@ -165,3 +168,30 @@ def test_we_ask_for_no_compression_but_decode_gzip_if_sent(client, fake):
     )
     assert ask(client, "openai") == (OPENAI_TEXT, None, True)
     assert fake.last.headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        ' \t\r\n{"a": 1} \n',
+        "[1, 2]",
+        '"s"',
+        "5",
+        "",
+        " ",
+        "\x0b{}",
+        "{} x",
+        "{}\x0b",
+        "{",
+        "x",
+    ],
+)
+def test_event_json_is_read_exactly_as_json_loads_reads_it(text):
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_json(text)
+    else:
+        assert parse_json(text) == expected

@@ -13,17 +13,21 @@ from ..sse import ServerSentEvent
 _scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
 
 
+_JSON_WHITESPACE = " \t\n\r"  # exactly what JSON allows around a value (str.isspace is wider)
+
+
 def parse_json(text: str) -> Any:
     """``json.loads`` for one event's data, minus its per-call overhead (this
     runs once per token). Raises ``ValueError`` on anything but one JSON value
     with optional surrounding whitespace."""
-    if text[:1] != "{":
-        text = text.lstrip()
     try:
         value, end = _scan_once(text, 0)
-    except StopIteration:
-        raise ValueError(f"not JSON: {text[:20]!r}") from None
-    if end != len(text) and not text[end:].isspace():
+    except StopIteration:  # the scanner takes no leading whitespace: rare, so tried second
+        stripped = text.lstrip(_JSON_WHITESPACE)
+        if stripped is text or not stripped:
+            raise ValueError(f"not JSON: {text[:20]!r}") from None
+        return parse_json(stripped)
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
         raise ValueError(f"extra data after the JSON value: {text[end : end + 20]!r}")
     return value
 
