@@ -132,3 +132,36 @@ def test_an_app_may_adjust_the_response(make_app, fake):
     response = app.test_client().get("/custom?q=hi")
     assert response.headers["Cache-Control"] == "no-store"
     assert relayed(response.get_data())[2]
+
+
+# --- what the provider connection takes from the environment ------------------
+
+
+def test_a_proxy_from_the_environment_is_used(make_app, fake, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", fake.url)  # the fake plays the proxy
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    app = make_app(AI_OPENAI_BASE_URL="http://provider.example/v1")
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    body = app.test_client().post("/chat", json={"question": "hi"}).get_data()
+    assert relayed(body)[2] and relayed(body)[1] is None
+    assert fake.last.path == "http://provider.example/v1/chat/completions"
+
+
+def test_no_proxy_from_the_environment_is_honoured(make_app, fake, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    body = make_app().test_client().post("/chat", json={"question": "hi"}).get_data()
+    assert relayed(body)[1] is None
+    assert fake.last.path == "/v1/chat/completions"
+
+
+def test_a_netrc_entry_never_replaces_the_api_key(make_app, fake, monkeypatch, tmp_path):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    make_app().test_client().post("/chat", json={"question": "hi"}).get_data()
+    assert fake.last.headers["authorization"] == "Bearer sk-proj-TESTKEY0123456789abcdefSECRET"
