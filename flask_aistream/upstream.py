@@ -172,6 +172,16 @@ def http_error(provider: str, status: int, body: str) -> ProviderError:
     )
 
 
+def _reads(raw: Any) -> Iterator[bytes]:
+    """What arrives, read by read, never waiting for more. A chunked body
+    (the usual framing of a stream) is read a chunk at a time by urllib3's
+    own chunk reader, which costs half as much per token as ``read1``."""
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.read_chunked(decode_content=True)
+    else:
+        yield from iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
+
+
 class HTTPStream(TextStream):
     """A provider's answer being read off the wire."""
 
@@ -188,10 +198,10 @@ class HTTPStream(TextStream):
         parse = reader.parse
         feed = SSEDecoder().feed
         assert self._response is not None, "an HTTPStream is read once"
-        read = self._response.raw.read1
+        reads = _reads(self._response.raw)
         while True:
             try:
-                chunk = read(READ_SIZE, decode_content=True)
+                chunk = next(reads, b"")
             except (ReadTimeoutError, socket.timeout) as exc:
                 raise ProviderError(
                     f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",
