@@ -3,18 +3,20 @@ generator is free to write heartbeats and to watch the client while the
 provider is silent.
 
 A WSGI app learns that its client left only when a write fails, and a
-generator blocked on the provider writes nothing. Here the generator waits on
-a socket pair (signalled by the reader thread) *and* on the client's socket,
-when the server shares it: gunicorn (``gunicorn.socket``) and Werkzeug's dev
-server (``werkzeug.socket``) do. Under gevent the thread is a greenlet and the
-waits are cooperative, since gunicorn's gevent worker patches ``threading``
-and ``selectors``.
+generator blocked on the provider writes nothing. Here the generator waits
+for the reader thread *and* for the client's socket, when the server shares
+it: gunicorn (``gunicorn.socket``) and Werkzeug's dev server
+(``werkzeug.socket``) do. Between OS threads that wait is a socket pair and a
+selector. Under gevent (``threading`` patched, as gunicorn's gevent worker
+does) the thread is a greenlet on the same OS thread, and the wait is a
+gevent event plus a watcher on the client socket: no system call per token.
 """
 
 from __future__ import annotations
 
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -32,12 +34,11 @@ END = object()  # the provider finished the answer
 CLIENT_GONE = object()  # the client closed its end of the connection
 
 
-class BackgroundReader:
-    """Runs ``stream`` on a daemon thread; :meth:`wait` hands over what it read."""
+class SocketWakeup:
+    """The reader thread wakes the generator through a socket pair, so that
+    one selector waits for both it and the client socket."""
 
-    def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
-        self._stream = stream
-        self._items: deque[Any] = deque()
+    def __init__(self, client: socket.socket | None) -> None:
         # A socket pair rather than a pipe: Windows can wait only on sockets.
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -49,6 +50,90 @@ class BackgroundReader:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         if client is not None:
             self._selector.register(client, selectors.EVENT_READ)
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b".")
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for a wake-up, the client socket or ``timeout``; true when the
+        client socket is readable."""
+        ready = {key.fileobj for key, _ in self._selector.select(timeout)}
+        if self._wake_r in ready:
+            try:
+                self._wake_r.recv(65536)
+            except BlockingIOError:
+                pass
+        return self._client is not None and self._client in ready
+
+    def forget_client(self) -> None:
+        if self._client is not None:
+            self._selector.unregister(self._client)
+            self._client = None
+
+    def close(self) -> None:
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class GeventWakeup:
+    """The same for greenlets: an event that the reader sets, and that a
+    watcher on the client socket sets too."""
+
+    def __init__(self, client: socket.socket | None) -> None:
+        from gevent import get_hub  # type: ignore[import-untyped]
+        from gevent.event import Event  # type: ignore[import-untyped]
+
+        self._event = Event()
+        self._client_readable = False
+        self._watcher: Any = None
+        if client is not None:
+            self._watcher = get_hub().loop.io(client.fileno(), 1)  # 1: readable
+
+    def _on_client(self) -> None:
+        assert self._watcher is not None
+        self._watcher.stop()  # one shot, like a select(): wait() starts it again
+        self._client_readable = True
+        self._event.set()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        if self._watcher is not None and not self._watcher.active:
+            self._watcher.start(self._on_client)
+        self._event.wait(timeout)
+        self._event.clear()
+        readable, self._client_readable = self._client_readable, False
+        return readable
+
+    def forget_client(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+
+    close = forget_client
+
+
+def _greenlet_threads() -> bool:
+    """Whether ``threading`` makes greenlets (gevent's monkey-patching)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
+
+
+class BackgroundReader:
+    """Runs ``stream`` on a daemon thread; :meth:`wait` hands over what it read."""
+
+    def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
+        self._stream = stream
+        self._items: deque[Any] = deque()
+        self._client = client
+        wakeup = GeventWakeup if _greenlet_threads() else SocketWakeup
+        self._wakeup: SocketWakeup | GeventWakeup = wakeup(client)
         self._lock = threading.Lock()
         self._abandoned = False  # stop() gave up waiting: the thread closes the wake-up pair
         self._stopped = False
@@ -72,15 +157,12 @@ class BackgroundReader:
             self._wake()
             with self._lock:
                 if self._abandoned:
-                    self._close_wakeup()
+                    self._wakeup.close()
 
     def _wake(self) -> None:
         with self._lock:
             if not self._abandoned:
-                try:
-                    self._wake_w.send(b".")
-                except BlockingIOError:
-                    pass
+                self._wakeup.wake()
 
     def wait(self, timeout: float | None) -> list[Any]:
         """Everything read so far (lists of texts, then ``END`` or an
@@ -91,14 +173,9 @@ class BackgroundReader:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
-            ready = {key.fileobj for key, _ in self._selector.select(remaining)}
-            if self._client is not None and self._client in ready and self._client_left():
+            client_readable = self._wakeup.wait(remaining)
+            if client_readable and self._client_left():
                 return [CLIENT_GONE]
-            if self._wake_r in ready:
-                try:
-                    self._wake_r.recv(65536)
-                except BlockingIOError:
-                    pass
         items = []
         while self._items:
             items.append(self._items.popleft())
@@ -119,7 +196,7 @@ class BackgroundReader:
         except OSError:
             return True
         if not left:
-            self._selector.unregister(self._client)
+            self._wakeup.forget_client()
             self._client = None
         return left
 
@@ -136,9 +213,4 @@ class BackgroundReader:
             if self._thread.is_alive():
                 self._abandoned = True
             else:
-                self._close_wakeup()
-
-    def _close_wakeup(self) -> None:
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+                self._wakeup.close()

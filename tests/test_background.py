@@ -1,0 +1,111 @@
+"""The reader thread hands what it read to the response generator, which also
+notices the client leaving while the provider is silent: with OS threads
+(a socket pair and a selector) and with gevent's greenlets (an event and a
+watcher, no system call per token)."""
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from flask_aistream.background import CLIENT_GONE, END, BackgroundReader, SocketWakeup
+from flask_aistream.providers.base import TextStream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Ticking(TextStream):
+    """``count`` deltas ``gap`` seconds apart; remembers being closed."""
+
+    def __init__(self, count, gap=0.01):
+        self.count, self.gap, self.closed = count, gap, False
+
+    def __iter__(self):
+        for i in range(self.count):
+            due = time.monotonic() + self.gap
+            while time.monotonic() < due:
+                time.sleep(0.005)
+                if self.closed:
+                    return
+            yield [str(i)]
+
+    def close(self):
+        self.closed = True
+
+
+def drain(reader, timeout=5.0):
+    items, deadline = [], time.monotonic() + timeout
+    while not items or items[-1] not in (END, CLIENT_GONE):
+        assert time.monotonic() < deadline, f"stuck after {items}"
+        items += reader.wait(0.5)
+    return items
+
+
+def test_threads_hand_over_every_delta_then_the_end():
+    reader = BackgroundReader(Ticking(5))
+    assert isinstance(reader._wakeup, SocketWakeup)
+    assert drain(reader) == [["0"], ["1"], ["2"], ["3"], ["4"], END]
+    reader.stop()
+
+
+def test_threads_see_the_client_leave_while_the_provider_is_silent():
+    server_side, browser = socket.socketpair()
+    stream = Ticking(1, gap=30)
+    reader = BackgroundReader(stream, client=server_side)
+    browser.close()
+    started = time.monotonic()
+    assert drain(reader) == [CLIENT_GONE]
+    assert time.monotonic() - started < 0.5
+    reader.stop()
+    assert stream.closed
+    server_side.close()
+
+
+# The same under gevent, in a process of its own: monkey-patching is for good.
+GEVENT_CHECK = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import socket, time
+from test_background import Ticking, drain
+from flask_aistream.background import CLIENT_GONE, END, BackgroundReader, GeventWakeup
+
+reader = BackgroundReader(Ticking(5))
+assert isinstance(reader._wakeup, GeventWakeup), reader._wakeup
+assert drain(reader) == [["0"], ["1"], ["2"], ["3"], ["4"], END]
+reader.stop()
+
+server_side, browser = socket.socketpair()
+stream = Ticking(1, gap=30)
+reader = BackgroundReader(stream, client=server_side)
+browser.close()
+started = time.monotonic()
+assert drain(reader) == [CLIENT_GONE]
+assert time.monotonic() - started < 0.5
+reader.stop()
+assert stream.closed
+
+# Pipelined bytes from a client that stays: the watch stops, nothing spins.
+server_side, browser = socket.socketpair()
+reader = BackgroundReader(Ticking(3), client=server_side)
+browser.sendall(b"GET / HTTP/1.1\\r\\n\\r\\n")
+assert drain(reader) == [["0"], ["1"], ["2"], END]
+assert reader._wakeup._watcher is None
+reader.stop()
+print("ok")
+"""
+
+
+def test_gevent_greenlets_hand_over_deltas_and_see_the_client_leave():
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(GEVENT_CHECK)],
+        cwd=ROOT / "tests",
+        env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "ok", result.stderr
