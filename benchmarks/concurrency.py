@@ -84,7 +84,7 @@ def main():
         f"{'arriving: p99 / worst':>22} {'RSS/stream kB':>14} {'worker CPU%':>11}"
     )
     try:
-        for worker in ("gevent", "gthread"):
+        for worker in os.environ.get("WORKERS", "gevent gthread").split():
             for count in levels:
                 master, port, pid = start_gunicorn(worker, url, threads=count + 8)
                 bench = Bench(0, port, pid)
