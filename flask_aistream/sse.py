@@ -101,10 +101,8 @@ class SSEDecoder:
 
         events: list[ServerSentEvent] = []
         data = self._data
-        for line in lines:
-            if line[:5] == b"data:":  # the common case first: this runs per token
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif not line:
+        for line in lines:  # this loop runs twice per token: its order matters
+            if not line:  # a blank line dispatches the event
                 if data:
                     text = data[0] if len(data) == 1 else b"\n".join(data)
                     event = self._event.decode("utf-8", "replace") if self._event else "message"
@@ -116,6 +114,8 @@ class SSEDecoder:
                     )
                     data = self._data = []
                 self._event = b""
+            elif line.startswith(b"data: "):
+                data.append(line[6:])
             elif line[0] != 58:  # b":" starts a comment (often a keep-alive)
                 self._field(line)
         return events
