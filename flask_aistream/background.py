@@ -43,6 +43,10 @@ class SocketWakeup:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)  # a full buffer already holds a wake-up
+        # The reader thread may still wake us after close(): the lock keeps it
+        # from writing to a descriptor number that another socket now has.
+        self._lock = threading.Lock()
+        self._closed = False
         self._client = client
         # A selector, not select(): select() fails on descriptors past 1024,
         # which a worker holding hundreds of streams soon reaches.
@@ -52,10 +56,13 @@ class SocketWakeup:
             self._selector.register(client, selectors.EVENT_READ)
 
     def wake(self) -> None:
-        try:
-            self._wake_w.send(b".")
-        except BlockingIOError:
-            pass
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._wake_w.send(b".")
+            except BlockingIOError:
+                pass
 
     def wait(self, timeout: float | None) -> bool:
         """Wait for a wake-up, the client socket or ``timeout``; true when the
@@ -74,6 +81,8 @@ class SocketWakeup:
             self._client = None
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -134,35 +143,30 @@ class BackgroundReader:
         self._client = client
         wakeup = GeventWakeup if _greenlet_threads() else SocketWakeup
         self._wakeup: SocketWakeup | GeventWakeup = wakeup(client)
-        self._lock = threading.Lock()
-        self._abandoned = False  # stop() gave up waiting: the thread closes the wake-up pair
+        self._room = threading.Event()  # set when a full queue was emptied
         self._stopped = False
-        self._slots = threading.Semaphore(MAX_PENDING_READS)
         self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        items, room = self._items, self._room
         try:
             for texts in self._stream:
-                self._slots.acquire()
+                # deque operations are atomic: only a full queue costs a lock
+                while len(items) >= MAX_PENDING_READS and not self._stopped:
+                    room.clear()
+                    if len(items) >= MAX_PENDING_READS and not self._stopped:
+                        room.wait()
                 if self._stopped:
                     break
-                self._items.append(texts)
-                self._wake()
-            self._items.append(END)
+                items.append(texts)
+                self._wakeup.wake()
+            items.append(END)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator, which decides
-            self._items.append(exc)
+            items.append(exc)
         finally:
             self._stream.close()
-            self._wake()
-            with self._lock:
-                if self._abandoned:
-                    self._wakeup.close()
-
-    def _wake(self) -> None:
-        with self._lock:
-            if not self._abandoned:
-                self._wakeup.wake()
+            self._wakeup.wake()
 
     def wait(self, timeout: float | None) -> list[Any]:
         """Everything read so far (lists of texts, then ``END`` or an
@@ -176,10 +180,12 @@ class BackgroundReader:
             client_readable = self._wakeup.wait(remaining)
             if client_readable and self._client_left():
                 return [CLIENT_GONE]
+        was_full = len(self._items) >= MAX_PENDING_READS
         items = []
         while self._items:
             items.append(self._items.popleft())
-            self._slots.release()
+        if was_full:
+            self._room.set()
         return items
 
     def _client_left(self) -> bool:
@@ -207,10 +213,6 @@ class BackgroundReader:
             return
         self._stopped = True
         self._stream.abort()
-        self._slots.release()  # a reader waiting for room: let it see the stop
+        self._room.set()  # a reader waiting for room: let it see the stop
         self._thread.join(timeout=2)
-        with self._lock:
-            if self._thread.is_alive():
-                self._abandoned = True
-            else:
-                self._wakeup.close()
+        self._wakeup.close()

@@ -10,7 +10,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from flask_aistream.background import CLIENT_GONE, END, BackgroundReader, SocketWakeup
+from flask_aistream.background import (
+    CLIENT_GONE,
+    END,
+    MAX_PENDING_READS,
+    BackgroundReader,
+    SocketWakeup,
+)
 from flask_aistream.providers.base import TextStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +67,21 @@ def test_threads_see_the_client_leave_while_the_provider_is_silent():
     reader.stop()
     assert stream.closed
     server_side.close()
+
+
+def test_a_reader_ahead_of_a_slow_client_waits_instead_of_piling_up():
+    stream = Ticking(1000, gap=0)
+    reader = BackgroundReader(stream)
+    time.sleep(0.2)  # nobody reads: the reader must stop at the bound
+    assert len(reader._items) == MAX_PENDING_READS
+    first = reader.wait(0)
+    assert first == [[str(i)] for i in range(MAX_PENDING_READS)]
+    time.sleep(0.1)  # room again: it reads on, up to the bound
+    assert len(reader._items) == MAX_PENDING_READS
+    started = time.monotonic()
+    reader.stop()  # while it waits for room: it ends at once
+    assert time.monotonic() - started < 0.5
+    assert not reader._thread.is_alive() and stream.closed
 
 
 # The same under gevent, in a process of its own: monkey-patching is for good.
