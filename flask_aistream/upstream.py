@@ -4,7 +4,8 @@
 line when a CRLF is split between two reads (an empty line dispatches an SSE
 event) and ``iter_content(n)`` waits for ``n`` bytes on a body that ends when
 the connection closes, holding tokens back. So we read whatever has arrived
-(``read1``) and let :class:`~flask_aistream.sse.SSEDecoder` split the lines.
+(a chunk of a chunked body, else ``read1``) and let
+:class:`~flask_aistream.sse.SSEDecoder` split the lines.
 """
 
 from __future__ import annotations
@@ -175,9 +176,10 @@ def http_error(provider: str, status: int, body: str) -> ProviderError:
 def _reads(raw: Any) -> Iterator[bytes]:
     """What arrives, read by read, never waiting for more. A chunked body
     (the usual framing of a stream) is read a chunk at a time by urllib3's
-    own chunk reader, which costs half as much per token as ``read1``."""
+    own chunk reader, which costs half as much per token as ``read1``; a
+    chunk the provider already sent whole, in at most READ_SIZE pieces."""
     if raw.chunked and raw.supports_chunked_reads():
-        yield from raw.read_chunked(decode_content=True)
+        yield from raw.read_chunked(READ_SIZE, decode_content=True)
     else:
         yield from iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
 

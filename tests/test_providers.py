@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import relayed
-from fakeprovider import Reply, split_every, transcript
+from fakeprovider import Reply, openai_events, split_every, transcript
 from flask_aistream.providers.base import parse_json
 
 OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
@@ -33,6 +33,15 @@ def ask(client, provider, question="Why is the sky blue?", **options):
 def test_each_provider_stream_is_relayed(client, fake, provider, name, text, framing):
     fake.reply = Reply.sse(transcript(name), framing=framing)
     assert ask(client, provider) == (text, None, True)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close", "length"])
+def test_a_body_far_larger_than_one_read_arrives_whole(client, fake, framing):
+    """5,000 events in a single write (one HTTP chunk of ~700 kB): read in
+    pieces of at most READ_SIZE, none lost or repeated at the seams."""
+    words = [f" w{i}" for i in range(5000)]
+    fake.reply = Reply(parts=[b"".join(openai_events(words))], framing=framing)
+    assert ask(client, "openai") == ("".join(words), None, True)
 
 
 @pytest.mark.parametrize("provider, name, text", STREAMS[:4], ids=[s[1] for s in STREAMS[:4]])
