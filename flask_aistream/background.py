@@ -143,7 +143,8 @@ class BackgroundReader:
         self._client = client
         wakeup = GeventWakeup if _greenlet_threads() else SocketWakeup
         self._wakeup: SocketWakeup | GeventWakeup = wakeup(client)
-        self._room = threading.Event()  # set when a full queue was emptied
+        self._room = threading.Event()  # cleared by a reader that found the queue full
+        self._room.set()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
         self._thread.start()
@@ -152,7 +153,8 @@ class BackgroundReader:
         items, room = self._items, self._room
         try:
             for texts in self._stream:
-                # deque operations are atomic: only a full queue costs a lock
+                # deque operations are atomic: only a full queue costs a lock.
+                # Clear, then look again: a drain after the clear sets it.
                 while len(items) >= MAX_PENDING_READS and not self._stopped:
                     room.clear()
                     if len(items) >= MAX_PENDING_READS and not self._stopped:
@@ -180,11 +182,10 @@ class BackgroundReader:
             client_readable = self._wakeup.wait(remaining)
             if client_readable and self._client_left():
                 return [CLIENT_GONE]
-        was_full = len(self._items) >= MAX_PENDING_READS
         items = []
         while self._items:
             items.append(self._items.popleft())
-        if was_full:
+        if not self._room.is_set():  # the reader found the queue full: it may wait
             self._room.set()
         return items
 

@@ -84,6 +84,23 @@ def test_a_reader_ahead_of_a_slow_client_waits_instead_of_piling_up():
     assert not reader._thread.is_alive() and stream.closed
 
 
+def test_a_reader_and_a_generator_racing_over_a_full_queue_never_stall():
+    """Every hand-over in a tight race between the two threads (the GIL
+    switching threads every microsecond): a reader that finds the queue
+    full must always be woken by the next drain."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(20):
+            count = 2_000
+            reader = BackgroundReader(Ticking(count, gap=0))
+            items = drain(reader, timeout=5)
+            assert items == [[str(i)] for i in range(count)] + [END]
+            reader.stop()
+    finally:
+        sys.setswitchinterval(interval)
+
+
 # The same under gevent, in a process of its own: monkey-patching is for good.
 GEVENT_CHECK = """
 from gevent import monkey
