@@ -49,14 +49,18 @@ def drain(reader, timeout=5.0):
     return items
 
 
-def test_threads_hand_over_every_delta_then_the_end():
+# Checks that hold for both kinds of wake-up: run here with OS threads, and
+# under gevent in a process of its own (monkey-patching is for good).
+
+
+def check_every_delta_then_the_end(wakeup_class):
     reader = BackgroundReader(Ticking(5))
-    assert isinstance(reader._wakeup, SocketWakeup)
+    assert isinstance(reader._wakeup, wakeup_class), reader._wakeup
     assert drain(reader) == [["0"], ["1"], ["2"], ["3"], ["4"], END]
     reader.stop()
 
 
-def test_threads_see_the_client_leave_while_the_provider_is_silent():
+def check_the_client_leaving_while_the_provider_is_silent():
     server_side, browser = socket.socketpair()
     stream = Ticking(1, gap=30)
     reader = BackgroundReader(stream, client=server_side)
@@ -67,6 +71,29 @@ def test_threads_see_the_client_leave_while_the_provider_is_silent():
     reader.stop()
     assert stream.closed
     server_side.close()
+
+
+def check_a_client_sending_more_is_not_taken_for_gone():
+    """Pipelined bytes from a client that stays: the watch stops, nothing spins."""
+    server_side, browser = socket.socketpair()
+    reader = BackgroundReader(Ticking(3), client=server_side)
+    browser.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    assert drain(reader) == [["0"], ["1"], ["2"], END]
+    assert reader._client is None
+    reader.stop()
+    server_side.close()
+
+
+def test_threads_hand_over_every_delta_then_the_end():
+    check_every_delta_then_the_end(SocketWakeup)
+
+
+def test_threads_see_the_client_leave_while_the_provider_is_silent():
+    check_the_client_leaving_while_the_provider_is_silent()
+
+
+def test_threads_keep_a_client_that_sends_more():
+    check_a_client_sending_more_is_not_taken_for_gone()
 
 
 def test_a_reader_ahead_of_a_slow_client_waits_instead_of_piling_up():
@@ -101,38 +128,17 @@ def test_a_reader_and_a_generator_racing_over_a_full_queue_never_stall():
         sys.setswitchinterval(interval)
 
 
-# The same under gevent, in a process of its own: monkey-patching is for good.
 GEVENT_CHECK = """
 from gevent import monkey
 
 monkey.patch_all()
 
-import socket, time
-from test_background import Ticking, drain
-from flask_aistream.background import CLIENT_GONE, END, BackgroundReader, GeventWakeup
+import test_background as t
+from flask_aistream.background import GeventWakeup
 
-reader = BackgroundReader(Ticking(5))
-assert isinstance(reader._wakeup, GeventWakeup), reader._wakeup
-assert drain(reader) == [["0"], ["1"], ["2"], ["3"], ["4"], END]
-reader.stop()
-
-server_side, browser = socket.socketpair()
-stream = Ticking(1, gap=30)
-reader = BackgroundReader(stream, client=server_side)
-browser.close()
-started = time.monotonic()
-assert drain(reader) == [CLIENT_GONE]
-assert time.monotonic() - started < 0.5
-reader.stop()
-assert stream.closed
-
-# Pipelined bytes from a client that stays: the watch stops, nothing spins.
-server_side, browser = socket.socketpair()
-reader = BackgroundReader(Ticking(3), client=server_side)
-browser.sendall(b"GET / HTTP/1.1\\r\\n\\r\\n")
-assert drain(reader) == [["0"], ["1"], ["2"], END]
-assert reader._wakeup._watcher is None
-reader.stop()
+t.check_every_delta_then_the_end(GeventWakeup)
+t.check_the_client_leaving_while_the_provider_is_silent()
+t.check_a_client_sending_more_is_not_taken_for_gone()
 print("ok")
 """
 
