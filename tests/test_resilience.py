@@ -221,11 +221,19 @@ def test_529_then_success(make_app, fake):
     assert error is None and text.startswith("Hello! Rayleigh")
 
 
-def test_in_stream_overloaded_before_content_then_success(make_app, fake):
-    overloaded = transcript("anthropic_overloaded.sse").replace(
-        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Partial"}}\n\n',
-        b"",
+@pytest.mark.parametrize("kind", [b"overloaded_error", b"api_error", b"rate_limit_error"])
+def test_in_stream_error_before_content_then_success(make_app, fake, kind):
+    """Anthropic's retryable error types (its 529, 500 and 429) arriving in
+    the stream before any text: one clean answer from a second request."""
+    overloaded = (
+        transcript("anthropic_overloaded.sse")
+        .replace(
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Partial"}}\n\n',
+            b"",
+        )
+        .replace(b"overloaded_error", kind)
     )
+    assert kind in overloaded
     fake.replies = [Reply.sse(overloaded), Reply.sse(transcript("anthropic_basic.sse"))]
     _, (text, error, _) = stream(make_app(), provider="anthropic")
     assert error is None and text.startswith("Hello! Rayleigh")  # one clean answer

@@ -32,8 +32,19 @@ def parse_json(text: str) -> Any:
     return value
 
 
+#: In-stream error types worth a new request (before any text was sent):
+#: OpenAI's and Groq's, then Anthropic's (its 500 and 429; "overloaded_error",
+#: its 529, is matched by "overload" below).
 _RETRYABLE_ERROR_TYPES = frozenset(
-    {"server_error", "rate_limit_exceeded", "overloaded", "service_unavailable", "timeout"}
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "overloaded",
+        "service_unavailable",
+        "timeout",
+        "api_error",
+        "rate_limit_error",
+    }
 )
 
 
