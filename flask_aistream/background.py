@@ -141,13 +141,24 @@ class BackgroundReader:
         self._stream = stream
         self._items: deque[Any] = deque()
         self._client = client
-        wakeup = GeventWakeup if _greenlet_threads() else SocketWakeup
-        self._wakeup: SocketWakeup | GeventWakeup = wakeup(client)
         self._room = threading.Event()  # cleared by a reader that found the queue full
         self._room.set()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="flask-aistream reader", daemon=True)
-        self._thread.start()
+        self._wakeup: SocketWakeup | GeventWakeup
+        self._thread: Any
+        if _greenlet_threads():
+            from gevent import spawn
+
+            self._wakeup = GeventWakeup(client)
+            # A bare greenlet: a patched Thread costs twice as much to start,
+            # and its start() waits a turn of the event loop for it to run.
+            self._thread = spawn(self._run)
+        else:
+            self._wakeup = SocketWakeup(client)
+            self._thread = threading.Thread(
+                target=self._run, name="flask-aistream reader", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         items, room = self._items, self._room
