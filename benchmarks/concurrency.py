@@ -27,7 +27,8 @@ from relay import HERE, Bench, scenario, start_gunicorn
 
 TOKENS, INTERVAL_MS, BOUND_MS = 30, 100, 50
 OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a second
-#: "ours" is ask_stream; "naive" the requests + iter_lines view, for comparison
+#: "ours" is ask_stream; "naive" the requests + iter_lines view, for comparison;
+#: "iter" (not by default) ours without its reader thread: see relayapp.py
 CONTENDERS = os.environ.get("CONTENDERS", "ours naive").split()
 WORKERS = os.environ.get("WORKERS", "gevent gthread").split()
 

@@ -8,6 +8,7 @@ import requests
 from flask import Flask, Response, request
 
 from flask_aistream import AIStream
+from flask_aistream.sse import DONE, content_event
 
 UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
 
@@ -20,6 +21,20 @@ def create_app():
     @app.get("/ours")
     def ours():
         return app.extensions["ai"].ask_stream("go", model=request.args["m"])
+
+    @app.get("/iter")
+    def iter_view():
+        """Our transport and parser read in the response generator itself:
+        what ours costs without its reader thread (and so without heartbeats
+        or noticing a departed client while the provider is silent)."""
+        texts = app.extensions["ai"].iter_text("go", model=request.args["m"])
+
+        def relay():
+            for text in texts:
+                yield content_event(text)
+            yield DONE
+
+        return Response(relay(), content_type="text/event-stream")
 
     @app.get("/naive")
     def naive():
