@@ -17,9 +17,10 @@ from .errors import StreamFormatError
 
 BOM = b"\xef\xbb\xbf"
 
-#: Upper bound on one line of an upstream stream. A provider never sends
-#: lines anywhere near this; a line that grows past it is a broken or hostile
-#: upstream, and buffering it would let one stream eat the worker's memory.
+#: Upper bound on one line of an upstream stream, and on the data lines of an
+#: event still waiting for its blank line. A provider never sends anything
+#: near this; more is a broken or hostile upstream, and buffering it would let
+#: one stream eat the worker's memory.
 MAX_LINE_BYTES = 1024 * 1024
 
 
@@ -54,6 +55,7 @@ class SSEDecoder:
         self._skip_lf = False  # the last feed ended in CR: a leading LF ends nothing
         self._event = b""
         self._data: list[bytes] = []
+        self._data_bytes = 0  # in the data lines of an unfinished event
         self._last_id = ""
         self._retry: int | None = None
 
@@ -100,7 +102,8 @@ class SSEDecoder:
             self._check_line_length(len(rest))
 
         events: list[ServerSentEvent] = []
-        data = self._data
+        data = carried = self._data
+        carried_lines = len(carried)
         for line in lines:  # this loop runs twice per token: its order matters
             if not line:  # a blank line dispatches the event
                 if data:
@@ -118,6 +121,18 @@ class SSEDecoder:
                 data.append(line[6:])
             elif line[0] != 58:  # b":" starts a comment (often a keep-alive)
                 self._field(line)
+        if data:  # an event still waits for its blank line: count what it holds
+            if data is not carried:
+                self._data_bytes, carried_lines = 0, 0
+            self._data_bytes += sum(map(len, data[carried_lines:]))
+            if self._data_bytes > self.max_line_bytes:
+                data.clear()
+                self._data_bytes = 0
+                raise StreamFormatError(
+                    f"an unfinished upstream event exceeded {self.max_line_bytes} bytes"
+                )
+        elif self._data_bytes:
+            self._data_bytes = 0
         return events
 
     def _check_line_length(self, size: int) -> None:

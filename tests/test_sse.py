@@ -137,6 +137,23 @@ def test_a_runaway_line_is_refused_and_memory_is_released():
     assert decoder._partial == []
 
 
+def test_an_event_of_many_short_lines_that_never_ends_is_refused():
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(StreamFormatError):
+        for _ in range(1000):  # 5 bytes of data each: past the bound after 200
+            decoder.feed(b"data: 12345\n")
+    assert decoder._data == []
+
+
+def test_events_longer_in_total_than_the_bound_still_pass_one_by_one():
+    decoder = SSEDecoder(max_line_bytes=1000)
+    body = b"data: " + b"x" * 600 + b"\n\n"
+    events = []
+    for _ in range(10):  # 6 kB in all, each event under the bound, in split reads
+        events += decoder.feed(body[:300]) + decoder.feed(body[300:])
+    assert len(events) == 10
+
+
 def test_a_long_line_arriving_a_byte_at_a_time_is_not_copied_per_read():
     # The reads of an unfinished line are kept as they came and joined once,
     # when the line ends: 200 kB one byte at a time takes linear time.
