@@ -135,7 +135,8 @@ def _greenlet_threads() -> bool:
 
 
 class BackgroundReader:
-    """Runs ``stream`` on a daemon thread; :meth:`wait` hands over what it read."""
+    """Runs ``stream`` on a daemon thread (a greenlet under gevent); :meth:`wait`
+    hands over what it read."""
 
     def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
         self._stream = stream
