@@ -116,9 +116,8 @@ def _limit(app: Any, bp: Blueprint, ratelimit: str, storage_uri: str) -> None:
 
 
 def _too_many_requests(limit: Any) -> Response:
-    retry_after = max(
-        1, math.ceil(limit.window[0] - time.time())
-    )  # window: (reset time, remaining)
+    reset_at = limit.window[0]  # window: (reset time, remaining)
+    retry_after = max(1, math.ceil(reset_at - time.time()))
     response = jsonify(
         error=f"Too many questions: the limit is {limit.limit}. Try again in {retry_after} s."
     )
@@ -130,11 +129,12 @@ def _too_many_requests(limit: Any) -> Response:
 def _json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
     if not req.is_json:
         raise BadInput(415, "Send the question as JSON (Content-Type: application/json).")
+    too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
     if req.content_length is not None and req.content_length > max_bytes:
-        raise BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
+        raise too_large  # said up front: not read at all
     raw = req.stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
+        raise too_large  # chunked, or a Content-Length that lied
     try:
         body = json.loads(raw)
     except ValueError:

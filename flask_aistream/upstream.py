@@ -229,17 +229,16 @@ class HTTPStream(TextStream):
                         texts.append(text)
                     if reader.done:
                         break
-            except ProviderError as exc:
-                exc.provider = exc.provider or name
+            except (ProviderError, AttributeError, TypeError, KeyError, IndexError) as exc:
+                if isinstance(exc, ProviderError):
+                    error = exc
+                    error.provider = error.provider or name
+                else:  # an event of a shape the reader did not expect
+                    error = StreamFormatError(f"unexpected event shape: {exc!r}", provider=name)
                 self.close()
                 if texts:
                     yield texts  # what arrived before the error still counts
-                raise
-            except (AttributeError, TypeError, KeyError, IndexError) as exc:
-                self.close()
-                if texts:
-                    yield texts
-                raise StreamFormatError(f"unexpected event shape: {exc!r}", provider=name) from None
+                raise error from None
             if reader.done:
                 self.close()  # hang up now rather than wait for the provider to
             if texts:
