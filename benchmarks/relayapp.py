@@ -8,7 +8,7 @@ import requests
 from flask import Flask, Response, request
 
 from flask_aistream import AIStream
-from flask_aistream.sse import DONE, content_event
+from flask_aistream.formats import DONE, content_event
 
 UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
 

@@ -6,6 +6,8 @@ from .client import AIClient, Task
 from .config import ConfigVars
 from .errors import AIStreamError, ConfigurationError, ProviderError, StreamFormatError
 from .extension import AIStream
+from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
+from .signals import answer_finished
 from .sse import ServerSentEvent, SSEDecoder
 
 __version__ = "0.1.0"
@@ -17,12 +19,19 @@ __all__ = [
     "AIClient",
     "AIStream",
     "AIStreamError",
+    "Answer",
     "ConfigVars",
     "ConfigurationError",
+    "Finish",
     "ProviderError",
+    "ReasoningDelta",
     "SSEDecoder",
     "ServerSentEvent",
     "StreamFormatError",
     "Task",
+    "TextDelta",
+    "ToolCall",
+    "Usage",
     "__version__",
+    "answer_finished",
 ]

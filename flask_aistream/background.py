@@ -10,6 +10,14 @@ it: gunicorn (``gunicorn.socket``) and Werkzeug's dev server
 selector. Under gevent (``threading`` patched, as gunicorn's gevent worker
 does) the thread is a greenlet on the same OS thread, and the wait is a
 gevent event plus a watcher on the client socket: no system call per token.
+
+The reader is also where an answer ends: after the generator took the last
+item and wrote the stream's end (:meth:`BackgroundReader.release`), or
+stopped reading (:meth:`~BackgroundReader.stop`: the provider is hung up on;
+:meth:`~BackgroundReader.detach`: the answer is read to its end for nobody),
+the reader thread runs ``after`` (the answer's hooks), so that a slow hook
+never delays the browser and an app that chose to finish answers gets them
+whole.
 """
 
 from __future__ import annotations
@@ -20,16 +28,16 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
-from .providers.base import TextStream
+from .providers.base import PartStream
 
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,
 #: instead of the answer piling up in memory.
 MAX_PENDING_READS = 16
 
-#: Items the reader thread leaves for the generator, besides lists of texts.
+#: Items the reader thread leaves for the generator, besides what the stream yields.
 END = object()  # the provider finished the answer
 CLIENT_GONE = object()  # the client closed its end of the connection
 
@@ -136,14 +144,24 @@ def _greenlet_threads() -> bool:
 
 class BackgroundReader:
     """Runs ``stream`` on a daemon thread (a greenlet under gevent); :meth:`wait`
-    hands over what it read."""
+    hands over what it yields. ``after``, if given, runs on that thread once
+    the stream ended and the generator released it, stopped or detached."""
 
-    def __init__(self, stream: TextStream, client: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        stream: PartStream,
+        client: socket.socket | None = None,
+        after: Callable[[], Any] | None = None,
+    ) -> None:
         self._stream = stream
         self._items: deque[Any] = deque()
         self._client = client
+        self._after = after
         self._room = threading.Event()  # cleared by a reader that found the queue full
         self._room.set()
+        self._released = False  # the generator wants no more items
+        self._release = threading.Event()  # the same, for a reader waiting to run ``after``
+        self._ended = threading.Event()  # the stream ended: only ``after`` is left
         self._stopped = False
         self._wakeup: SocketWakeup | GeventWakeup
         self._thread: Any
@@ -164,23 +182,28 @@ class BackgroundReader:
     def _run(self) -> None:
         items, room = self._items, self._room
         try:
-            for texts in self._stream:
+            for item in self._stream:
+                if self._released:
+                    continue  # nobody reads on: read to the end (soon, when stopped)
                 # deque operations are atomic: only a full queue costs a lock.
                 # Clear, then look again: a drain after the clear sets it.
-                while len(items) >= MAX_PENDING_READS and not self._stopped:
+                while len(items) >= MAX_PENDING_READS and not self._released:
                     room.clear()
-                    if len(items) >= MAX_PENDING_READS and not self._stopped:
+                    if len(items) >= MAX_PENDING_READS and not self._released:
                         room.wait()
-                if self._stopped:
-                    break
-                items.append(texts)
-                self._wakeup.wake()
+                if not self._released:
+                    items.append(item)
+                    self._wakeup.wake()
             items.append(END)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator, which decides
             items.append(exc)
         finally:
             self._stream.close()
             self._wakeup.wake()
+            self._ended.set()
+            if self._after is not None:
+                self._release.wait()
+                self._after()
 
     def wait(self, timeout: float | None) -> list[Any]:
         """Everything read so far (lists of texts, then ``END`` or an
@@ -219,13 +242,30 @@ class BackgroundReader:
             self._client = None
         return left
 
+    def release(self) -> None:
+        """The generator took everything it wanted: ``after`` may run."""
+        self._released = True
+        self._release.set()
+        self._room.set()  # a reader waiting for room: let it see the release
+
+    def detach(self) -> None:
+        """Hand nothing more over, but let the stream run to its end (the
+        generator is going away, and the app wants the whole answer)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.release()
+        self._wakeup.close()  # a later wake() is a no-op
+
     def stop(self) -> None:
-        """Make the reader thread end now, and wait for it (briefly: a thread
-        still connecting ends by itself at the connect timeout)."""
+        """Make the reader end now, and wait for it, ``after`` included. Only
+        briefly for a reader still connecting: that one ends by itself at the
+        connect timeout, and runs ``after`` then."""
         if self._stopped:
             return
         self._stopped = True
         self._stream.abort()
-        self._room.set()  # a reader waiting for room: let it see the stop
-        self._thread.join(timeout=2)
+        self.release()
+        if self._ended.wait(2):
+            self._thread.join()  # ``after``: the hooks run before the response closes
         self._wakeup.close()

@@ -48,9 +48,16 @@ def make_blueprint(
     max_history: int | None = None,
     ratelimit: str | None | bool = True,
     cors_origins: Any = True,
+    events: Any = None,
+    on_finish: Callable[[Any], Any] | None = None,
+    on_disconnect: str | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`."""
     settings = client.settings
+    # What each answer is streamed with, checked now rather than at the first question.
+    answer_options = client.checked_answer_options(
+        {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect}
+    )
     if provider is not None:
         client = client.provider(provider)
     system = system if system is not None else settings.system_prompt
@@ -74,7 +81,9 @@ def make_blueprint(
                 history = _history(body.get("history"), max_history, settings.max_history_chars)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        return client.ask_stream(question, messages=history, system=system, model=model)
+        return client.ask_stream(
+            question, messages=history, system=system, model=model, **answer_options
+        )
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

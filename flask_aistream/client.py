@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Callable
 
-from flask import Blueprint, Response, has_request_context, request
+from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context
+from flask import request as flask_request
 
+from .answer import AnswerRun
 from .config import Settings
 from .deployment import client_socket, warn_if_sync_worker
-from .errors import ProviderError
-from .providers import ChatRequest, TextStream, get_provider
-from .relay import sse_response
+from .errors import ConfigurationError, ProviderError
+from .formats import AIStreamFormat, checked_events
+from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
+from .providers import ChatRequest, get_provider
+from .relay import DISCONNECT_POLICIES, sse_response
 from .retry import RetryingStream
+from .signals import answer_finished
 from .upstream import Transport
 
 ROLES = ("system", "user", "assistant")
-OPTIONS = frozenset({"provider", "model", "temperature", "max_tokens", "system", "messages"})
+#: What the provider is asked.
+CHAT_OPTIONS = frozenset({"provider", "model", "temperature", "max_tokens", "system", "messages"})
+#: What we do with its answer.
+ANSWER_OPTIONS = frozenset({"on_finish", "on_disconnect", "events"})
+OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
+
+OnFinish = Callable[[Answer], Any]
 
 
 class AIClient:
@@ -31,16 +43,25 @@ class AIClient:
         *,
         transport: Transport | None = None,
         default_provider: str | None = None,
+        app: Flask | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
         self.transport = transport or Transport(settings.connect_timeout, settings.http_timeout)
         self.default_provider = default_provider or settings.provider
+        #: The app whose context the hooks run in (else the current app at call time).
+        self.app = app
 
     def provider(self, name: str) -> AIClient:
         """The same interface, bound to provider ``name`` (the seed's ``app('anthropic')``)."""
         get_provider(name)
-        return AIClient(self.settings, self.logger, transport=self.transport, default_provider=name)
+        return AIClient(
+            self.settings,
+            self.logger,
+            transport=self.transport,
+            default_provider=name,
+            app=self.app,
+        )
 
     def blueprint(self, **options: Any) -> Blueprint:
         """A blueprint serving ``/stream`` to browsers (see :mod:`flask_aistream.blueprint`).
@@ -50,7 +71,9 @@ class AIClient:
         replace it), ``authorize`` (a callable taking the request; false
         answers 403, and it may ``abort(401)``), ``max_question_chars``,
         ``max_history``, ``ratelimit`` (e.g. ``"10 per minute"``; ``None``
-        turns it off) and ``cors_origins`` (a list; ``None`` turns CORS off).
+        turns it off), ``cors_origins`` (a list; ``None`` turns CORS off),
+        ``events`` (optional events of the stream), ``on_finish`` (a hook
+        for every answer it serves) and ``on_disconnect``.
         """
         from .blueprint import make_blueprint
 
@@ -64,7 +87,10 @@ class AIClient:
         """Stream the answer to ``prompt`` as a ``text/event-stream`` response.
 
         Options: ``provider``, ``model``, ``temperature``, ``max_tokens``,
-        ``system`` and ``messages`` (earlier turns, before ``prompt``).
+        ``system`` and ``messages`` (earlier turns, before ``prompt``);
+        ``on_finish`` (called with the :class:`~flask_aistream.Answer` once it
+        ended, however it ended), ``on_disconnect`` (``"cancel"`` or
+        ``"finish"``) and ``events`` (optional events to add to the stream).
         Configuration problems raise here, in the view; provider failures
         arrive in the stream as one ``{"error": ...}`` event before ``[DONE]``.
         """
@@ -78,44 +104,129 @@ class AIClient:
         """The answer's text deltas as they arrive, for code that is not a view."""
         return self.iter_chat(self._chat_options(prompt, options))
 
-    # -- the two ways an answer leaves: as SSE, or as text ------------------
+    def iter_events(self, prompt: str | None = None, **options: Any) -> Iterator[Event]:
+        """The answer's events as they arrive: :class:`~flask_aistream.TextDelta`,
+        :class:`~flask_aistream.ReasoningDelta`, :class:`~flask_aistream.ToolCall`
+        and, last, one :class:`~flask_aistream.Finish`. A provider failure
+        raises :class:`ProviderError` instead of the ``Finish``, after the
+        hooks ran."""
+        return self.iter_chat_events(self._chat_options(prompt, options))
+
+    # -- the ways an answer leaves: as a response, as events, as text -----------
 
     def stream_chat(self, options: Mapping[str, Any]) -> Response:
-        stream = self._answer(options)
-        environ = request.environ if has_request_context() else {}
+        run = self._run(options)
+        environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
         return sse_response(
-            stream,
-            self._log_failure,
+            run,
+            AIStreamFormat(self._events(options)),
             self.logger,
             heartbeat=self.settings.heartbeat_interval,
-            total_timeout=self.settings.total_timeout,
             client=client_socket(environ),
+            on_disconnect=self._on_disconnect(options),
         )
 
+    def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]:
+        return self._iter_events(self._run(options))
+
     def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]:
-        return self._iter_text(self._answer(options))
-
-    def _iter_text(self, stream: TextStream) -> Iterator[str]:
+        events = self.iter_chat_events(options)
         try:
-            for texts in stream:
-                yield from texts
-        except ProviderError as exc:
-            exc.detail = self.settings.redact(exc.detail)
-            raise
+            for event in events:
+                if event.__class__ is TextDelta:
+                    yield event.text  # type: ignore[union-attr]
         finally:
-            stream.close()
+            events.close()  # type: ignore[attr-defined]
 
-    def _answer(self, options: Mapping[str, Any]) -> RetryingStream:
-        """The answer to a checked request, opened lazily, retried before its
-        first token."""
+    def _iter_events(self, run: AnswerRun) -> Iterator[Event]:
+        parts = iter(run)
+        try:
+            for batch in parts:
+                if batch.__class__ is Finish:
+                    answer = run.finish()  # the hooks run before the caller sees the end
+                    if answer.error is not None:
+                        raise answer.error
+                    yield batch
+                    return
+                for part in batch:
+                    if part.__class__ in PUBLIC:
+                        yield part
+        finally:
+            parts.close()  # type: ignore[attr-defined]
+            run.finish()  # left early: the answer ends "cancelled"
+
+    def _run(self, options: Mapping[str, Any]) -> AnswerRun:
+        """The answer to a checked request: opened lazily, retried before its
+        first token, ended once."""
         provider, chat = self._prepare(options)
-        return RetryingStream(
+        builder = AnswerBuilder(provider.name, chat.model)
+        on_finish = options.get("on_finish")
+        app = self.app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
+        stream = RetryingStream(
             lambda: provider.open(chat, self.settings, self.transport),
             self.settings.max_retries,
             self.settings.retry_backoff,
             on_retry=self._log_retry,
         )
+        return AnswerRun(
+            stream,
+            builder,
+            on_error=self._log_failure,
+            on_end=lambda answer: self._finished(answer, on_finish, app),
+            logger=self.logger,
+            total_timeout=self.settings.total_timeout,
+        )
+
+    def _finished(self, answer: Answer, on_finish: OnFinish | None, app: Flask | None) -> None:
+        """Run the call's hook, then the app's signal, in an app context of
+        their own: not the request's (which may be gone), on a copy of no
+        context at all, so a hook never sees or leaks another one."""
+        if on_finish is None and not answer_finished.receivers:
+            return
+        contextvars.Context().run(self._run_hooks, answer, on_finish, app)
+
+    def _run_hooks(self, answer: Answer, on_finish: OnFinish | None, app: Flask | None) -> None:
+        if app is None:
+            self.logger.warning(
+                "flask-aistream: no Flask app to run the answer's hooks in; "
+                "create the client with AIStream(app) or call it inside an app context"
+            )
+            return
+        with app.app_context():
+            if on_finish is not None:
+                try:
+                    on_finish(answer)
+                except Exception:
+                    self.logger.exception("flask-aistream: the on_finish hook failed")
+            try:
+                answer_finished.send(app, answer=answer)
+            except Exception:
+                self.logger.exception("flask-aistream: an answer_finished receiver failed")
+
+    def checked_answer_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer options that are set, checked (a mistake raises now)."""
+        on_finish = options.get("on_finish")
+        if on_finish is not None and not callable(on_finish):
+            raise TypeError(f"on_finish must be a callable taking the answer, not {on_finish!r}")
+        if options.get("events") is not None:
+            checked_events(options["events"], "events")
+        if options.get("on_disconnect") is not None:
+            self._on_disconnect(options)
+        return {key: options[key] for key in ANSWER_OPTIONS if options.get(key) is not None}
+
+    def _events(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        if options.get("events") is None:
+            return self.settings.stream_events
+        return checked_events(options["events"], "events")
+
+    def _on_disconnect(self, options: Mapping[str, Any]) -> str:
+        policy = options.get("on_disconnect") or self.settings.on_disconnect
+        if policy not in DISCONNECT_POLICIES:
+            raise ConfigurationError(
+                f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}, not {policy!r}."
+            )
+        return policy  # type: ignore[no-any-return]
 
     def _log_retry(self, exc: ProviderError, delay: float) -> None:
         self.logger.info(
@@ -171,6 +282,7 @@ class AIClient:
         max_tokens = options.get("max_tokens")
         if max_tokens is None:
             max_tokens = self.settings.max_tokens
+        self.checked_answer_options(options)
         chat = ChatRequest(
             model=self.settings.model_for(name, options.get("model")),
             messages=tuple(messages),
@@ -194,7 +306,8 @@ def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, str]]:
 
 
 class Task:
-    """A fluent request builder, ending in ``stream()``, ``ask()`` or ``iter_text()``.
+    """A fluent request builder, ending in ``stream()``, ``ask()``, ``iter_text()``
+    or ``iter_events()``.
 
     ::
 
@@ -240,6 +353,21 @@ class Task:
         self._options["provider"] = name
         return self
 
+    def on_finish(self, hook: OnFinish) -> Task:
+        """Call ``hook(answer)`` once the answer ended, however it ended."""
+        self._options["on_finish"] = hook
+        return self
+
+    def on_disconnect(self, policy: str) -> Task:
+        """``"cancel"`` or ``"finish"`` (see ``AI_ON_DISCONNECT``)."""
+        self._options["on_disconnect"] = policy
+        return self
+
+    def events(self, *names: str) -> Task:
+        """Optional events for :meth:`stream`: ``"reasoning"``, ``"tool_calls"``, ``"finish"``."""
+        self._options["events"] = names
+        return self
+
     def stream(self) -> Response:
         return self._client.stream_chat(self._build())
 
@@ -248,6 +376,9 @@ class Task:
 
     def iter_text(self) -> Iterator[str]:
         return self._client.iter_chat(self._build())
+
+    def iter_events(self) -> Iterator[Event]:
+        return self._client.iter_chat_events(self._build())
 
     def _build(self) -> dict[str, Any]:
         return self._client._chat_options(

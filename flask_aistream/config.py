@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
+from .formats import checked_events
 from .providers import PROVIDERS, HTTPProvider, get_provider
+from .relay import DISCONNECT_POLICIES
 
 
 class ConfigVars:
@@ -35,6 +37,8 @@ class ConfigVars:
     CORS_ORIGINS = "AI_CORS_ORIGINS"
     OFFLINE_TEXT = "AI_OFFLINE_TEXT"
     OFFLINE_DELAY = "AI_OFFLINE_DELAY"
+    ON_DISCONNECT = "AI_ON_DISCONNECT"
+    STREAM_EVENTS = "AI_STREAM_EVENTS"
 
     @staticmethod
     def api_key(provider: str) -> str:
@@ -47,6 +51,10 @@ class ConfigVars:
     @staticmethod
     def model(provider: str) -> str:
         return f"AI_{provider.upper()}_MODEL"
+
+    @staticmethod
+    def stream_usage(provider: str) -> str:
+        return f"AI_{provider.upper()}_STREAM_USAGE"
 
 
 DEFAULT_PROVIDER = "openai"
@@ -68,6 +76,9 @@ DEFAULT_MAX_HISTORY_CHARS = 20_000
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 DEFAULT_RATELIMIT = "10 per minute"  # the spec's example
 DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
+#: Hang up on the provider when the client leaves (what a person stopping an
+#: answer expects, and what saves tokens).
+DEFAULT_ON_DISCONNECT = "cancel"
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
 # an upstream error body may echo any key it was sent.
@@ -81,6 +92,8 @@ class ProviderSettings:
     base_url: str
     model: str | None
     env_key: str | None
+    #: Ask for usage in the stream (``stream_options``), for formats that need asking.
+    stream_usage: bool = True
 
     def require_api_key(self) -> str:
         if not self.api_key:
@@ -114,6 +127,8 @@ class Settings:
     cors_origins: tuple[str, ...] | None = None
     offline_text: str | None = None
     offline_delay: float = DEFAULT_OFFLINE_DELAY
+    on_disconnect: str = DEFAULT_ON_DISCONNECT
+    stream_events: tuple[str, ...] = ()
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     @classmethod
@@ -131,6 +146,9 @@ class Settings:
                 base_url=config.get(ConfigVars.base_url(name)) or spec.default_base_url,
                 model=config.get(ConfigVars.model(name)),
                 env_key=spec.env_key,
+                stream_usage=_flag(
+                    config, ConfigVars.stream_usage(name), getattr(spec, "stream_usage", True)
+                ),
             )
         return cls(
             provider=provider,
@@ -171,6 +189,12 @@ class Settings:
             offline_delay=_number(
                 config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0
             ),
+            on_disconnect=_choice(
+                config, ConfigVars.ON_DISCONNECT, DISCONNECT_POLICIES, DEFAULT_ON_DISCONNECT
+            ),
+            stream_events=checked_events(
+                config.get(ConfigVars.STREAM_EVENTS), ConfigVars.STREAM_EVENTS
+            ),
             providers=providers,
         )
 
@@ -198,6 +222,29 @@ def _origins(value: Any) -> tuple[str, ...] | None:
     if not value:
         return None
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{key} must be true or false, not {value!r}.")
+
+
+def _choice(config: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    value = config.get(key)
+    if value is None:
+        return default
+    if value not in choices:
+        raise ConfigurationError(f"{key} must be one of {', '.join(choices)}, not {value!r}.")
+    return value  # type: ignore[no-any-return]
 
 
 def _number(

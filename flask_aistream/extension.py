@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, current_app
 
 from .client import AIClient, Task
 from .config import Settings
+from .parts import Event
 
 EXTENSION_KEY = "ai"
 
@@ -36,7 +37,7 @@ class AIStream:
                 "and use the existing one."
             )
         settings = Settings.from_config(app.config, os.environ)
-        app.extensions[EXTENSION_KEY] = AIClient(settings, app.logger)
+        app.extensions[EXTENSION_KEY] = AIClient(settings, app.logger, app=app)
 
     @property
     def client(self) -> AIClient:
@@ -57,6 +58,9 @@ class AIStream:
 
     def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
         return self.client.iter_text(prompt, **options)
+
+    def iter_events(self, prompt: str | None = None, **options: Any) -> Iterator[Event]:
+        return self.client.iter_events(prompt, **options)
 
     def blueprint(self, **options: Any) -> Blueprint:
         return self.client.blueprint(**options)

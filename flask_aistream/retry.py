@@ -1,7 +1,9 @@
 """Retrying a provider call, but only before the first token.
 
-Once text reached the client a retry would produce a different answer glued
-to the first one, so from then on every failure is final.
+Once text (or reasoning, or a tool call) reached the client a retry would
+produce a different answer glued to the first one, so from then on every
+failure is final. Parts nobody sees (the model's name, usage so far) do not
+count: Anthropic reports them before an ``overloaded_error`` too.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import ProviderError
-from .providers.base import TextStream
+from .parts import VISIBLE
+from .providers.base import PartStream
 
 #: Longest wait a provider's ``Retry-After`` may impose on a waiting person.
 MAX_RETRY_AFTER = 30.0
@@ -30,14 +33,14 @@ def backoff(attempt: int, base: float, retry_after: float | None) -> float:
     return min(base * 2**attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
-class RetryingStream(TextStream):
-    """A :class:`TextStream` that opens the provider again on a retryable
+class RetryingStream(PartStream):
+    """A :class:`PartStream` that opens the provider again on a retryable
     failure that came before any text (a connection error, a 429 or 5xx, an
     in-stream ``overloaded_error``), up to ``max_retries`` times."""
 
     def __init__(
         self,
-        open_stream: Callable[[], TextStream],
+        open_stream: Callable[[], PartStream],
         max_retries: int,
         base_delay: float,
         on_retry: Callable[[ProviderError, float], None] | None = None,
@@ -47,22 +50,23 @@ class RetryingStream(TextStream):
         self._base_delay = base_delay
         self._on_retry = on_retry
         self._stopped = threading.Event()
-        self._current: TextStream | None = None
+        self._current: PartStream | None = None
 
-    def __iter__(self) -> Iterator[list[str]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         attempt = 0
         while True:
-            text_sent = False
+            shown = False
             try:
                 self._current = stream = self._open()
                 if self._stopped.is_set():
                     return
-                for texts in stream:
-                    text_sent = True
-                    yield texts
+                for parts in stream:
+                    if not shown:
+                        shown = any(part.__class__ in VISIBLE for part in parts)
+                    yield parts
                 return
             except ProviderError as exc:
-                if text_sent or not exc.retryable or attempt >= self._max_retries:
+                if shown or not exc.retryable or attempt >= self._max_retries:
                     raise
                 if self._stopped.is_set():
                     return

@@ -1,5 +1,5 @@
-"""Server-Sent Events: an incremental decoder for upstream streams and the
-encoder for what we send to the browser.
+"""Server-Sent Events: an incremental decoder for upstream streams (what we
+send is framed in :mod:`flask_aistream.formats`).
 
 The decoder follows the WHATWG HTML standard, "Parsing an event stream"
 (https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
@@ -10,7 +10,6 @@ back the events that are complete.
 
 from __future__ import annotations
 
-from json.encoder import encode_basestring_ascii
 from typing import NamedTuple
 
 from .errors import StreamFormatError
@@ -156,23 +155,3 @@ class SSEDecoder:
             if value.isdigit():
                 self._retry = int(value)
         # Any other field name is ignored, as the standard says.
-
-
-# --- what we send to the browser -------------------------------------------
-#
-# Every event is one ``data:`` line of JSON, written whole. JSON with ASCII
-# escapes cannot contain a raw CR or LF (so no event can be split or forged by
-# model output) nor a multi-byte character (so a browser that decodes each
-# network read on its own, as the spec's fetch example does, never sees half
-# a character).
-
-DONE = b"data: [DONE]\n\n"
-PING = b": ping\n\n"
-
-
-def content_event(text: str) -> bytes:
-    return b'data: {"content": %s}\n\n' % encode_basestring_ascii(text).encode()
-
-
-def error_event(message: str) -> bytes:
-    return b'data: {"error": %s}\n\n' % encode_basestring_ascii(message).encode()

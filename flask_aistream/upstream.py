@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from .errors import ProviderError, StreamFormatError
-from .providers.base import HTTPProvider, TextStream
+from .providers.base import HTTPProvider, PartStream
 from .sse import SSEDecoder
 
 #: Most bytes taken from the socket in one read: more than a burst of tokens,
@@ -184,7 +184,7 @@ def _reads(raw: Any) -> Iterator[bytes]:
         yield from iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
 
 
-class HTTPStream(TextStream):
+class HTTPStream(PartStream):
     """A provider's answer being read off the wire."""
 
     def __init__(
@@ -194,7 +194,7 @@ class HTTPStream(TextStream):
         self._provider = provider
         self._idle_timeout = idle_timeout
 
-    def __iter__(self) -> Iterator[list[str]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         name = self._provider.name
         reader = self._provider.reader()
         parse = reader.parse
@@ -221,12 +221,10 @@ class HTTPStream(TextStream):
                 ) from None
             if not chunk:
                 break
-            texts: list[str] = []
+            parts: list[Any] = []
             try:
                 for event in feed(chunk):
-                    text = parse(event)
-                    if text:
-                        texts.append(text)
+                    parse(event, parts)
                     if reader.done:
                         break
             except (ProviderError, AttributeError, TypeError, KeyError, IndexError) as exc:
@@ -236,13 +234,13 @@ class HTTPStream(TextStream):
                 else:  # an event of a shape the reader did not expect
                     error = StreamFormatError(f"unexpected event shape: {exc!r}", provider=name)
                 self.close()
-                if texts:
-                    yield texts  # what arrived before the error still counts
+                if parts:
+                    yield parts  # what arrived before the error still counts
                 raise error from None
             if reader.done:
                 self.close()  # hang up now rather than wait for the provider to
-            if texts:
-                yield texts
+            if parts:
+                yield parts
             if reader.done:
                 return
         self.close()

@@ -17,12 +17,12 @@ from flask_aistream.background import (
     BackgroundReader,
     SocketWakeup,
 )
-from flask_aistream.providers.base import TextStream
+from flask_aistream.providers.base import PartStream
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Ticking(TextStream):
+class Ticking(PartStream):
     """``count`` deltas ``gap`` seconds apart; remembers being closed."""
 
     def __init__(self, count, gap=0.01):

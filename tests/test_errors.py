@@ -245,7 +245,7 @@ def test_iter_text_raises_after_the_text_that_arrived(app, fake):
 
 
 def test_unexpected_exception_becomes_a_generic_error(app, fake, monkeypatch, log_records):
-    def broken(self, event):
+    def broken(self, event, out):
         raise ZeroDivisionError("internal detail")
 
     monkeypatch.setattr("flask_aistream.providers.openai.ChatCompletionsReader.parse", broken)

@@ -14,14 +14,21 @@ def test_public_names_are_pinned():
         "AIClient",
         "AIStream",
         "AIStreamError",
+        "Answer",
         "ConfigVars",
         "ConfigurationError",
+        "Finish",
         "ProviderError",
+        "ReasoningDelta",
         "SSEDecoder",
         "ServerSentEvent",
         "StreamFormatError",
         "Task",
+        "TextDelta",
+        "ToolCall",
+        "Usage",
         "__version__",
+        "answer_finished",
     ]
 
 

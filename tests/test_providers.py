@@ -103,6 +103,7 @@ def test_openai_request(client, fake):
     assert seen.json() == {
         "model": "gpt-test",
         "stream": True,
+        "stream_options": {"include_usage": True},  # else a stream reports no usage
         "temperature": 0.0,  # zero is a value, not "unset"
         "max_completion_tokens": 50,
         "messages": [

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from flask_aistream.errors import StreamFormatError
-from flask_aistream.sse import DONE, ServerSentEvent, SSEDecoder, content_event, error_event
+from flask_aistream.formats import DONE, content_event, error_event
+from flask_aistream.sse import ServerSentEvent, SSEDecoder
 
 
 def decode(body: bytes, reads=None):

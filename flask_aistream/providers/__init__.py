@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigurationError
 from .anthropic import MessagesProvider
-from .base import ChatRequest, EventReader, HTTPProvider, Provider, TextStream
+from .base import ChatRequest, EventReader, HTTPProvider, PartStream, Provider
 from .offline import OfflineProvider
 from .openai import ChatCompletionsProvider
 
@@ -28,6 +28,8 @@ PROVIDERS: dict[str, Provider] = {
         env_key="MISTRAL_API_KEY",
         base_url="https://api.mistral.ai/v1",
         model="mistral-small-latest",
+        # Mistral answers 422 to ``stream_options``, and reports usage anyway.
+        stream_usage=False,
     ),
     "offline": OfflineProvider(),
 }
@@ -47,7 +49,7 @@ __all__ = [
     "ChatRequest",
     "EventReader",
     "HTTPProvider",
+    "PartStream",
     "Provider",
-    "TextStream",
     "get_provider",
 ]

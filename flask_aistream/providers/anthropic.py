@@ -2,8 +2,11 @@
 
 Events are named (``event: content_block_delta`` …) and the name equals the
 ``type`` inside the data. Visible text is only in ``text_delta`` deltas;
-thinking, signature and tool-input deltas are not text. ``message_stop``
-ends the stream and ``event: error`` reports a failure after the HTTP 200.
+``thinking_delta`` is reasoning, a ``tool_use`` block's ``input_json_delta``
+fragments are its arguments, and signature deltas are nobody's business.
+``message_start`` says the model and the input tokens, ``message_delta`` the
+stop reason and the output tokens so far; ``message_stop`` ends the stream
+and ``event: error`` reports a failure after the HTTP 200.
 """
 
 from __future__ import annotations
@@ -11,41 +14,114 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
+from ..parts import Metadata, ReasoningDelta, UsageUpdate, text_part
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider, in_stream_error, parse_json
+from .base import (
+    ChatRequest,
+    EventReader,
+    HTTPProvider,
+    ToolCallAssembler,
+    in_stream_error,
+    normalize_finish,
+    parse_json,
+)
 
 API_VERSION = "2023-06-01"
 #: The Messages API refuses a request without ``max_tokens``.
 DEFAULT_MAX_TOKENS = 4096
 
+#: ``stop_reason`` values, normalized (``pause_turn`` and anything new: ``"other"``).
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def usage_update(usage: Any) -> UsageUpdate | None:
+    """Anthropic counts cache reads and writes apart from ``input_tokens``;
+    ours counts every input token, cached ones included."""
+    if not isinstance(usage, dict):
+        return None
+    counts = {
+        key: value
+        for key, value in usage.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
+    input_tokens = None
+    if "input_tokens" in counts:
+        input_tokens = (
+            counts["input_tokens"]
+            + counts.get("cache_read_input_tokens", 0)
+            + counts.get("cache_creation_input_tokens", 0)
+        )
+    return UsageUpdate(
+        input_tokens=input_tokens,
+        output_tokens=counts.get("output_tokens"),
+        cached_input_tokens=counts.get("cache_read_input_tokens"),
+    )
+
 
 class MessagesReader(EventReader):
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        self._tools = ToolCallAssembler()
 
-    def parse(self, event: ServerSentEvent) -> str | None:
+    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
         kind = event.event
-        if kind == "ping" or kind == "content_block_start" or kind == "content_block_stop":
-            return None
+        if kind == "ping":
+            return
         try:
             payload = parse_json(event.data)
             if kind == "message":  # a relay that dropped the event names
                 kind = payload.get("type")
             if kind == "content_block_delta":
                 delta = payload["delta"]
-                return delta.get("text") if delta.get("type") == "text_delta" else None
-            if kind == "message_delta":
-                if payload["delta"].get("stop_reason"):
-                    self.finished = True
+                delta_type = delta.get("type")
+                if delta_type == "text_delta":
+                    text = delta.get("text")
+                    if text:
+                        out.append(text_part(text))
+                elif delta_type == "thinking_delta":
+                    if delta.get("thinking"):
+                        out.append(ReasoningDelta(delta["thinking"]))
+                elif delta_type == "input_json_delta":
+                    self._tools.add(payload.get("index"), out, arguments=delta.get("partial_json"))
+            elif kind == "content_block_start":
+                block = payload["content_block"]
+                if block.get("type") == "tool_use":
+                    self._tools.add(payload.get("index"), out, id=block["id"], name=block["name"])
+            elif kind == "content_block_stop":
+                self._tools.complete(payload.get("index"), out, empty="{}")
+            elif kind == "message_start":
+                message = payload["message"]
+                out.append(Metadata(message.get("model"), message.get("id")))
+                self._usage(message.get("usage"), out)
+            elif kind == "message_delta":
+                self._usage(payload.get("usage"), out)
+                stop_reason = payload["delta"].get("stop_reason")
+                if stop_reason:
+                    self.stop(out, normalize_finish(FINISH_REASONS, stop_reason), stop_reason)
             elif kind == "message_stop":
-                self.finished = self.done = True
+                self._tools.complete_all(out)
+                self.stop(out, "other", None)  # an end with no stop reason
+                self.done = True
             elif kind == "error":
                 raise in_stream_error(self.provider, payload.get("error"))
         except (ValueError, KeyError, AttributeError, TypeError):
             raise StreamFormatError(
                 f"bad {kind} event: {event.data[:200]!r}", provider=self.provider
             ) from None
-        return None  # message_start and event types added after this was written
+        # Event types added after this was written are ignored.
+
+    @staticmethod
+    def _usage(usage: Any, out: list[Any]) -> None:
+        update = usage_update(usage)
+        if update is not None:
+            out.append(update)
 
 
 class MessagesProvider(HTTPProvider):
@@ -63,7 +139,7 @@ class MessagesProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
+    def body(self, chat: ChatRequest, conf: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": chat.model,
             "messages": list(chat.messages),

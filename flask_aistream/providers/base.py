@@ -1,13 +1,15 @@
-"""What every provider is: a way to open a stream of text deltas for a chat."""
+"""What every provider is: a way to open a stream of parts for a chat."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from json import JSONDecoder
 from typing import Any
 
 from ..errors import ProviderError
+from ..parts import Stop, ToolCall, ToolCallDelta
 from ..sse import ServerSentEvent
 
 _scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
@@ -80,14 +82,15 @@ class ChatRequest:
     max_tokens: int | None = None
 
 
-class TextStream:
-    """An open answer. Iterating yields lists of text deltas, one list per
-    upstream read, so deltas that arrived together can be written together.
-    ``close()`` releases the upstream at once; it is safe to call twice.
-    ``abort()`` may be called from another thread than the one iterating:
-    it makes a blocked read return, so that thread ends the stream."""
+class PartStream:
+    """An open answer. Iterating yields lists of parts (see
+    :mod:`flask_aistream.parts`), one list per upstream read, so parts that
+    arrived together can be written together. ``close()`` releases the
+    upstream at once; it is safe to call twice. ``abort()`` may be called from
+    another thread than the one iterating: it makes a blocked read return, so
+    that thread ends the stream."""
 
-    def __iter__(self) -> Iterator[list[str]]:  # pragma: no cover - interface
+    def __iter__(self) -> Iterator[list[Any]]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:  # pragma: no cover - interface
@@ -98,25 +101,73 @@ class TextStream:
 
 
 class EventReader:
-    """Per-stream state that gives meaning to one provider's SSE events.
+    """Per-stream state that gives meaning to one provider's events.
 
-    ``parse`` returns the visible text of an event (or ``None``) and raises
-    :class:`~flask_aistream.errors.ProviderError` for an in-stream error.
-    ``finished`` turns true once the provider said the answer is complete
-    (an end marker or a finish reason); ``done`` once nothing more will come,
-    so the reader can stop and hang up.
+    ``parse`` appends the parts an event holds to ``out`` (most events hold
+    none or one) and raises :class:`~flask_aistream.errors.ProviderError` for
+    an in-stream error. ``finished`` turns true once the provider said the
+    answer is complete (a :class:`~flask_aistream.parts.Stop` part went out);
+    ``done`` once nothing more will come, so the stream can hang up.
     """
 
     finished = False
     done = False
 
-    def parse(self, event: ServerSentEvent) -> str | None:  # pragma: no cover
+    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def stop(self, out: list[Any], reason: str, raw: str | None) -> None:
+        """Say, once, that the answer is complete."""
+        if not self.finished:
+            self.finished = True
+            out.append(Stop(reason, raw))
+
+
+def normalize_finish(table: dict[str, str], raw: Any) -> str:
+    """One of :data:`~flask_aistream.parts.FINISH_REASONS` for a provider's
+    raw finish value: ``"other"`` for none, or one the table does not know."""
+    return table.get(raw, "other") if isinstance(raw, str) else "other"
+
+
+class ToolCallAssembler:
+    """Tool calls arrive in fragments keyed by an index (OpenAI's
+    ``tool_calls[].index``, Anthropic's content block index): each fragment
+    goes out as a :class:`~flask_aistream.parts.ToolCallDelta` at once, and
+    the call as one :class:`~flask_aistream.parts.ToolCall` once complete."""
+
+    def __init__(self) -> None:
+        self._calls: dict[Any, tuple[str, str, list[str]]] = {}
+
+    def add(
+        self, index: Any, out: list[Any], id: Any = None, name: Any = None, arguments: Any = ""
+    ) -> None:
+        id = id if isinstance(id, str) else None
+        name = name if isinstance(name, str) else None
+        if isinstance(arguments, dict):  # Mistral may send the arguments parsed
+            arguments = json.dumps(arguments)
+        arguments = arguments if isinstance(arguments, str) else ""
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = (id or "", name or "", [])
+        elif id or name:
+            call = self._calls[index] = (id or call[0], name or call[1], call[2])
+        if arguments:
+            call[2].append(arguments)
+        out.append(ToolCallDelta(index, id, name, arguments))
+
+    def complete(self, index: Any, out: list[Any], empty: str = "") -> None:
+        call = self._calls.pop(index, None)
+        if call is not None:
+            out.append(ToolCall(call[0], call[1], "".join(call[2]) or empty))
+
+    def complete_all(self, out: list[Any]) -> None:
+        for index in sorted(self._calls, key=str):
+            self.complete(index, out)
 
 
 class Provider:
     """A named provider. HTTP providers build a request and an
-    :class:`EventReader`; others (``offline``) produce text themselves."""
+    :class:`EventReader`; others (``offline``) produce parts themselves."""
 
     name: str = ""
     #: The environment variable holding the key, or ``None`` when no key is needed.
@@ -124,7 +175,7 @@ class Provider:
     default_base_url: str = ""
     default_model: str = ""
 
-    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> TextStream:
+    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> PartStream:
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -139,17 +190,18 @@ class HTTPProvider(Provider):
     def headers(self, api_key: str) -> dict[str, str]:  # pragma: no cover
         raise NotImplementedError
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:  # pragma: no cover
+    def body(self, chat: ChatRequest, conf: Any) -> dict[str, Any]:  # pragma: no cover
+        """The JSON to send; ``conf`` is this provider's ``ProviderSettings``."""
         raise NotImplementedError
 
     def reader(self) -> EventReader:  # pragma: no cover
         raise NotImplementedError
 
-    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> TextStream:
+    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> PartStream:
         conf = settings.providers[self.name]
         return transport.open(
             self,
             self.url(conf.base_url),
             self.headers(conf.require_api_key()),
-            self.body(chat),
+            self.body(chat, conf),
         )

@@ -3,8 +3,12 @@
 
 Each event is one ``data:`` line holding a ``chat.completion.chunk``; the
 visible text is ``choices[0].delta.content`` and ``data: [DONE]`` ends the
-stream. Role-only, usage-only and empty chunks carry no text; ``refusal``,
-``reasoning`` and ``tool_calls`` deltas are other channels and never text.
+stream. Role-only, usage-only and empty chunks carry no text; reasoning
+(``reasoning_content``, ``reasoning``, Mistral's ``thinking`` chunks) and
+``tool_calls`` deltas are parts of their own, and a ``refusal`` is never text:
+it turns the finish reason into ``content_filter``. Usage comes in a chunk
+of its own after the finish reason (OpenAI, with ``stream_options``), on the
+finish chunk (Mistral) or in ``x_groq.usage`` (Groq).
 """
 
 from __future__ import annotations
@@ -12,19 +16,62 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
+from ..parts import Metadata, ReasoningDelta, UsageUpdate, text_part
 from ..sse import ServerSentEvent
-from .base import ChatRequest, EventReader, HTTPProvider, in_stream_error, parse_json
+from .base import (
+    ChatRequest,
+    EventReader,
+    HTTPProvider,
+    ToolCallAssembler,
+    in_stream_error,
+    normalize_finish,
+    parse_json,
+)
+
+#: ``finish_reason`` values, normalized. ``function_call`` is the deprecated
+#: name of ``tool_calls``; vLLM's ``abort`` and anything new is ``"other"``.
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+
+
+def usage_update(usage: Any) -> UsageUpdate | None:
+    """OpenAI's usage object (Groq's ``x_groq.usage`` and Mistral's have the same fields)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return UsageUpdate(
+        input_tokens=_count(usage.get("prompt_tokens")),
+        output_tokens=_count(usage.get("completion_tokens")),
+        total_tokens=_count(usage.get("total_tokens")),
+        reasoning_tokens=_count(completion_details.get("reasoning_tokens")),
+        cached_input_tokens=_count(prompt_details.get("cached_tokens")),
+    )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class ChatCompletionsReader(EventReader):
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        self._first = True  # the first chunk names the model and the response
+        self._refused = False
+        self._tools = ToolCallAssembler()
 
-    def parse(self, event: ServerSentEvent) -> str | None:
+    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
         data = event.data
         if data == "[DONE]":
-            self.finished = self.done = True
-            return None
+            self._tools.complete_all(out)
+            self.stop(out, "other", None)  # an end marker with no finish reason
+            self.done = True
+            return
         try:
             chunk = parse_json(data)
             choices = chunk.get("choices")
@@ -35,29 +82,93 @@ class ChatCompletionsReader(EventReader):
         error = chunk.get("error")
         if error:
             raise in_stream_error(self.provider, error)
+        if self._first:
+            self._first = False
+            model, response_id = chunk.get("model"), chunk.get("id")
+            out.append(
+                Metadata(
+                    model if isinstance(model, str) else None,
+                    response_id if isinstance(response_id, str) else None,
+                )
+            )
+        usage = chunk.get("usage")
+        if usage:  # OpenAI's own chunk after the finish; Mistral's on it (the last wins)
+            update = usage_update(usage)
+            if update is not None:
+                out.append(update)
         if not choices:
-            return None  # a usage-only chunk, or a provider's keep-alive
+            return  # a usage-only chunk, or a provider's keep-alive
         choice = choices[0]
         if choice.get("index", 0) != 0:  # n > 1: follow the first answer only
-            return None
+            return
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content.__class__ is str and len(delta) == 1:  # a token: most chunks
+                if content:
+                    out.append(text_part(content))
+            else:
+                self._delta(delta, out)
         finish = choice.get("finish_reason")
         if finish:
-            if finish == "error":
-                raise in_stream_error(self.provider, chunk.get("error") or "")
-            self.finished = True
-        delta = choice.get("delta")
-        if not delta:
-            return None
+            self._finish(chunk, finish, out)
+
+    def _delta(self, delta: dict[str, Any], out: list[Any]) -> None:
+        """Reasoning, text, tool-call fragments and refusals, in that order."""
+        for key in ("reasoning_content", "reasoning"):  # DeepSeek and vLLM; OpenRouter and Groq
+            reasoning = delta.get(key)
+            if reasoning and isinstance(reasoning, str):
+                out.append(ReasoningDelta(reasoning))
         content = delta.get("content")
         if content.__class__ is str:
-            return content
-        if isinstance(content, list):  # Mistral's typed chunks: keep "text" only
-            return "".join(
-                part.get("text") or ""
-                for part in content
-                if isinstance(part, dict) and part.get("type") == "text"
-            )
-        return None
+            if content:
+                out.append(text_part(content))
+        elif isinstance(content, list):  # Mistral's typed chunks
+            for part in content:
+                if isinstance(part, dict):
+                    self._content_part(part, out)
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                function = call.get("function") or {}
+                self._tools.add(
+                    call.get("index", 0),
+                    out,
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments"),
+                )
+        if delta.get("refusal"):
+            self._refused = True  # its text is not the answer; the reason will say it
+
+    @staticmethod
+    def _content_part(part: dict[str, Any], out: list[Any]) -> None:
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if text and isinstance(text, str):
+                out.append(text_part(text))
+        elif kind == "thinking":  # Magistral: a list of text chunks (or a string)
+            thinking = part.get("thinking")
+            if isinstance(thinking, str):
+                thinking = [{"type": "text", "text": thinking}]
+            for piece in thinking or ():
+                text = piece.get("text") if isinstance(piece, dict) else None
+                if text and isinstance(text, str):
+                    out.append(ReasoningDelta(text))
+
+    def _finish(self, chunk: dict[str, Any], finish: Any, out: list[Any]) -> None:
+        if finish == "error":  # OpenRouter: the upstream failed mid-answer
+            raise in_stream_error(self.provider, chunk.get("error") or "")
+        x_groq = chunk.get("x_groq")
+        if isinstance(x_groq, dict) and x_groq.get("usage"):
+            update = usage_update(x_groq["usage"])
+            if update is not None:
+                out.append(update)
+        self._tools.complete_all(out)
+        reason = normalize_finish(FINISH_REASONS, finish)
+        if self._refused and reason == "stop":
+            reason = "content_filter"  # a refusal ends as a normal stop
+        self.stop(out, reason, finish if isinstance(finish, str) else None)
 
 
 class ChatCompletionsProvider(HTTPProvider):
@@ -73,12 +184,14 @@ class ChatCompletionsProvider(HTTPProvider):
         base_url: str,
         model: str,
         max_tokens_field: str = "max_tokens",
+        stream_usage: bool = True,
     ) -> None:
         self.name = name
         self.env_key = env_key
         self.default_base_url = base_url
         self.default_model = model
         self.max_tokens_field = max_tokens_field
+        self.stream_usage = stream_usage
 
     def headers(self, api_key: str) -> dict[str, str]:
         return {
@@ -87,12 +200,14 @@ class ChatCompletionsProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
+    def body(self, chat: ChatRequest, conf: Any) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
         messages.extend(chat.messages)
         body: dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
+        if conf.stream_usage:  # else a stream reports no usage at all
+            body["stream_options"] = {"include_usage": True}
         if chat.temperature is not None:
             body["temperature"] = chat.temperature
         if chat.max_tokens is not None:

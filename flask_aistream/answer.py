@@ -1,0 +1,119 @@
+"""One answer, from the call that asked for it to the hooks that see how it ended."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+from .errors import ProviderError
+from .parts import Answer, AnswerBuilder, Finish
+from .retry import RetryingStream
+
+#: What a person sees when something that is not the provider's fault broke
+#: (a bug of ours or of a hook): the traceback goes to the log.
+GENERIC_ERROR = "Something went wrong while streaming the answer."
+
+
+class AnswerRun:
+    """Reads an answer's stream, adds its parts up, and ends it exactly once.
+
+    Iterating yields the stream's part lists as they arrive and then, last,
+    one :class:`~flask_aistream.parts.Finish` (not a list) whose answer holds
+    the failure, if any: iterating never raises a provider's error, so every
+    consumer (the relay, ``iter_events``) ends the same way. :meth:`finish`
+    runs the hooks, once, whoever calls it first; an answer that stopped being
+    read before its end is ``"cancelled"``.
+    """
+
+    def __init__(
+        self,
+        stream: RetryingStream,
+        builder: AnswerBuilder,
+        *,
+        on_error: Callable[[ProviderError], ProviderError],
+        on_end: Callable[[Answer], None],
+        logger: logging.Logger,
+        total_timeout: float | None = None,
+    ) -> None:
+        self._stream = stream
+        self._builder = builder
+        self._on_error = on_error
+        self._on_end = on_end
+        self._logger = logger
+        self.total_timeout = total_timeout
+        #: ``time.monotonic()`` past which the answer is cut, or ``None``.
+        self.deadline = None if total_timeout is None else builder.started + total_timeout
+        self.answer: Answer | None = None
+        self._cancelled = False
+        self._cancel_error: ProviderError | None = None
+        self._hooks_ran = False
+
+    @property
+    def provider(self) -> str:
+        return self._builder.provider
+
+    def __iter__(self) -> Iterator[Any]:
+        add = self._builder.add
+        error: ProviderError | None = None
+        try:
+            for parts in self._stream:
+                add(parts)
+                yield parts
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.cancel(self.timeout_error())
+        except ProviderError as exc:
+            if not self._cancelled:  # what an abort causes (a cut-off stream) is no failure
+                error = self._on_error(exc)
+        except Exception as exc:  # a bug: never shown, always logged
+            self._logger.error(
+                "flask-aistream: unexpected error while streaming an answer", exc_info=exc
+            )
+            error = ProviderError(GENERIC_ERROR, provider=self.provider, detail=repr(exc))
+        finally:
+            self._stream.close()
+        self.answer = self._conclude(error)
+        yield Finish(self.answer)
+
+    def _conclude(self, error: ProviderError | None) -> Answer:
+        if self._cancelled and self._cancel_error is not None:
+            error = self._on_error(self._cancel_error)
+        return self._builder.build(error, cancelled=self._cancelled)
+
+    def limit(self, seconds: float) -> None:
+        """Cut the answer ``seconds`` from now, unless a total timeout already does."""
+        if self.deadline is None:
+            self.total_timeout = seconds
+            self.deadline = time.monotonic() + seconds
+
+    def timeout_error(self) -> ProviderError:
+        return ProviderError(
+            f"The answer took longer than the {self.total_timeout:g} s allowed.",
+            provider=self.provider,
+            detail="AI_TOTAL_TIMEOUT",
+        )
+
+    def cancel(self, error: ProviderError | None = None) -> None:
+        """Stop the answer now (from any thread): it ends ``"cancelled"``, or
+        as failed with ``error``. Nothing once it ended."""
+        if self.answer is not None or self._cancelled:
+            return
+        self._cancel_error = error
+        self._cancelled = True
+        self._stream.abort()
+
+    abort = cancel  # what a reader thread's stop() calls
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def finish(self) -> Answer:
+        """Run the hooks (once) and return the answer as it ended."""
+        if self.answer is None:  # left before the end: nothing more will be read
+            self._cancelled = True
+            self.answer = self._builder.build(self._cancel_error, cancelled=True)
+        if not self._hooks_ran:
+            self._hooks_ran = True
+            self._on_end(self.answer)
+        return self.answer

@@ -1,0 +1,246 @@
+"""The parts an answer is made of, and the :class:`Answer` they add up to.
+
+Providers turn their wire format into parts; output formats turn parts into
+bytes; nothing in between knows either. Parts are NamedTuples: as cheap as the
+plain strings they replace on the per-token path, and trivially serialised.
+
+Four of them are public, the events of :meth:`AIClient.iter_events`:
+:class:`TextDelta`, :class:`ReasoningDelta`, :class:`ToolCall` (once
+complete) and, last, :class:`Finish`. The others carry what only the
+:class:`AnswerBuilder` and some output formats need: tool-call fragments as
+they stream, token usage, the provider's model and response id, and the
+provider's word that the answer is complete.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Optional, Union
+
+from .errors import ProviderError
+
+#: What ``Answer.finish_reason`` can be, whatever the provider.
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "error", "cancelled", "other")
+
+
+class TextDelta(NamedTuple):
+    """A piece of the answer's visible text."""
+
+    text: str
+    type = "text"
+
+
+class ReasoningDelta(NamedTuple):
+    """A piece of the model's reasoning ("thinking"), never part of the text."""
+
+    text: str
+    type = "reasoning"
+
+
+class ToolCall(NamedTuple):
+    """A tool call the model made, complete. ``arguments`` is the JSON text the
+    model wrote, as it wrote it: parse it yourself, it may be invalid."""
+
+    id: str
+    name: str
+    arguments: str
+    type = "tool_call"
+
+
+class Finish(NamedTuple):
+    """The last event of every answer, however it ended."""
+
+    answer: Answer
+    type = "finish"
+
+
+# --- parts only the builder and the output formats see ---------------------
+
+
+class ToolCallDelta(NamedTuple):
+    """A fragment of tool call ``index``: ``id`` and ``name`` on its first
+    fragment, then pieces of the arguments' JSON text."""
+
+    index: int
+    id: Optional[str]
+    name: Optional[str]
+    arguments: str
+    type = "tool_call_delta"
+
+
+class UsageUpdate(NamedTuple):
+    """Token counts as the provider reported them so far; ``None`` where this
+    report says nothing. Later reports override earlier ones, field by field."""
+
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    total_tokens: Optional[int] = None
+    reasoning_tokens: Optional[int] = None
+    cached_input_tokens: Optional[int] = None
+    type = "usage"
+
+
+class Metadata(NamedTuple):
+    """The model that answered and the provider's id for the response."""
+
+    model: Optional[str]
+    response_id: Optional[str]
+    type = "metadata"
+
+
+class Stop(NamedTuple):
+    """The provider said the answer is complete. ``reason`` is one of
+    :data:`FINISH_REASONS`; ``raw`` the provider's own value (or ``None``)."""
+
+    reason: str
+    raw: Optional[str]
+    type = "stop"
+
+
+Part = Union[TextDelta, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate, Metadata, Stop]
+Event = Union[TextDelta, ReasoningDelta, ToolCall, Finish]
+
+#: Parts a person sees (or a client renders): once one was handed on, a retry
+#: would show a different answer glued to the first.
+VISIBLE = frozenset({TextDelta, ReasoningDelta, ToolCall, ToolCallDelta})
+#: The parts :meth:`AIClient.iter_events` yields.
+PUBLIC = frozenset({TextDelta, ReasoningDelta, ToolCall, Finish})
+
+#: ``tuple.__new__`` builds a part without the generated ``__new__`` around it:
+#: half the cost, and a text part is built once per token.
+new_part = tuple.__new__
+
+
+def text_part(text: str) -> TextDelta:
+    return new_part(TextDelta, (text,))  # type: ignore[no-any-return]
+
+
+# --- the answer ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the answer cost. ``input_tokens`` counts every input token, cached
+    ones included; ``cached_input_tokens`` and ``reasoning_tokens`` (part of
+    ``output_tokens``) are ``None`` where the provider does not say."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, int | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer, as it ended. What ``on_finish`` hooks and the
+    ``answer_finished`` signal receive, and the last event of ``iter_events``.
+
+    ``finish_reason`` is one of :data:`FINISH_REASONS`: ``"error"`` with
+    ``error`` set, ``"cancelled"`` when the client left (or the consumer
+    stopped reading) first; ``text`` then holds what did arrive.
+    ``first_token_s`` and ``duration_s`` count from the call that asked.
+    """
+
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str
+    raw_finish_reason: str | None
+    usage: Usage | None
+    model: str | None
+    provider: str
+    response_id: str | None
+    error: ProviderError | None
+    first_token_s: float | None
+    duration_s: float
+
+
+class AnswerBuilder:
+    """Adds parts up into an :class:`Answer`. Per text part it does one
+    append; everything else is rare."""
+
+    def __init__(self, provider: str, model: str | None, started: float | None = None) -> None:
+        self.provider = provider
+        self.requested_model = model
+        self.started = time.monotonic() if started is None else started
+        self.first_text_at: float | None = None
+        self.complete = False  # a Stop part was seen
+        self._texts: list[str] = []
+        self._reasoning: list[str] = []
+        self._tool_calls: list[ToolCall] = []
+        self._usage: dict[str, int] = {}
+        self._stop: Stop | None = None
+        self._model: str | None = None
+        self._response_id: str | None = None
+
+    def add(self, parts: list[Any]) -> None:
+        texts = self._texts
+        for part in parts:
+            if part.__class__ is TextDelta:
+                if self.first_text_at is None:
+                    self.first_text_at = time.monotonic()
+                texts.append(part[0])
+            else:
+                self._add_other(part)
+
+    def _add_other(self, part: Any) -> None:
+        kind = part.__class__
+        if kind is ReasoningDelta:
+            self._reasoning.append(part.text)
+        elif kind is ToolCall:
+            self._tool_calls.append(part)
+        elif kind is UsageUpdate:
+            for name, value in zip(UsageUpdate._fields, part):
+                if value is not None:
+                    self._usage[name] = value
+        elif kind is Metadata:
+            self._model = part.model or self._model
+            self._response_id = part.response_id or self._response_id
+        elif kind is Stop:
+            self._stop = part
+            self.complete = True
+
+    def build(self, error: ProviderError | None = None, cancelled: bool = False) -> Answer:
+        """The answer so far. An error decides first; a complete answer keeps
+        its own reason even when the client left right after it."""
+        if error is not None:
+            reason = "error"
+        elif self._stop is not None:
+            reason = self._stop.reason
+        else:
+            reason = "cancelled" if cancelled else "other"
+        return Answer(
+            text="".join(self._texts),
+            reasoning="".join(self._reasoning),
+            tool_calls=tuple(self._tool_calls),
+            finish_reason=reason,
+            raw_finish_reason=self._stop.raw if self._stop is not None else None,
+            usage=self._build_usage(),
+            model=self._model or self.requested_model,
+            provider=self.provider,
+            response_id=self._response_id,
+            error=error,
+            first_token_s=None
+            if self.first_text_at is None
+            else self.first_text_at - self.started,
+            duration_s=time.monotonic() - self.started,
+        )
+
+    def _build_usage(self) -> Usage | None:
+        usage = self._usage
+        if not usage:
+            return None
+        input_tokens = usage.get("input_tokens", 0)
+        output_tokens = usage.get("output_tokens", 0)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=usage.get("total_tokens", input_tokens + output_tokens),
+            reasoning_tokens=usage.get("reasoning_tokens"),
+            cached_input_tokens=usage.get("cached_input_tokens"),
+        )
