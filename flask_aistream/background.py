@@ -28,9 +28,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
-
-from .providers.base import PartStream
+from collections.abc import Iterator
+from typing import Any, Callable, Protocol
 
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,
@@ -142,6 +141,16 @@ def _greenlet_threads() -> bool:
     return monkey is not None and monkey.is_module_patched("threading")
 
 
+class Producer(Protocol):
+    """What the reader runs: an iterable it can close, and abort from another thread."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class BackgroundReader:
     """Runs ``stream`` on a daemon thread (a greenlet under gevent); :meth:`wait`
     hands over what it yields. ``after``, if given, runs on that thread once
@@ -149,7 +158,7 @@ class BackgroundReader:
 
     def __init__(
         self,
-        stream: PartStream,
+        stream: Producer,
         client: socket.socket | None = None,
         after: Callable[[], Any] | None = None,
     ) -> None:

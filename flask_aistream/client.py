@@ -149,9 +149,9 @@ class AIClient:
                         raise answer.error
                     yield batch
                     return
-                for part in batch:
+                for part in batch:  # type: ignore[attr-defined]
                     if part.__class__ in PUBLIC:
-                        yield part
+                        yield part  # type: ignore[misc]
         finally:
             parts.close()  # type: ignore[attr-defined]
             run.finish()  # left early: the answer ends "cancelled"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Union
 
 from .errors import ProviderError
 
@@ -28,14 +28,20 @@ class TextDelta(NamedTuple):
     """A piece of the answer's visible text."""
 
     text: str
-    type = "text"
+
+    @property
+    def type(self) -> str:
+        return "text"
 
 
 class ReasoningDelta(NamedTuple):
     """A piece of the model's reasoning ("thinking"), never part of the text."""
 
     text: str
-    type = "reasoning"
+
+    @property
+    def type(self) -> str:
+        return "reasoning"
 
 
 class ToolCall(NamedTuple):
@@ -45,48 +51,64 @@ class ToolCall(NamedTuple):
     id: str
     name: str
     arguments: str
-    type = "tool_call"
+
+    @property
+    def type(self) -> str:
+        return "tool_call"
 
 
 class Finish(NamedTuple):
     """The last event of every answer, however it ended."""
 
     answer: Answer
-    type = "finish"
+
+    @property
+    def type(self) -> str:
+        return "finish"
 
 
 # --- parts only the builder and the output formats see ---------------------
 
 
 class ToolCallDelta(NamedTuple):
-    """A fragment of tool call ``index``: ``id`` and ``name`` on its first
-    fragment, then pieces of the arguments' JSON text."""
+    """A fragment of the tool call at ``position`` (the provider's index):
+    ``id`` and ``name`` on its first fragment, then pieces of the arguments'
+    JSON text."""
 
-    index: int
-    id: Optional[str]
-    name: Optional[str]
+    position: Any
+    id: str | None
+    name: str | None
     arguments: str
-    type = "tool_call_delta"
+
+    @property
+    def type(self) -> str:
+        return "tool_call_delta"
 
 
 class UsageUpdate(NamedTuple):
     """Token counts as the provider reported them so far; ``None`` where this
     report says nothing. Later reports override earlier ones, field by field."""
 
-    input_tokens: Optional[int] = None
-    output_tokens: Optional[int] = None
-    total_tokens: Optional[int] = None
-    reasoning_tokens: Optional[int] = None
-    cached_input_tokens: Optional[int] = None
-    type = "usage"
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_input_tokens: int | None = None
+
+    @property
+    def type(self) -> str:
+        return "usage"
 
 
 class Metadata(NamedTuple):
     """The model that answered and the provider's id for the response."""
 
-    model: Optional[str]
-    response_id: Optional[str]
-    type = "metadata"
+    model: str | None
+    response_id: str | None
+
+    @property
+    def type(self) -> str:
+        return "metadata"
 
 
 class Stop(NamedTuple):
@@ -94,8 +116,11 @@ class Stop(NamedTuple):
     :data:`FINISH_REASONS`; ``raw`` the provider's own value (or ``None``)."""
 
     reason: str
-    raw: Optional[str]
-    type = "stop"
+    raw: str | None
+
+    @property
+    def type(self) -> str:
+        return "stop"
 
 
 Part = Union[TextDelta, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate, Metadata, Stop]
@@ -225,9 +250,7 @@ class AnswerBuilder:
             provider=self.provider,
             response_id=self._response_id,
             error=error,
-            first_token_s=None
-            if self.first_text_at is None
-            else self.first_text_at - self.started,
+            first_token_s=None if self.first_text_at is None else self.first_text_at - self.started,
             duration_s=time.monotonic() - self.started,
         )
 

@@ -1,7 +1,12 @@
+import contextlib
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -86,8 +91,10 @@ def relayed(body: bytes):
             assert payload["content"], "empty deltas are not relayed"
             assert not errors, "no content after an error"
             text += payload["content"]
-        else:
+        elif "error" in payload:
             errors.append(payload["error"])
+        else:  # the optional events, which the spec's readers skip
+            assert list(payload) in (["reasoning"], ["tool_call"], ["finish"]), payload
     assert len(errors) <= 1
     return text, (errors[0] if errors else None), done
 
@@ -134,3 +141,36 @@ def wait_for_port(port: int, what: str, timeout: float = 20, process=None) -> No
                 raise AssertionError(f"{what} exited: {process.stderr.read().decode()}") from None
             assert time.monotonic() < deadline, f"{what} did not start"
             time.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def gunicorn_server(worker: str, fake, **env):
+    """``tests/loadapp.py`` under a real gunicorn with one ``worker``-class
+    worker, its provider the loopback ``fake``; yields (address, worker pid)."""
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", worker]
+    args += ["--threads", "128"] if worker == "gthread" else ["--worker-connections", "1000"]
+    env = dict(
+        os.environ,
+        FAKE_PROVIDER_URL=fake.url,
+        PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+        **env,
+    )
+    master = subprocess.Popen(
+        args + ["loadapp:create_app()"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, "gunicorn", process=master)
+        deadline = time.monotonic() + 20
+        # The master listens before its worker has booted: wait for the worker.
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
+        while not children.read_text().split():
+            assert time.monotonic() < deadline, "gunicorn started no worker"
+            time.sleep(0.1)
+        yield ("127.0.0.1", port), int(children.read_text().split()[0])
+    finally:
+        master.terminate()
+        master.wait(10)

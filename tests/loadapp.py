@@ -1,6 +1,10 @@
 """The app the load tests run under gunicorn: every provider call goes to the
-loopback fake whose URL is in ``FAKE_PROVIDER_URL``."""
+loopback fake whose URL is in ``FAKE_PROVIDER_URL``. With ``ANSWERS_FILE``
+set, each answer's ending is appended to that file as a JSON line (the
+``on_finish`` hook, seen from the test's process); ``AI_ON_DISCONNECT``
+comes from the environment too."""
 
+import json
 import os
 
 from flask import Flask, request
@@ -15,11 +19,18 @@ def create_app():
         AI_OPENAI_BASE_URL=os.environ["FAKE_PROVIDER_URL"] + "/v1",
         AI_HEARTBEAT_INTERVAL=0.5,
         AI_MAX_RETRIES=0,
+        AI_ON_DISCONNECT=os.environ.get("AI_ON_DISCONNECT", "cancel"),
     )
     AIStream(app)
+    answers_file = os.environ.get("ANSWERS_FILE")
+
+    def save(answer):
+        with open(answers_file, "a") as f:
+            f.write(json.dumps({"text": answer.text, "finish_reason": answer.finish_reason}) + "\n")
 
     @app.post("/chat")
     def chat():
-        return app.extensions["ai"].ask_stream(request.get_json()["question"])
+        hook = save if answers_file else None
+        return app.extensions["ai"].ask_stream(request.get_json()["question"], on_finish=hook)
 
     return app

@@ -5,15 +5,13 @@ hang-ups, and the worker's threads, sockets and memory return to baseline."""
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from conftest import gunicorn_server
 from fakeprovider import Reply, openai_events
 
 CLIENTS = 100
@@ -33,26 +31,8 @@ def proc_status(pid):
 
 @pytest.fixture(params=["gthread", "gevent"])
 def gunicorn(request, fake):
-    worker = request.param
-    port = free_port()
-    args = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", worker]
-    args += ["--threads", "128"] if worker == "gthread" else ["--worker-connections", "1000"]
-    env = dict(
-        os.environ, FAKE_PROVIDER_URL=fake.url, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}"
-    )
-    master = subprocess.Popen(
-        args + ["loadapp:create_app()"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    wait_for_port(port, "gunicorn", process=master)
-    deadline = time.monotonic() + 20
-    # The master listens before its worker has booted: wait for the worker.
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
-    while not children.read_text().split():
-        assert time.monotonic() < deadline, "gunicorn started no worker"
-        time.sleep(0.1)
-    yield worker, ("127.0.0.1", port), int(children.read_text().split()[0])
-    master.terminate()
-    master.wait(10)
+    with gunicorn_server(request.param, fake) as (address, worker_pid):
+        yield request.param, address, worker_pid
 
 
 def open_stream(address, question="hi"):
