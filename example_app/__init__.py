@@ -30,6 +30,8 @@ def create_app(config=None):
         AI_OFFLINE_DELAY=0.06,
         AI_SYSTEM_PROMPT="You are a helpful assistant. Answer briefly.",
         AI_RATELIMIT="10 per minute",
+        # The page shows the reasoning (collapsed) and a line on how each answer ended.
+        AI_STREAM_EVENTS=["reasoning", "finish"],
     )
     app.config.update(config or {})
     AIStream(app)

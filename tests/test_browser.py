@@ -2,6 +2,7 @@
 headless Chromium (Debian's package, driven by Playwright), against a real
 server on loopback whose provider is the loopback fake."""
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,10 @@ import pytest
 from example_app import create_app
 from fakeprovider import Reply, openai_events
 
+pytestmark = pytest.mark.system
+
 SNIPPETS = Path(__file__).parent / "spec_snippets"
+EVERY_EVENT = ["reasoning", "tool_calls", "finish"]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = [f"word{i} " for i in range(12)]
 
@@ -65,6 +69,27 @@ def page(browser):
     context.close()
 
 
+def chunk(delta, finish=None, **extra):
+    payload = {"id": "c1", "model": "gpt-test", **extra}
+    payload["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return b"data: %s\n\n" % json.dumps(payload).encode()
+
+
+def rich_events(texts):
+    """A stream with every kind of part: reasoning, text, a tool call, usage."""
+    return (
+        [chunk({"role": "assistant", "reasoning_content": "Thinking <b>hard</b>."})]
+        + openai_events(texts, finish=False)
+        + [
+            chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f"}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+            chunk({}, finish="stop"),
+            b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}\n\n',
+            b"data: [DONE]\n\n",
+        ]
+    )
+
+
 def ask(page, question):
     page.fill("#question", question)
     page.click("#ask")
@@ -99,7 +124,7 @@ def test_the_answer_grows_token_by_token(page, site, fake):
     fake.reply = Reply(parts=openai_events(["Second."]))
     ask(page, "And another?")
     page.wait_for_function(
-        "document.querySelectorAll('.message.assistant')[1].textContent === 'Second.'"
+        "document.querySelectorAll('.message.assistant .text')[1].textContent === 'Second.'"
     )
     assert [m["role"] for m in fake.last.json()["messages"]] == [
         "system",
@@ -174,18 +199,38 @@ def test_event_source_mode_shows_why_a_request_was_refused(page, site, fake):
     assert "too long" in error.text_content()
 
 
-def test_the_specs_event_source_snippet_unchanged(page, site, fake):
-    fake.reply = Reply(parts=openai_events(["AI is ", "artificial ", "intelligence."]), delay=0.05)
-    page.goto(f"{site()}/spec/eventsource")
+@pytest.mark.parametrize("events", [[], EVERY_EVENT], ids=["default", "every-event"])
+def test_the_specs_event_source_snippet_unchanged(page, site, fake, events):
+    fake.reply = Reply(parts=rich_events(["AI is ", "artificial ", "intelligence."]), delay=0.05)
+    page.goto(f"{site(AI_STREAM_EVENTS=events)}/spec/eventsource")
     page.wait_for_function(
         "document.getElementById('response').textContent === 'AI is artificial intelligence.'"
     )
     assert fake.last.json()["messages"][-1] == {"role": "user", "content": "What is AI"}
 
 
-def test_the_specs_fetch_snippet_unchanged(page, site, fake):
-    fake.reply = Reply(parts=openai_events(["Caf\u00e9 ", "\U0001f642 ", "done"]), delay=0.05)
-    page.goto(f"{site()}/spec/fetch")
+@pytest.mark.parametrize("events", [[], EVERY_EVENT], ids=["default", "every-event"])
+def test_the_specs_fetch_snippet_unchanged(page, site, fake, events):
+    fake.reply = Reply(parts=rich_events(["Caf\u00e9 ", "\U0001f642 ", "done"]), delay=0.05)
+    page.goto(f"{site(AI_STREAM_EVENTS=events)}/spec/fetch")
+    errors = []  # the snippet's own console.error, as for a JSON.parse that failed
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.evaluate("streamAI('Hello from fetch')")
     assert page.text_content("#response") == "Caf\u00e9 \U0001f642 done"
+    # no event it did not expect made it stumble (the page has no favicon: that 404 is fine)
+    assert [e for e in errors if "Failed to load resource" not in e] == []
     assert fake.last.json()["messages"][-1] == {"role": "user", "content": "Hello from fetch"}
+
+
+def test_the_page_shows_how_an_answer_ended_and_its_reasoning(page, site, fake):
+    fake.reply = Reply(parts=rich_events(["Blue ", "light."]), delay=0.03)
+    page.goto(site())
+    ask(page, "Why is the sky blue?")
+    answer = last_answer(page)
+    answer.locator(".finish").wait_for()
+    assert answer.locator(".text").text_content() == "Blue light."
+    assert answer.locator(".finish").text_content() == "stop \u00b7 7 in / 3 out tokens \u00b7 gpt-test"
+    reasoning = answer.locator("details.reasoning")
+    assert reasoning.get_attribute("open") is None  # collapsed
+    assert reasoning.locator(".reasoning-text").text_content() == "Thinking <b>hard</b>."
+    assert answer.locator("b").count() == 0  # model output is text, never markup

@@ -14,6 +14,8 @@ import pytest
 from conftest import gunicorn_server
 from fakeprovider import Reply, openai_events
 
+pytestmark = pytest.mark.system
+
 CLIENTS = 100
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,6 +20,33 @@
     return node;
   }
 
+  // The reasoning, when the provider sends it: collapsed above the answer.
+  function showReasoning(node, text) {
+    let details = node.querySelector('details.reasoning');
+    if (!details) {
+      details = document.createElement('details');
+      details.className = 'reasoning';
+      const summary = document.createElement('summary');
+      summary.textContent = 'Reasoning';
+      const body = document.createElement('div');
+      body.className = 'reasoning-text';
+      details.append(summary, body);
+      node.insertBefore(details, node.firstChild);
+    }
+    details.querySelector('.reasoning-text').textContent += text;
+  }
+
+  // How the answer ended, in one quiet line: "stop · 12 in / 30 out tokens · model".
+  function showFinish(node, finish) {
+    const line = document.createElement('span');
+    line.className = 'finish';
+    const parts = [finish.reason];
+    if (finish.usage) parts.push(`${finish.usage.input_tokens} in / ${finish.usage.output_tokens} out tokens`);
+    if (finish.model) parts.push(finish.model);
+    line.textContent = parts.join(' \u00b7 ');
+    node.appendChild(line);
+  }
+
   function showError(node, message) {
     const error = document.createElement('span');
     error.className = 'error';
@@ -43,7 +70,8 @@
     else if (parsed.content) {
       answer.text += parsed.content;
       node.querySelector('.text').textContent = answer.text;
-    }
+    } else if (parsed.reasoning) showReasoning(node, parsed.reasoning);
+    else if (parsed.finish) showFinish(node, parsed.finish);
     return false;
   }
 
