@@ -59,13 +59,11 @@ def chunks_of(body: bytes, seed: int) -> list[bytes]:
 
 def ours(chunks, fmt):
     reader = ChatCompletionsReader("openai") if fmt == "openai" else MessagesReader("anthropic")
-    parse, feed, texts = reader.parse, SSEDecoder().feed, []
+    parse, feed, parts = reader.parse, SSEDecoder().feed, []
     for chunk in chunks:
         for event in feed(chunk):
-            text = parse(event)
-            if text:
-                texts.append(text)
-    return texts
+            parse(event, parts)
+    return [part for part in parts if part.__class__ is str]  # text travels as str
 
 
 def delta_of(fmt, event_name, data):

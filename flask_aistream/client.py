@@ -131,30 +131,42 @@ class AIClient:
         return self._iter_events(self._run(options))
 
     def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]:
-        events = self.iter_chat_events(options)
+        parts = self._iter_parts(self._run(options))
         try:
-            for event in events:
-                if event.__class__ is TextDelta:
-                    yield event.text  # type: ignore[union-attr]
+            for part in parts:
+                if part.__class__ is str:
+                    yield part
         finally:
-            events.close()  # type: ignore[attr-defined]
+            parts.close()  # type: ignore[attr-defined]
 
     def _iter_events(self, run: AnswerRun) -> Iterator[Event]:
-        parts = iter(run)
+        parts = self._iter_parts(run)
         try:
-            for batch in parts:
+            for part in parts:
+                if part.__class__ is str:
+                    yield TextDelta(part)
+                elif part.__class__ in PUBLIC:
+                    yield part  # type: ignore[misc]
+        finally:
+            parts.close()  # type: ignore[attr-defined]
+
+    def _iter_parts(self, run: AnswerRun) -> Iterator[Any]:
+        """The run's parts one by one, ending in its ``Finish``; the hooks run
+        before the caller sees the end (a failure raises, after them), or when
+        the caller stops reading (the answer then ends "cancelled")."""
+        batches = iter(run)
+        try:
+            for batch in batches:
                 if batch.__class__ is Finish:
-                    answer = run.finish()  # the hooks run before the caller sees the end
+                    answer = run.finish()
                     if answer.error is not None:
                         raise answer.error
                     yield batch
                     return
-                for part in batch:  # type: ignore[attr-defined]
-                    if part.__class__ in PUBLIC:
-                        yield part  # type: ignore[misc]
+                yield from batch
         finally:
-            parts.close()  # type: ignore[attr-defined]
-            run.finish()  # left early: the answer ends "cancelled"
+            batches.close()  # type: ignore[attr-defined]
+            run.finish()
 
     def _run(self, options: Mapping[str, Any]) -> AnswerRun:
         """The answer to a checked request: opened lazily, retried before its

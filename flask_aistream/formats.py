@@ -19,7 +19,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from .errors import ConfigurationError
-from .parts import Answer, ReasoningDelta, TextDelta, ToolCall
+from .parts import Answer, ReasoningDelta, ToolCall
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 #: An app may change any of them on the returned response. No ``Connection``
@@ -97,7 +97,7 @@ class AIStreamFormat:
     def parts(self, parts: list[Any]) -> bytes:
         """The bytes for parts that arrived together: one write."""
         if self._text_only:
-            events = [content_event(part[0]) for part in parts if part.__class__ is TextDelta]
+            events = [content_event(part) for part in parts if part.__class__ is str]
         else:
             events = [event for event in map(self._event, parts) if event]
         if not events:
@@ -106,8 +106,8 @@ class AIStreamFormat:
 
     def _event(self, part: Any) -> bytes:
         kind = part.__class__
-        if kind is TextDelta:
-            return content_event(part[0])
+        if kind is str:
+            return content_event(part)
         if kind is ReasoningDelta and self._reasoning:
             return data_event({"reasoning": part.text})
         if kind is ToolCall and self._tool_calls:

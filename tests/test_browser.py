@@ -229,7 +229,10 @@ def test_the_page_shows_how_an_answer_ended_and_its_reasoning(page, site, fake):
     answer = last_answer(page)
     answer.locator(".finish").wait_for()
     assert answer.locator(".text").text_content() == "Blue light."
-    assert answer.locator(".finish").text_content() == "stop \u00b7 7 in / 3 out tokens \u00b7 gpt-test"
+    assert (
+        answer.locator(".finish").text_content()
+        == "stop \u00b7 7 in / 3 out tokens \u00b7 gpt-test"
+    )
     reasoning = answer.locator("details.reasoning")
     assert reasoning.get_attribute("open") is None  # collapsed
     assert reasoning.locator(".reasoning-text").text_content() == "Thinking <b>hard</b>."

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
-from ..parts import Metadata, ReasoningDelta, UsageUpdate, text_part
+from ..parts import Metadata, ReasoningDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
     ChatRequest,
@@ -84,7 +84,7 @@ class MessagesReader(EventReader):
                 if delta_type == "text_delta":
                     text = delta.get("text")
                     if text:
-                        out.append(text_part(text))
+                        out.append(text)
                 elif delta_type == "thinking_delta":
                     if delta.get("thinking"):
                         out.append(ReasoningDelta(delta["thinking"]))

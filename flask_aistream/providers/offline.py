@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..parts import Metadata, Stop, UsageUpdate, text_part
+from ..parts import Metadata, Stop, UsageUpdate
 from .base import ChatRequest, PartStream, Provider
 
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
@@ -43,7 +43,7 @@ class OfflineStream(PartStream):
         for word in self._words:
             if self._closed.wait(self._delay) if self._delay else self._closed.is_set():
                 return
-            yield [text_part(word)]
+            yield [word]
         output_tokens = sum(1 for word in self._words if word.strip())
         yield [UsageUpdate(self._input_tokens, output_tokens), Stop("stop", "stop")]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
-from ..parts import Metadata, ReasoningDelta, UsageUpdate, text_part
+from ..parts import Metadata, ReasoningDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
     ChatRequest,
@@ -82,6 +82,26 @@ class ChatCompletionsReader(EventReader):
         error = chunk.get("error")
         if error:
             raise in_stream_error(self.provider, error)
+        if choices:  # most chunks are one token: {"content": "..."} and nothing else
+            choice = choices[0]
+            delta = choice.get("delta")
+            if (
+                delta.__class__ is dict
+                and len(delta) == 1
+                and choice.get("finish_reason") is None
+                and choice.get("index", 0) == 0
+            ):
+                content = delta.get("content")
+                if content.__class__ is str:
+                    if content:
+                        out.append(content)
+                    return
+        self._chunk(chunk, choices, out)
+
+    def _chunk(self, chunk: dict[str, Any], choices: Any, out: list[Any]) -> None:
+        """Any chunk but a plain token: the first, reasoning, tool calls, the
+        finish (which always comes this way, so the model is known by then),
+        usage."""
         if self._first:
             self._first = False
             model, response_id = chunk.get("model"), chunk.get("id")
@@ -102,13 +122,8 @@ class ChatCompletionsReader(EventReader):
         if choice.get("index", 0) != 0:  # n > 1: follow the first answer only
             return
         delta = choice.get("delta")
-        if delta:
-            content = delta.get("content")
-            if content.__class__ is str and len(delta) == 1:  # a token: most chunks
-                if content:
-                    out.append(text_part(content))
-            else:
-                self._delta(delta, out)
+        if delta and isinstance(delta, dict):
+            self._delta(delta, out)
         finish = choice.get("finish_reason")
         if finish:
             self._finish(chunk, finish, out)
@@ -122,7 +137,7 @@ class ChatCompletionsReader(EventReader):
         content = delta.get("content")
         if content.__class__ is str:
             if content:
-                out.append(text_part(content))
+                out.append(content)
         elif isinstance(content, list):  # Mistral's typed chunks
             for part in content:
                 if isinstance(part, dict):
@@ -146,7 +161,7 @@ class ChatCompletionsReader(EventReader):
         if kind == "text":
             text = part.get("text")
             if text and isinstance(text, str):
-                out.append(text_part(text))
+                out.append(text)
         elif kind == "thinking":  # Magistral: a list of text chunks (or a string)
             thinking = part.get("thinking")
             if isinstance(thinking, str):
