@@ -69,7 +69,7 @@ def _relay(
     try:
         while answer is None:
             wait = heartbeat or None
-            if run.deadline is not None and not run.answer:
+            if run.deadline is not None and run.answer is None:
                 remaining = run.deadline - time.monotonic()
                 if remaining <= 0:
                     run.cancel(run.timeout_error())  # its Finish follows at once
