@@ -11,10 +11,6 @@ from .errors import ProviderError
 from .parts import Answer, AnswerBuilder, Finish
 from .retry import RetryingStream
 
-#: What a person sees when something that is not the provider's fault broke
-#: (a bug of ours or of a hook): the traceback goes to the log.
-GENERIC_ERROR = "Something went wrong while streaming the answer."
-
 
 class AnswerRun:
     """Reads an answer's stream, adds its parts up, and ends it exactly once.
@@ -70,7 +66,7 @@ class AnswerRun:
             self._logger.error(
                 "flask-aistream: unexpected error while streaming an answer", exc_info=exc
             )
-            error = ProviderError(GENERIC_ERROR, provider=self.provider, detail=repr(exc))
+            error = ProviderError(kind="internal", provider=self.provider, detail=repr(exc))
         finally:
             self._stream.close()
         self.answer = self._conclude(error)
@@ -90,7 +86,9 @@ class AnswerRun:
     def timeout_error(self) -> ProviderError:
         return ProviderError(
             f"The answer took longer than the {self.total_timeout:g} s allowed.",
+            kind="timeout",
             provider=self.provider,
+            retryable=False,
             detail="AI_TOTAL_TIMEOUT",
         )
 

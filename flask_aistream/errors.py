@@ -6,12 +6,31 @@
         └── StreamFormatError                    its stream broke the wire format
 
 ``str(ProviderError)`` is short and safe to show to a person: it says what went
-wrong and whether trying again may help, and never holds an API key, a header
-or the provider's URL. What the provider actually said is in ``.detail`` (with
-configured keys redacted), meant for the application's log.
+wrong, and to try again only where that may help; it never holds an API key, a
+header or the provider's URL. ``.kind`` says what kind of failure it is (one
+of :data:`ERROR_KINDS`); what the provider actually said is in ``.detail``
+(with configured keys redacted), meant for the application's log.
 """
 
 from __future__ import annotations
+
+#: Every kind of provider failure: the text a person may see, and whether the
+#: same request may succeed if tried again later.
+ERROR_KINDS: dict[str, tuple[str, bool]] = {
+    "auth": ("The AI provider refused the server's credentials.", False),
+    "rate_limit": ("The AI provider is rate limiting requests; try again in a moment.", True),
+    "quota": ("The AI provider account has run out of quota.", False),
+    "bad_request": ("The AI provider rejected the request.", False),
+    "not_found": ("The AI provider does not know the model or endpoint asked for.", False),
+    "unavailable": ("The AI provider is unavailable or overloaded; try again later.", True),
+    "timeout": ("The AI provider did not answer in time; try again later.", True),
+    "connection": ("Could not connect to the AI provider; try again later.", True),
+    "cut_off": ("The answer was cut off: the AI provider closed the stream early.", True),
+    "blocked": ("The AI provider blocked this answer.", False),
+    "redirect": ("The AI provider answered with a redirect, which is not followed.", False),
+    "bad_response": ("The AI provider sent a malformed answer.", False),
+    "internal": ("Something went wrong while streaming the answer.", False),
+}
 
 
 class AIStreamError(Exception):
@@ -25,36 +44,42 @@ class ConfigurationError(AIStreamError, ValueError):
 class ProviderError(AIStreamError):
     """The provider failed before or during the answer.
 
-    :param message: the text a user may see.
+    :param message: the text a user may see; by default the kind's.
+    :param kind: what failed, one of :data:`ERROR_KINDS`.
     :param provider: the provider's name, e.g. ``"openai"``.
     :param status: the upstream HTTP status, when there was one.
-    :param retryable: whether the same request may succeed if tried again later.
+    :param retryable: whether the same request may succeed if tried again
+        later; by default the kind's.
     :param detail: what the provider said, for the log only.
     :param retry_after: seconds the provider asked us to wait before retrying.
     """
 
     def __init__(
         self,
-        message: str,
+        message: str | None = None,
         *,
+        kind: str = "unavailable",
         provider: str = "",
         status: int | None = None,
-        retryable: bool = False,
+        retryable: bool | None = None,
         detail: str = "",
         retry_after: float | None = None,
     ) -> None:
+        text, kind_retryable = ERROR_KINDS[kind]
+        message = message or text
         super().__init__(message)
         self.message = message
+        self.kind = kind
         self.provider = provider
         self.status = status
-        self.retryable = retryable
+        self.retryable = kind_retryable if retryable is None else retryable
         self.detail = detail
         self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, "
-            f"status={self.status!r}, retryable={self.retryable!r})"
+            f"{type(self).__name__}({self.message!r}, kind={self.kind!r}, "
+            f"provider={self.provider!r}, status={self.status!r}, retryable={self.retryable!r})"
         )
 
 
@@ -62,8 +87,4 @@ class StreamFormatError(ProviderError):
     """The upstream stream was not the wire format we expected (bad JSON, a runaway line)."""
 
     def __init__(self, detail: str, *, provider: str = "") -> None:
-        super().__init__(
-            "The AI provider sent a malformed answer.",
-            provider=provider,
-            detail=detail,
-        )
+        super().__init__(kind="bad_response", provider=provider, detail=detail)

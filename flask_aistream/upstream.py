@@ -20,7 +20,7 @@ import requests
 from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from .errors import ProviderError, StreamFormatError
+from .errors import ERROR_KINDS, ProviderError, StreamFormatError
 from .providers.base import HTTPProvider, PartStream
 from .sse import SSEDecoder
 
@@ -71,25 +71,32 @@ class Transport:
                 headers=headers,
                 stream=True,
                 timeout=self.timeout,
+                # A redirect would take the key (requests keeps x-api-key), the
+                # conversation and the system prompt to another host.
+                allow_redirects=False,
                 **self._environment(url),
             )
         except requests.ConnectTimeout as exc:
             raise self._failure(
-                name, "Could not reach the AI provider in time; try again later.", exc
+                name, "connection", exc, "Could not reach the AI provider in time; try again later."
             ) from None
         except requests.Timeout as exc:
             raise self._failure(
                 name,
-                f"The AI provider did not answer within {self.timeout[1]:g} s; try again later.",
+                "timeout",
                 exc,
+                f"The AI provider did not answer within {self.timeout[1]:g} s; try again later.",
             ) from None
         except requests.RequestException as exc:
-            raise self._failure(
-                name, "Could not connect to the AI provider; try again later.", exc
-            ) from None
+            raise self._failure(name, "connection", exc) from None
 
-        if response.status_code >= 400:
-            error = http_error(name, response.status_code, self._read_body(response))
+        if response.status_code >= 300:
+            error = http_error(
+                name,
+                response.status_code,
+                self._read_body(response),
+                response.headers.get("Location") if response.status_code < 400 else None,
+            )
             error.retry_after = retry_after(response.headers)
             response.close()
             raise error
@@ -101,6 +108,7 @@ class Transport:
             response.close()
             raise ProviderError(
                 "The AI provider answered with an error instead of a stream.",
+                kind="bad_response",
                 provider=name,
                 status=response.status_code,
                 detail=body_text,
@@ -114,8 +122,10 @@ class Transport:
             return f"(body unreadable: {exc!r})"
         return raw.decode("utf-8", "replace")
 
-    def _failure(self, provider: str, message: str, exc: Exception) -> ProviderError:
-        return ProviderError(message, provider=provider, retryable=True, detail=repr(exc))
+    def _failure(
+        self, provider: str, kind: str, exc: Exception, message: str | None = None
+    ) -> ProviderError:
+        return ProviderError(message, kind=kind, provider=provider, detail=repr(exc))
 
 
 #: Statuses worth a second try: timeouts, conflicts, rate limits, a gateway's
@@ -139,7 +149,7 @@ def retry_after(headers: Any) -> float | None:
     return None
 
 
-def http_error(provider: str, status: int, body: str) -> ProviderError:
+def http_error(provider: str, status: int, body: str, location: str | None = None) -> ProviderError:
     """Map an HTTP error status to a short message a person can act on.
 
     The provider's own message is kept for the log only: OpenAI's 401 body
@@ -152,25 +162,37 @@ def http_error(provider: str, status: int, body: str) -> ProviderError:
             code = str(error.get("code") or error.get("type") or "")
     except (ValueError, AttributeError):
         pass
-    retryable = status in RETRYABLE_STATUSES
-    if status in (401, 403):
-        message = "The AI provider refused the server's credentials."
-    elif status == 429 and code == "insufficient_quota":
-        message = "The AI provider account has run out of quota."
-        retryable = False  # billing, not load: waiting will not help
-    elif status in (408, 409, 429):
-        message = "The AI provider is rate limiting requests; try again in a moment."
-    elif status >= 500:
-        message = "The AI provider is unavailable or overloaded; try again later."
-    else:
-        message = "The AI provider rejected the request."
+    kind = status_kind(status, code)
+    detail = f"HTTP {status}: {body}"
+    if location is not None:
+        detail = f"HTTP {status} to {location!r}: {body}"
     return ProviderError(
-        f"{message} (HTTP {status})",
+        f"{ERROR_KINDS[kind][0]} (HTTP {status})",
+        kind=kind,
         provider=provider,
         status=status,
-        retryable=retryable,
-        detail=f"HTTP {status}: {body}",
+        # Some statuses of a kind are worth a retry, some not (a 409 conflict is).
+        retryable=status in RETRYABLE_STATUSES and kind != "quota",
+        detail=detail,
     )
+
+
+def status_kind(status: int, code: str = "") -> str:
+    if status < 400:
+        return "redirect"
+    if status in (401, 403):
+        return "auth"
+    if status == 402 or (status == 429 and code == "insufficient_quota"):
+        return "quota"  # billing, not load: waiting will not help
+    if status == 404:
+        return "not_found"
+    if status == 408:
+        return "timeout"
+    if status in (409, 429):
+        return "rate_limit"
+    if status >= 500:
+        return "unavailable"
+    return "bad_request"
 
 
 def _reads(raw: Any) -> Iterator[bytes]:
@@ -207,16 +229,16 @@ class HTTPStream(PartStream):
             except (ReadTimeoutError, socket.timeout) as exc:
                 raise ProviderError(
                     f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",
+                    kind="timeout",
                     provider=name,
-                    retryable=True,
                     detail=repr(exc),
                 ) from None
             except (URLLib3Error, OSError, ValueError) as exc:
                 # ValueError: urllib3 raises it reading a response we closed.
                 raise ProviderError(
                     "The connection to the AI provider was lost mid-answer.",
+                    kind="connection",
                     provider=name,
-                    retryable=True,
                     detail=repr(exc),
                 ) from None
             if not chunk:
@@ -246,9 +268,8 @@ class HTTPStream(PartStream):
         self.close()
         if not reader.finished:
             raise ProviderError(
-                "The answer was cut off: the AI provider closed the stream early.",
+                kind="cut_off",
                 provider=name,
-                retryable=True,
                 detail="end of stream before the end marker or a finish reason",
             )
 

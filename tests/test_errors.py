@@ -84,7 +84,7 @@ def test_401_whose_body_echoes_the_key(client, fake, log_records):
                     "message": "no model",
                 }
             },
-            "The AI provider rejected the request. (HTTP 404)",
+            "The AI provider does not know the model or endpoint asked for. (HTTP 404)",
         ),
     ],
 )
@@ -94,6 +94,46 @@ def test_http_errors_before_the_first_token(client, fake, log_records, status, p
     assert result == ("", message, True)
     assert_nothing_leaks(body, fake)
     assert payload["error"]["message"] in log_records.text
+
+
+@pytest.mark.parametrize(
+    "status, code, kind, retryable",
+    [
+        (400, "", "bad_request", False),
+        (401, "", "auth", False),
+        (402, "", "quota", False),
+        (403, "", "auth", False),
+        (404, "", "not_found", False),
+        (408, "", "timeout", True),
+        (409, "", "rate_limit", True),
+        (413, "", "bad_request", False),
+        (422, "", "bad_request", False),
+        (429, "rate_limit_exceeded", "rate_limit", True),
+        (429, "insufficient_quota", "quota", False),
+        (500, "", "unavailable", True),
+        (503, "", "unavailable", True),
+        (529, "", "unavailable", True),
+    ],
+)
+def test_each_status_has_a_kind_and_says_try_again_only_when_it_helps(
+    app, fake, status, code, kind, retryable
+):
+    from flask_aistream import ProviderError
+
+    fake.reply = Reply.json(status, {"error": {"code": code, "message": "m"}})
+    with app.app_context(), pytest.raises(ProviderError) as failure:
+        app.extensions["ai"].ask("hi")
+    error = failure.value
+    assert (error.kind, error.retryable, error.status) == (kind, retryable, status)
+    assert ("try again" in error.message) is retryable
+
+
+def test_an_in_stream_error_that_a_retry_cannot_help_does_not_say_try_again(client, fake):
+    fake.reply = Reply.sse(
+        transcript("openai_midstream_error.sse").replace(b"server_error", b"invalid_request_error")
+    )
+    _, (text, error, _) = stream(client)
+    assert error == "The AI provider reported an error during the answer (invalid_request_error)."
 
 
 def test_html_error_page_from_a_proxy(client, fake):

@@ -58,12 +58,22 @@ def in_stream_error(provider: str, error: Any) -> ProviderError:
     elif isinstance(error, str):
         kind = error
     safe_kind = kind if kind.replace("_", "").isalpha() and len(kind) <= 40 else ""
+    retryable = not kind or kind in _RETRYABLE_ERROR_TYPES or "overload" in kind
+    if "rate_limit" in kind:
+        error_kind = "rate_limit"
+    elif "invalid_request" in kind:
+        error_kind = "bad_request"
+    elif "authentication" in kind or "permission" in kind:
+        error_kind = "auth"
+    else:
+        error_kind = "unavailable"
     return ProviderError(
         "The AI provider reported an error during the answer"
         + (f" ({safe_kind})" if safe_kind else "")
-        + "; try again.",
+        + ("; try again." if retryable else "."),
+        kind=error_kind,
         provider=provider,
-        retryable=not kind or kind in _RETRYABLE_ERROR_TYPES or "overload" in kind,
+        retryable=retryable,
         detail=repr(error),
     )
 

@@ -1,0 +1,42 @@
+"""What an adversarial review and a first-time user found (issue 10), each
+reproduced first: through a real server where the defect needs one."""
+
+import pytest
+
+from conftest import SECRET_KEYS, relayed
+from fakeprovider import FakeProvider, Reply, transcript
+
+
+@pytest.fixture
+def elsewhere():
+    """A second loopback server: where a redirect would send us."""
+    server = FakeProvider()
+    server.reply = Reply.sse(transcript("openai_basic.sse"))
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_redirect_is_never_followed(make_app, fake, elsewhere, log_records, status, provider):
+    """requests would follow it and strip only ``Authorization``: Anthropic's
+    ``x-api-key``, the conversation and the system prompt went to the other
+    host, and a 302 streamed the other host's text as the answer."""
+    location = f"{elsewhere.url}/v1/steal?key={SECRET_KEYS[provider]}"
+    fake.reply = Reply(status=status, headers={"Location": location}, framing="length")
+    response = (
+        make_app()
+        .test_client()
+        .post(
+            "/chat", json={"question": "secret question", "provider": provider, "system": "secret"}
+        )
+    )
+    body = response.get_data()
+    text, error, done = relayed(body)
+    assert elsewhere.requests == []
+    assert (text, done) == ("", True)
+    assert "redirect" in error and elsewhere.url.encode() not in body
+    assert len(fake.requests) == 1  # not retried: it would answer the same
+    [record] = [r for r in log_records.records if "failed" in r.getMessage()]
+    assert "/v1/steal" in record.getMessage()  # where it pointed goes to the log...
+    assert SECRET_KEYS[provider] not in record.getMessage()  # ...redacted
