@@ -123,7 +123,9 @@ class SSEDecoder:
         if data:  # an event still waits for its blank line: count what it holds
             if data is not carried:
                 self._data_bytes, carried_lines = 0, 0
-            self._data_bytes += sum(map(len, data[carried_lines:]))
+            # Each line counts its newline too: empty data lines are not free.
+            new_lines = data[carried_lines:]
+            self._data_bytes += sum(map(len, new_lines)) + len(new_lines)
             if self._data_bytes > self.max_line_bytes:
                 data.clear()
                 self._data_bytes = 0

@@ -40,3 +40,23 @@ def test_a_redirect_is_never_followed(make_app, fake, elsewhere, log_records, st
     [record] = [r for r in log_records.records if "failed" in r.getMessage()]
     assert "/v1/steal" in record.getMessage()  # where it pointed goes to the log...
     assert SECRET_KEYS[provider] not in record.getMessage()  # ...redacted
+
+
+def test_empty_data_lines_count_against_the_event_bound():
+    """200 MB of ``data:\\n`` with no blank line added 343 MB to a worker: each
+    line counts at least its newline."""
+    from flask_aistream import StreamFormatError
+    from flask_aistream.sse import SSEDecoder
+
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(StreamFormatError):
+        for _ in range(200):
+            decoder.feed(b"data:\n" * 10)
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(StreamFormatError):
+        for _ in range(200):
+            decoder.feed(b"data: \n" * 10)
+    # a real event of many short lines under the bound still passes
+    assert SSEDecoder(max_line_bytes=1000).feed(b"data: a\n" * 50 + b"\n")[0].data == "\n".join(
+        ["a"] * 50
+    )
