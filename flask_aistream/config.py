@@ -4,6 +4,7 @@ from them once, in ``init_app``."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,10 @@ class Settings:
                 continue
             providers[name] = ProviderSettings(
                 name=name,
-                api_key=config.get(ConfigVars.api_key(name)) or environ.get(spec.env_key or ""),
+                api_key=_api_key(
+                    config.get(ConfigVars.api_key(name)) or environ.get(spec.env_key or ""),
+                    ConfigVars.api_key(name),
+                ),
                 base_url=config.get(ConfigVars.base_url(name)) or spec.default_base_url,
                 model=config.get(ConfigVars.model(name)),
                 env_key=spec.env_key,
@@ -211,11 +215,38 @@ class Settings:
         return get_provider(provider).default_model
 
     def redact(self, text: str) -> str:
-        """``text`` with every configured API key, and anything shaped like one, hidden."""
+        """``text`` with every configured API key, in every form a log line may
+        hold it (as is, ``repr``-escaped, URL-encoded), and anything shaped
+        like a key, hidden."""
         for conf in self.providers.values():
             if conf.api_key:
-                text = text.replace(conf.api_key, "[redacted]")
+                for form in _key_forms(conf.api_key):
+                    text = text.replace(form, "[redacted]")
         return _KEY_SHAPES.sub("[redacted]", text)
+
+
+def _api_key(value: Any, key: str) -> str | None:
+    """A key as read from config or the environment, stripped (one read from
+    a secrets file ends in a newline); one with control characters inside is
+    refused, without showing it."""
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be a string.")
+    value = value.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ConfigurationError(f"{key} holds a control character (a newline, a tab...).")
+    return value or None
+
+
+def _key_forms(api_key: str) -> set[str]:
+    return {
+        api_key,
+        repr(api_key)[1:-1],
+        repr(api_key.encode())[2:-1],
+        urllib.parse.quote(api_key, safe=""),
+        urllib.parse.quote_plus(api_key),
+    }
 
 
 def _origins(value: Any) -> tuple[str, ...] | None:

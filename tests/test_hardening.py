@@ -60,3 +60,32 @@ def test_empty_data_lines_count_against_the_event_bound():
     assert SSEDecoder(max_line_bytes=1000).feed(b"data: a\n" * 50 + b"\n")[0].data == "\n".join(
         ["a"] * 50
     )
+
+
+def test_a_key_read_from_a_secrets_file_is_stripped(make_app, fake):
+    """A trailing newline was sent (and failed as 'could not connect', retried)."""
+    fake.reply = Reply.sse(transcript("mistral_basic.sse"))
+    client = make_app(AI_MISTRAL_API_KEY=SECRET_KEYS["mistral"] + "\n").test_client()
+    text, error, _ = relayed(client.post("/chat", json={"question": "q", "provider": "mistral"}).data)
+    assert error is None and len(fake.requests) == 1
+    assert fake.last.headers["authorization"] == f"Bearer {SECRET_KEYS['mistral']}"
+
+
+@pytest.mark.parametrize("bad", ["key\nwith-newline-inside", "key\x00nul", "key\twith-tab"])
+def test_a_key_with_control_characters_is_refused_at_start_up(make_app, bad):
+    from flask_aistream import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="AI_MISTRAL_API_KEY") as failure:
+        make_app(AI_MISTRAL_API_KEY=bad)
+    assert bad not in str(failure.value)  # the error names the key, never shows it
+
+
+def test_every_form_of_a_key_is_redacted(make_app):
+    from urllib.parse import quote, quote_plus
+
+    key = "mistral+Key/With'Odd\\Chars0123456789"
+    app = make_app(AI_MISTRAL_API_KEY=key)
+    settings = app.extensions["ai"].settings
+    for form in (key, repr(key), quote(key, safe=""), quote_plus(key)):
+        redacted = settings.redact(f"the upstream said: {form}!")
+        assert "Key" not in redacted and "[redacted]" in redacted, (form, redacted)
