@@ -85,6 +85,16 @@ def make_blueprint(
             question, messages=history, system=system, model=model, **answer_options
         )
 
+    @bp.route("/stream", methods=["PUT", "DELETE", "PATCH"])
+    def other_methods() -> tuple[Response, int, dict[str, str]]:
+        """Flask's own 405 would skip this blueprint's handlers (no JSON, no
+        CORS headers): answer it here."""
+        return (
+            jsonify(error=f"Use GET or POST, not {request.method}."),
+            405,
+            {"Allow": "GET, POST, OPTIONS"},
+        )
+
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         """Errors of this blueprint's routes (an ``authorize`` that aborts
@@ -146,7 +156,7 @@ def _json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
         raise too_large  # chunked, or a Content-Length that lied
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise BadInput(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadInput(400, 'Send a JSON object: {"question": "..."}.')

@@ -29,6 +29,10 @@ from .sse import SSEDecoder
 READ_SIZE = 65536
 #: How much of an error body we read, to log it.
 MAX_ERROR_BODY = 64 * 1024
+#: How long the end marker may take once a finish reason came (OpenAI's usage
+#: chunk and ``[DONE]`` follow at once); a provider that holds the connection
+#: open longer has still given a complete answer.
+FINISHED_GRACE = 2.0
 
 
 class Transport:
@@ -223,10 +227,13 @@ class HTTPStream(PartStream):
         feed = SSEDecoder().feed
         assert self._response is not None, "an HTTPStream is read once"
         reads = _reads(self._response.raw)
+        waiting_for_end = False  # a finish reason came: only the end marker may follow
         while True:
             try:
                 chunk = next(reads, b"")
             except (ReadTimeoutError, socket.timeout) as exc:
+                if waiting_for_end:
+                    break  # the answer is complete; the provider just kept the line open
                 raise ProviderError(
                     f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",
                     kind="timeout",
@@ -261,6 +268,9 @@ class HTTPStream(PartStream):
                 raise error from None
             if reader.done:
                 self.close()  # hang up now rather than wait for the provider to
+            elif reader.finished and not waiting_for_end:
+                waiting_for_end = True
+                self._shorten_timeout(FINISHED_GRACE)
             if parts:
                 yield parts
             if reader.done:
@@ -272,6 +282,14 @@ class HTTPStream(PartStream):
                 provider=name,
                 detail="end of stream before the end marker or a finish reason",
             )
+
+    def _shorten_timeout(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for each further read. Best effort: the
+        socket sits inside http.client's file object (urllib3 let go of it)."""
+        try:
+            self._response.raw._fp.fp.raw._sock.settimeout(seconds)  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            pass
 
     def abort(self) -> None:
         """Wake the thread blocked reading this stream: it sees the end of

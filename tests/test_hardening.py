@@ -66,7 +66,9 @@ def test_a_key_read_from_a_secrets_file_is_stripped(make_app, fake):
     """A trailing newline was sent (and failed as 'could not connect', retried)."""
     fake.reply = Reply.sse(transcript("mistral_basic.sse"))
     client = make_app(AI_MISTRAL_API_KEY=SECRET_KEYS["mistral"] + "\n").test_client()
-    text, error, _ = relayed(client.post("/chat", json={"question": "q", "provider": "mistral"}).data)
+    text, error, _ = relayed(
+        client.post("/chat", json={"question": "q", "provider": "mistral"}).data
+    )
     assert error is None and len(fake.requests) == 1
     assert fake.last.headers["authorization"] == f"Bearer {SECRET_KEYS['mistral']}"
 
@@ -89,3 +91,47 @@ def test_every_form_of_a_key_is_redacted(make_app):
     for form in (key, repr(key), quote(key, safe=""), quote_plus(key)):
         redacted = settings.redact(f"the upstream said: {form}!")
         assert "Key" not in redacted and "[redacted]" in redacted, (form, redacted)
+
+
+def test_deeply_nested_json_from_a_browser_is_a_400(make_app):
+    app = make_app(AI_RATELIMIT=None, AI_MAX_REQUEST_BYTES=10**6)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    deep = b'{"question": "q", "history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = app.test_client().post("/api/stream", data=deep, content_type="application/json")
+    assert response.status_code == 400 and "JSON" in response.get_json()["error"]
+
+
+def test_a_deeply_nested_provider_event_is_a_provider_error(client, fake):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    fake.reply = Reply(parts=[b'data: {"choices": %s}\n\n' % deep])
+    text, error, done = relayed(client.post("/chat", json={"question": "q"}).data)
+    assert error == "The AI provider sent a malformed answer." and done
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_get_a_json_405_with_cors_headers(make_app, method):
+    app = make_app(AI_CORS_ORIGINS=["https://app.example"])
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().open(
+        "/api/stream", method=method, headers={"Origin": "https://app.example"}
+    )
+    assert response.status_code == 405
+    assert response.is_json and "error" in response.get_json()
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_a_finished_answer_whose_provider_holds_the_connection_ends_cleanly(make_app, fake):
+    """A finish reason but no [DONE], and the connection kept open: the answer
+    is complete, so it ends without waiting for the idle timeout to fail it."""
+    from fakeprovider import openai_events
+
+    parts = openai_events(["a ", "b"])
+    parts[-1] = parts[-1].replace(b"data: [DONE]\n\n", b"")
+    fake.reply = Reply(parts=parts, hold=True)
+    app = make_app(AI_HTTP_TIMEOUT=30)
+    seen = []
+    with app.app_context():
+        assert app.extensions["ai"].ask("q", on_finish=seen.append) == "a b"
+    assert seen[0].finish_reason == "stop" and seen[0].error is None
+    assert seen[0].duration_s < 25  # well before the 30 s idle timeout

@@ -24,6 +24,8 @@ def parse_json(text: str) -> Any:
     with optional surrounding whitespace."""
     try:
         value, end = _scan_once(text, 0)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than Python can parse") from None
     except StopIteration:  # the scanner takes no leading whitespace: rare, so tried second
         stripped = text.lstrip(_JSON_WHITESPACE)
         if stripped is text or not stripped:
