@@ -237,3 +237,25 @@ def test_the_page_shows_how_an_answer_ended_and_its_reasoning(page, site, fake):
     assert reasoning.get_attribute("open") is None  # collapsed
     assert reasoning.locator(".reasoning-text").text_content() == "Thinking <b>hard</b>."
     assert answer.locator("b").count() == 0  # model output is text, never markup
+
+
+def readme_fetch_snippet():
+    """The README's fetch example, as a user would copy it."""
+    readme = (Path(__file__).parent.parent / "README.rst").read_text()
+    block = readme.split(".. code-block:: javascript\n\n", 1)[1].split("\n\n``", 1)[0]
+    return "\n".join(line[4:] for line in block.splitlines())
+
+
+def test_the_readme_fetch_snippet_shows_text_and_refusals(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["Hello ", "there."]))
+    url = site(AI_RATELIMIT="1 per minute")
+    page.goto(url)  # the app's own page (asks nothing by itself): same origin
+    script = (
+        "async (question) => { const output = {textContent: ''}; const errors = [];"
+        "const showError = (m) => errors.push(m);"
+        f"await (async () => {{ {readme_fetch_snippet()} }})();"
+        "return [output.textContent, errors]; }"
+    )
+    assert page.evaluate(script, "first") == ["Hello there.", []]
+    text, errors = page.evaluate(script, "second")  # over the limit: a 429 with JSON
+    assert text == "" and len(errors) == 1 and "Too many questions" in errors[0]
