@@ -4,7 +4,15 @@ import logging
 
 from .client import AIClient, Task
 from .config import ConfigVars
-from .errors import AIStreamError, ConfigurationError, ProviderError, StreamFormatError
+from .errors import (
+    AIStreamError,
+    ConfigurationError,
+    ExtensionError,
+    InvalidRequestError,
+    ProviderError,
+    StreamFormatError,
+    UnknownOptionError,
+)
 from .extension import AIStream
 from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
 from .signals import answer_finished
@@ -22,7 +30,9 @@ __all__ = [
     "Answer",
     "ConfigVars",
     "ConfigurationError",
+    "ExtensionError",
     "Finish",
+    "InvalidRequestError",
     "ProviderError",
     "ReasoningDelta",
     "SSEDecoder",
@@ -31,6 +41,7 @@ __all__ = [
     "Task",
     "TextDelta",
     "ToolCall",
+    "UnknownOptionError",
     "Usage",
     "__version__",
     "answer_finished",

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from flask import Blueprint, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .config import checked_ratelimit
+
 if TYPE_CHECKING:  # pragma: no cover
     from .client import AIClient
 
@@ -63,7 +65,7 @@ def make_blueprint(
     system = system if system is not None else settings.system_prompt
     max_question_chars = max_question_chars or settings.max_question_chars
     max_history = settings.max_history if max_history is None else max_history
-    ratelimit = settings.ratelimit if ratelimit is True else ratelimit
+    ratelimit = settings.ratelimit if ratelimit is True else checked_ratelimit(ratelimit or None)
     origins = settings.cors_origins if cors_origins is True else cors_origins
 
     bp = Blueprint(name, __name__)

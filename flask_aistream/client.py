@@ -13,7 +13,12 @@ from flask import request as flask_request
 from .answer import AnswerRun
 from .config import Settings
 from .deployment import client_socket, warn_if_sync_worker
-from .errors import ConfigurationError, ProviderError
+from .errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ProviderError,
+    UnknownOptionError,
+)
 from .formats import AIStreamFormat, checked_events
 from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
 from .providers import ChatRequest, get_provider
@@ -23,6 +28,8 @@ from .signals import answer_finished
 from .upstream import Transport
 
 ROLES = ("system", "user", "assistant")
+#: The highest temperature any provider takes (OpenAI's; Anthropic's is 1).
+MAX_TEMPERATURE = 2.0
 #: What the provider is asked.
 CHAT_OPTIONS = frozenset({"provider", "model", "temperature", "max_tokens", "system", "messages"})
 #: What we do with its answer.
@@ -220,7 +227,9 @@ class AIClient:
         """The answer options that are set, checked (a mistake raises now)."""
         on_finish = options.get("on_finish")
         if on_finish is not None and not callable(on_finish):
-            raise TypeError(f"on_finish must be a callable taking the answer, not {on_finish!r}")
+            raise UnknownOptionError(
+                f"on_finish must be a callable taking the answer, not {on_finish!r}"
+            )
         if options.get("events") is not None:
             checked_events(options["events"], "events")
         if options.get("on_disconnect") is not None:
@@ -261,13 +270,15 @@ class AIClient:
     def _chat_options(self, prompt: str | None, options: dict[str, Any]) -> dict[str, Any]:
         unknown = set(options) - OPTIONS
         if unknown:
-            raise TypeError(
+            raise UnknownOptionError(
                 f"unknown option(s) {', '.join(sorted(unknown))}; "
                 f"expected some of {', '.join(sorted(OPTIONS))}"
             )
         options = dict(options)
         messages = list(options.pop("messages", None) or ())
         if prompt is not None:
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InvalidRequestError(f"the prompt must be a non-empty string, not {prompt!r}")
             messages.append({"role": "user", "content": prompt})
         options["messages"] = messages
         return options
@@ -287,13 +298,19 @@ class AIClient:
             else:
                 messages.append(message)
         if not messages:
-            raise ValueError("nothing to ask: give a prompt or at least one user message")
+            raise InvalidRequestError("nothing to ask: give a prompt or at least one user message")
         temperature = options.get("temperature")
         if temperature is None:
             temperature = self.settings.temperature
+        elif not _is_number(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
+            raise ConfigurationError(
+                f"temperature must be a number from 0 to {MAX_TEMPERATURE}, not {temperature!r}"
+            )
         max_tokens = options.get("max_tokens")
         if max_tokens is None:
             max_tokens = self.settings.max_tokens
+        elif not _is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
+            raise ConfigurationError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}")
         self.checked_answer_options(options)
         chat = ChatRequest(
             model=self.settings.model_for(name, options.get("model")),
@@ -305,15 +322,25 @@ class AIClient:
         return provider, chat
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, str]]:
     for message in messages:
         if not isinstance(message, Mapping):
-            raise ValueError(f"a message must be a dict with role and content, not {message!r}")
+            raise InvalidRequestError(
+                f"a message must be a dict with role and content, not {message!r}"
+            )
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            raise ValueError(f"a message role must be one of {', '.join(ROLES)}, not {role!r}")
+            raise InvalidRequestError(
+                f"a message role must be one of {', '.join(ROLES)}, not {role!r}"
+            )
         if not isinstance(content, str):
-            raise ValueError(f"a message's content must be a string, not {type(content).__name__}")
+            raise InvalidRequestError(
+                f"a message's content must be a string, not {type(content).__name__}"
+            )
         yield {"role": role, "content": content}
 
 

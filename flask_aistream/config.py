@@ -3,6 +3,7 @@ from them once, in ``init_app``."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -147,7 +148,10 @@ class Settings:
                     config.get(ConfigVars.api_key(name)) or environ.get(spec.env_key or ""),
                     ConfigVars.api_key(name),
                 ),
-                base_url=config.get(ConfigVars.base_url(name)) or spec.default_base_url,
+                base_url=_base_url(
+                    config.get(ConfigVars.base_url(name)) or spec.default_base_url,
+                    ConfigVars.base_url(name),
+                ),
                 model=config.get(ConfigVars.model(name)),
                 env_key=spec.env_key,
                 stream_usage=_flag(
@@ -157,7 +161,7 @@ class Settings:
         return cls(
             provider=provider,
             model=config.get(ConfigVars.MODEL),
-            temperature=_number(config, ConfigVars.TEMPERATURE, float, minimum=0),
+            temperature=_number(config, ConfigVars.TEMPERATURE, float, minimum=0, maximum=2),
             max_tokens=_number(config, ConfigVars.MAX_TOKENS, int, minimum=1),
             http_timeout=_number(
                 config, ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001
@@ -185,7 +189,7 @@ class Settings:
                 config, ConfigVars.MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES, 1
             ),
             # None turns the limit off, so a missing key and None differ here.
-            ratelimit=config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT),
+            ratelimit=checked_ratelimit(config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT)),
             ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
             or DEFAULT_RATELIMIT_STORAGE_URI,
             cors_origins=_origins(config.get(ConfigVars.CORS_ORIGINS)),
@@ -279,15 +283,72 @@ def _choice(config: Mapping[str, Any], key: str, choices: tuple[str, ...], defau
 
 
 def _number(
-    config: Mapping[str, Any], key: str, kind: type, default: Any = None, minimum: float = 0
+    config: Mapping[str, Any],
+    key: str,
+    kind: type,
+    default: Any = None,
+    minimum: float = 0,
+    maximum: float | None = None,
 ) -> Any:
     value = config.get(key)
     if value is None:
         return default
     try:
-        number = kind(value)
+        number = None if isinstance(value, bool) else kind(value)
     except (TypeError, ValueError):
         number = None
-    if number is None or number < minimum:
-        raise ConfigurationError(f"{key} must be a number >= {minimum}, not {value!r}.")
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        within = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigurationError(f"{key} must be a number {within}, not {value!r}.")
     return number
+
+
+def _base_url(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
+    return value
+
+
+def checked_ratelimit(value: Any) -> str | None:
+    """The limit, checked now: flask-limiter would only log one it cannot
+    read, and the blueprint would run with no limit at all."""
+    if value is None:
+        return None
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{ConfigVars.RATELIMIT} (or ratelimit=) must be a limit such as "
+            f'"10 per minute", not {value!r}.'
+        ) from None
+    return value  # type: ignore[no-any-return]
+
+
+def known_keys() -> set[str]:
+    """Every ``AI_*`` key flask-aistream reads."""
+    keys = {
+        value
+        for name, value in vars(ConfigVars).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    for provider in PROVIDERS:
+        keys |= {
+            ConfigVars.api_key(provider),
+            ConfigVars.base_url(provider),
+            ConfigVars.model(provider),
+            ConfigVars.stream_usage(provider),
+        }
+    return keys
+
+
+def unknown_keys(config: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The ``AI_*`` keys of ``config`` we do not read, each with the known key
+    closest to it (a typo silently does nothing otherwise)."""
+    known = known_keys()
+    return [
+        (key, next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.75)), None))
+        for key in sorted(config)
+        if isinstance(key, str) and key.startswith("AI_") and key not in known
+    ]

@@ -1,7 +1,10 @@
 """Every exception flask-aistream raises.
 
     AIStreamError
-    ├── ConfigurationError (also a ValueError)   the app is set up wrong; fix the config
+    ├── ConfigurationError (also a ValueError)   a setting or an option's value is wrong
+    ├── InvalidRequestError (also a ValueError)  a call's prompt or messages cannot be sent
+    ├── UnknownOptionError (also a TypeError)    a call names an option that does not exist
+    ├── ExtensionError (also a RuntimeError)     the extension is missing or registered twice
     └── ProviderError                            the AI provider could not give an answer
         └── StreamFormatError                    its stream broke the wire format
 
@@ -39,6 +42,18 @@ class AIStreamError(Exception):
 
 class ConfigurationError(AIStreamError, ValueError):
     """A setting is missing or invalid, such as an API key for the provider a call needs."""
+
+
+class InvalidRequestError(AIStreamError, ValueError):
+    """A call's prompt or messages cannot be sent: empty, or not chat messages."""
+
+
+class UnknownOptionError(AIStreamError, TypeError):
+    """A call names an option flask-aistream does not have, or passes the wrong kind of thing."""
+
+
+class ExtensionError(AIStreamError, RuntimeError):
+    """The current app has no flask-aistream extension, or has one already."""
 
 
 class ProviderError(AIStreamError):

@@ -9,7 +9,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app
 
 from .client import AIClient, Task
-from .config import Settings
+from .config import Settings, unknown_keys
+from .errors import ExtensionError
 from .parts import Event
 
 EXTENSION_KEY = "ai"
@@ -31,12 +32,18 @@ class AIStream:
 
     def init_app(self, app: Flask) -> None:
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError(
+            raise ExtensionError(
                 "A flask-aistream extension is already registered on this app "
                 f"(app.extensions[{EXTENSION_KEY!r}]). Call init_app once per app "
                 "and use the existing one."
             )
         settings = Settings.from_config(app.config, os.environ)
+        for key, closest in unknown_keys(app.config):
+            app.logger.warning(
+                "flask-aistream: unknown setting %s (ignored)%s",
+                key,
+                f"; did you mean {closest}?" if closest else "",
+            )
         app.extensions[EXTENSION_KEY] = AIClient(settings, app.logger, app=app)
 
     @property
@@ -45,7 +52,7 @@ class AIStream:
         try:
             return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
         except KeyError:
-            raise RuntimeError(
+            raise ExtensionError(
                 "The current Flask app has no flask-aistream extension. "
                 "Did you forget to call AIStream(app) or init_app(app)?"
             ) from None

@@ -135,3 +135,76 @@ def test_a_finished_answer_whose_provider_holds_the_connection_ends_cleanly(make
         assert app.extensions["ai"].ask("q", on_finish=seen.append) == "a b"
     assert seen[0].finish_reason == "stop" and seen[0].error is None
     assert seen[0].duration_s < 25  # well before the 30 s idle timeout
+
+
+# --- 13, 14: mistakes surface early, as AIStreamError -------------------------------
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"AI_RATELIMIT": "ten a minute"}, "AI_RATELIMIT"),
+        ({"AI_OPENAI_BASE_URL": "api.openai.com/v1"}, "AI_OPENAI_BASE_URL"),
+        ({"AI_ANTHROPIC_BASE_URL": "ftp://x"}, "AI_ANTHROPIC_BASE_URL"),
+        ({"AI_MAX_TOKENS": -5}, "AI_MAX_TOKENS"),
+        ({"AI_TEMPERATURE": 3}, "AI_TEMPERATURE"),
+    ],
+)
+def test_bad_settings_fail_at_start_up(make_app, config, message):
+    from flask_aistream import AIStreamError, ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message) as failure:
+        make_app(**config)
+    assert isinstance(failure.value, AIStreamError)
+
+
+def test_an_unknown_ai_key_is_named_with_the_closest_known_one(make_app, log_records):
+    make_app(AI_RATE_LIMIT="5 per minute", AI_OPENAI_MODLE="gpt-4o")
+    warnings = [r.getMessage() for r in log_records.records if r.levelname == "WARNING"]
+    assert any("AI_RATE_LIMIT" in w and "AI_RATELIMIT" in w for w in warnings), warnings
+    assert any("AI_OPENAI_MODLE" in w and "AI_OPENAI_MODEL" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(
+    "call, kind, words",
+    [
+        (lambda ai: ai.ask_stream(""), ValueError, "prompt"),
+        (lambda ai: ai.ask_stream("   \n"), ValueError, "prompt"),
+        (lambda ai: ai.ask("hi", temperature="hot"), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", temperature=2.5), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", temperature=True), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", max_tokens=0), ValueError, "max_tokens"),
+        (lambda ai: ai.ask("hi", max_tokens=1.5), ValueError, "max_tokens"),
+        (lambda ai: ai.ask("hi", tempreature=1), TypeError, "tempreature"),
+        (lambda ai: ai.ask("hi", messages=[{"role": "robot", "content": "x"}]), ValueError, "role"),
+        (lambda ai: ai.ask(None), ValueError, "nothing to ask"),
+    ],
+)
+def test_every_mistake_in_a_call_is_an_aistream_error(app, fake, call, kind, words):
+    from flask_aistream import AIStreamError
+
+    with app.test_request_context(), pytest.raises(AIStreamError, match=words) as failure:
+        call(app.extensions["ai"])
+    assert isinstance(failure.value, kind)
+    assert fake.requests == []
+
+
+def test_extension_mistakes_are_aistream_errors():
+    from flask import Flask
+
+    from flask_aistream import AIStream, AIStreamError
+
+    app = Flask("x")
+    with app.app_context(), pytest.raises(AIStreamError, match="init_app"):
+        AIStream().ask("hi")
+    AIStream(app)
+    with pytest.raises(AIStreamError, match="already registered") as failure:
+        AIStream(app)
+    assert isinstance(failure.value, RuntimeError)
+
+
+def test_a_blueprint_limit_that_does_not_parse_fails_when_it_is_made(app):
+    from flask_aistream import ConfigurationError
+
+    with app.app_context(), pytest.raises(ConfigurationError, match="ten a minute"):
+        app.extensions["ai"].blueprint(ratelimit="ten a minute")
