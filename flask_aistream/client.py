@@ -183,7 +183,7 @@ class AIClient:
         on_finish = options.get("on_finish")
         app = self.app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
         stream = RetryingStream(
-            lambda: provider.open(chat, self.settings, self.transport),
+            lambda opening: provider.open(chat, self.settings, self.transport, opening),
             self.settings.max_retries,
             self.settings.retry_backoff,
             on_retry=self._log_retry,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .errors import ProviderError
 from .parts import VISIBLE
 from .providers.base import PartStream
+from .upstream import Opening
 
 #: Longest wait a provider's ``Retry-After`` may impose on a waiting person.
 MAX_RETRY_AFTER = 30.0
@@ -40,7 +41,7 @@ class RetryingStream(PartStream):
 
     def __init__(
         self,
-        open_stream: Callable[[], PartStream],
+        open_stream: Callable[[Opening], PartStream],
         max_retries: int,
         base_delay: float,
         on_retry: Callable[[ProviderError, float], None] | None = None,
@@ -51,13 +52,17 @@ class RetryingStream(PartStream):
         self._on_retry = on_retry
         self._stopped = threading.Event()
         self._current: PartStream | None = None
+        self._opening: Opening | None = None
 
     def __iter__(self) -> Iterator[list[Any]]:
         attempt = 0
         while True:
             shown = False
             try:
-                self._current = stream = self._open()
+                self._opening = opening = Opening()
+                if self._stopped.is_set():
+                    return
+                self._current = stream = self._open(opening)
                 if self._stopped.is_set():
                     return
                 for parts in stream:
@@ -86,6 +91,8 @@ class RetryingStream(PartStream):
 
     def abort(self) -> None:
         self._stopped.set()
-        stream = self._current
+        opening, stream = self._opening, self._current
+        if opening is not None:
+            opening.abort()  # still opening: connecting, or waiting for the status line
         if stream is not None:
             stream.abort()

@@ -10,13 +10,18 @@ the connection closes, holding tokens back. So we read whatever has arrived
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
@@ -35,6 +40,99 @@ MAX_ERROR_BODY = 64 * 1024
 FINISHED_GRACE = 2.0
 
 
+class Opening:
+    """A provider call being opened (connecting, sending, waiting for the
+    status line, reading an error body), so that another thread can abort it
+    in any of those phases: the socket is shut down the moment it exists.
+    Before this, a client that left early still paid for the whole answer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.aborted = False
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            aborted = self.aborted
+        if aborted:
+            _shut_down(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            sock = self._sock
+        if sock is not None:
+            _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read; the provider sees the close
+    except OSError:
+        pass  # not connected yet, or already closed
+
+
+#: The call the current thread (or greenlet) is opening, for the connections below.
+_current_opening: contextvars.ContextVar[Opening | None] = contextvars.ContextVar(
+    "flask_aistream_opening", default=None
+)
+
+
+def _attach(sock: socket.socket | None) -> None:
+    opening = _current_opening.get()
+    if opening is not None and sock is not None:
+        opening.attach(sock)
+
+
+class _WatchedConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(sock)  # before TLS: a handshake can be aborted too
+        return sock
+
+
+class _WatchedTLSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _attach(sock)
+        return sock
+
+
+class _WatchedPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _attach(getattr(conn, "sock", None))  # a kept-alive connection: already connected
+        return conn
+
+
+class _WatchedTLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedTLSConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _attach(getattr(conn, "sock", None))
+        return conn
+
+
+_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedTLSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """``requests``' adapter, with pools whose sockets an :class:`Opening` can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 class Transport:
     """Opens provider streams. One per app, holding one ``requests`` session.
 
@@ -48,6 +146,8 @@ class Transport:
     def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
         self.timeout = (connect_timeout, idle_timeout)
         self.session = requests.Session()
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _WatchedAdapter())
         self.session.trust_env = False  # the environment is read in _environment
         # A compressor buffers tokens; ask for none (and decode one if sent anyway).
         self.session.headers["Accept-Encoding"] = "identity"
@@ -65,6 +165,22 @@ class Transport:
         return settings
 
     def open(
+        self,
+        provider: HTTPProvider,
+        url: str,
+        headers: dict[str, str],
+        body: dict[str, Any],
+        opening: Opening | None = None,
+    ) -> HTTPStream:
+        """Send the request and read the response head; ``opening.abort()``,
+        from another thread, ends this at once in any phase."""
+        token = _current_opening.set(opening)
+        try:
+            return self._open(provider, url, headers, body)
+        finally:
+            _current_opening.reset(token)
+
+    def _open(
         self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]
     ) -> HTTPStream:
         name = provider.name

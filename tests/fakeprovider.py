@@ -44,6 +44,7 @@ class Reply:
     #: so a reader in the same process can measure each token's delay
     stamp: bool = False
     reset: bool = False  # after the parts, abort the connection with a TCP RST
+    head_delay: float = 0.0  # seconds before the status line (a provider slow to start)
 
     @classmethod
     def sse(cls, body: bytes, **kwargs) -> Reply:
@@ -125,6 +126,8 @@ class FakeProvider:
             return
         self.requests.append(seen)
         reply = self.reply_for(seen)
+        if reply.head_delay and self._client_left(sock, reply.head_delay):
+            return self._hung_up(seen)
         head = [f"HTTP/1.1 {reply.status} X"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
         if reply.framing == "chunked":

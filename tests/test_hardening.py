@@ -208,3 +208,47 @@ def test_a_blueprint_limit_that_does_not_parse_fails_when_it_is_made(app):
 
     with app.app_context(), pytest.raises(ConfigurationError, match="ten a minute"):
         app.extensions["ai"].blueprint(ratelimit="ten a minute")
+
+
+# --- 2: leaving before the provider's headers -----------------------------------
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("status", [200, 500])
+def test_leaving_while_the_provider_has_not_answered_yet_hangs_up(make_app, fake, live, status):
+    """150 clients leaving after 0.5 s pinned 184 threads and 151 provider
+    connections for the whole answer: nothing could abort a call still
+    waiting for its status line."""
+    import socket
+    import threading
+
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["late"]), head_delay=20, status=status)
+    app = make_app(AI_HTTP_TIMEOUT=30, AI_MAX_RETRIES=0)
+    host, port = live(app).rsplit("/", 1)[1].split(":")
+    clients = 20
+
+    def ask_and_leave():
+        sock = socket.create_connection((host, int(port)))
+        body = b'{"question": "q"}'
+        sock.sendall(
+            b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        threading.Event().wait(0.5)  # nothing has come yet: the provider is still silent
+        sock.close()
+
+    threads = [threading.Thread(target=ask_and_leave) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for _ in range(100):
+        if len(fake.requests) == clients:
+            break
+        threading.Event().wait(0.05)
+    assert len(fake.requests) == clients
+    # every provider connection closes long before the 20 s the provider takes
+    hung_up = [fake.wait_for_hangup(seen, timeout=5) for seen in fake.requests]
+    assert all(hung_up), f"{hung_up.count(None)} of {clients} still open"

@@ -187,7 +187,11 @@ class Provider:
     default_base_url: str = ""
     default_model: str = ""
 
-    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> PartStream:
+    def open(
+        self, chat: ChatRequest, settings: Any, transport: Any, opening: Any = None
+    ) -> PartStream:
+        """Start the answer; ``opening.abort()`` (another thread) ends a call
+        still being opened."""
         raise NotImplementedError  # pragma: no cover - interface
 
 
@@ -209,11 +213,14 @@ class HTTPProvider(Provider):
     def reader(self) -> EventReader:  # pragma: no cover
         raise NotImplementedError
 
-    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> PartStream:
+    def open(
+        self, chat: ChatRequest, settings: Any, transport: Any, opening: Any = None
+    ) -> PartStream:
         conf = settings.providers[self.name]
         return transport.open(
             self,
             self.url(conf.base_url),
             self.headers(conf.require_api_key()),
             self.body(chat, conf),
+            opening,
         )

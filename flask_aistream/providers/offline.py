@@ -56,7 +56,9 @@ class OfflineProvider(Provider):
     env_key = None
     default_model = "offline"
 
-    def open(self, chat: ChatRequest, settings: Any, transport: Any) -> OfflineStream:
+    def open(
+        self, chat: ChatRequest, settings: Any, transport: Any, opening: Any = None
+    ) -> OfflineStream:
         return OfflineStream(
             offline_answer(chat, settings.offline_text),
             settings.offline_delay,
