@@ -252,3 +252,31 @@ def test_leaving_while_the_provider_has_not_answered_yet_hangs_up(make_app, fake
     # every provider connection closes long before the 20 s the provider takes
     hung_up = [fake.wait_for_hangup(seen, timeout=5) for seen in fake.requests]
     assert all(hung_up), f"{hung_up.count(None)} of {clients} still open"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_leaving_before_the_provider_answers_under_gunicorn(fake, worker):
+    import socket
+    import time
+
+    from conftest import gunicorn_server
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["late"]), head_delay=20)
+    with gunicorn_server(worker, fake) as (address, _):
+        socks = []
+        for _ in range(10):
+            sock = socket.create_connection(address)
+            sock.sendall(
+                b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 17\r\n\r\n{"question": "q"}'
+            )
+            socks.append(sock)
+        deadline = time.monotonic() + 10
+        while len(fake.requests) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for sock in socks:
+            sock.close()
+        hung_up = [fake.wait_for_hangup(seen, timeout=5) for seen in fake.requests]
+    assert len(hung_up) == 10 and all(hung_up)
