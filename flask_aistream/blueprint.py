@@ -16,15 +16,13 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from flask import Blueprint, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .client import AIClient, is_done_reconnect
 from .config import checked_ratelimit
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import AIClient
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -72,6 +70,8 @@ def make_blueprint(
 
     @bp.route("/stream", methods=["GET", "POST"])
     def stream() -> Response | tuple[Response, int]:
+        if is_done_reconnect():
+            return Response(status=204)  # an EventSource back after [DONE]: ask nothing
         if authorize is not None and not authorize(request):
             return jsonify(error="You are not allowed to use this chat."), 403
         try:
@@ -133,6 +133,7 @@ def _limit(app: Any, bp: Blueprint, ratelimit: str, storage_uri: str) -> None:
         key_func=get_remote_address,
         methods=["GET", "POST"],  # never count a CORS preflight
         on_breach=_too_many_requests,
+        exempt_when=is_done_reconnect,  # answered with a 204, at no cost
     )(bp)
 
 

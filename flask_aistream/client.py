@@ -19,7 +19,7 @@ from .errors import (
     ProviderError,
     UnknownOptionError,
 )
-from .formats import AIStreamFormat, checked_events
+from .formats import DONE_ID, AIStreamFormat, checked_events
 from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
 from .providers import ChatRequest, get_provider
 from .relay import DISCONNECT_POLICIES, sse_response
@@ -122,6 +122,8 @@ class AIClient:
     # -- the ways an answer leaves: as a response, as events, as text -----------
 
     def stream_chat(self, options: Mapping[str, Any]) -> Response:
+        if is_done_reconnect():
+            return Response(status=204)  # an EventSource back after [DONE]: ask nothing
         run = self._run(options)
         environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
@@ -320,6 +322,12 @@ class AIClient:
             max_tokens=None if max_tokens is None else int(max_tokens),
         )
         return provider, chat
+
+
+def is_done_reconnect() -> bool:
+    """Whether the current request is an ``EventSource`` reconnecting after
+    the end of an answer (it sends the last event's id)."""
+    return has_request_context() and flask_request.headers.get("Last-Event-ID") == DONE_ID
 
 
 def _is_number(value: Any) -> bool:

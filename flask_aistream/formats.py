@@ -32,6 +32,14 @@ SSE_HEADERS = {
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
+#: The id of the last event. An ``EventSource`` that does not ``close()`` on
+#: ``[DONE]`` reconnects with it as ``Last-Event-ID``; such a request gets a
+#: 204, which stops it, instead of asking the provider again. It grants
+#: nothing else, so it need not be signed. It comes in a block of its own
+#: (an id and no data, which sets the id and dispatches nothing), so parsers
+#: that take each block as one ``data:`` line still see ``[DONE]`` alone.
+DONE_ID = "flask-aistream:done"
+FINAL_ID = b"id: %s\n\n" % DONE_ID.encode()
 
 #: The events ``AI_STREAM_EVENTS`` / ``events=`` may add to the default format.
 OPTIONAL_EVENTS = ("reasoning", "tool_calls", "finish")
@@ -121,4 +129,4 @@ class AIStreamFormat:
         tail = error_event(answer.error.message) if answer.error is not None else b""
         if self._finish:
             tail += data_event({"finish": finish_info(answer)})
-        return tail + DONE
+        return tail + FINAL_ID + DONE

@@ -266,7 +266,9 @@ def post(client, **body):
 def test_by_default_the_stream_is_unchanged(client, fake):
     fake.reply = Reply.sse(transcript("anthropic_thinking_tools.sse"))
     body = post(client, provider="anthropic")
-    assert body == b'data: {"content": "Let me check."}\n\ndata: [DONE]\n\n'
+    assert (
+        body == b'data: {"content": "Let me check."}\n\nid: flask-aistream:done\n\ndata: [DONE]\n\n'
+    )
 
 
 def test_every_optional_event(client, fake):
@@ -280,6 +282,7 @@ def test_every_optional_event(client, fake):
         b'data: {"finish": {"reason": "tool_calls", "usage": {"input_tokens": 50, '
         b'"output_tokens": 89, "total_tokens": 139, "reasoning_tokens": null, '
         b'"cached_input_tokens": null}, "model": "claude-sonnet-4-5-20250929"}}',
+        b"id: flask-aistream:done",
         b"data: [DONE]",
     ]
     # the spec's readers still see the same text and no error

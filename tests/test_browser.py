@@ -259,3 +259,21 @@ def test_the_readme_fetch_snippet_shows_text_and_refusals(page, site, fake):
     assert page.evaluate(script, "first") == ["Hello there.", []]
     text, errors = page.evaluate(script, "second")  # over the limit: a 429 with JSON
     assert text == "" and len(errors) == 1 and "Too many questions" in errors[0]
+
+
+def test_an_event_source_that_never_closes_asks_only_once(page, site, fake):
+    """It reconnects after every stream: three paid answers in nine seconds,
+    until the reconnect carried [DONE]'s id and got a 204."""
+    fake.reply = Reply(parts=openai_events(["once"]))
+    page.goto(site())
+    page.evaluate(
+        "window.seen = []; window.failed = 0;"
+        "const source = new EventSource('/api/chat/stream?question=hi');"
+        "source.onmessage = (e) => window.seen.push(e.data);"
+        "source.onerror = () => { window.failed += 1; window.state = source.readyState; };"
+    )
+    page.wait_for_function("window.failed >= 1 && window.state === EventSource.CLOSED")
+    time.sleep(4)  # longer than its reconnection delay (3 s): any re-ask would be here
+    seen = page.evaluate("window.seen")
+    assert seen[0] == '{"content": "once"}' and seen.count("[DONE]") == 1
+    assert len(fake.requests) == 1

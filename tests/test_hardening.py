@@ -280,3 +280,29 @@ def test_leaving_before_the_provider_answers_under_gunicorn(fake, worker):
             sock.close()
         hung_up = [fake.wait_for_hangup(seen, timeout=5) for seen in fake.requests]
     assert len(hung_up) == 10 and all(hung_up)
+
+
+# --- 9: an EventSource that does not close() does not ask again -------------------
+
+
+def test_a_reconnect_after_done_gets_a_204_and_asks_nothing(make_app, fake):
+    app = make_app(AI_RATELIMIT="1 per minute")
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    client = app.test_client()
+    body = client.get("/api/stream?question=q").get_data()
+    assert b"id: flask-aistream:done\n\ndata: [DONE]\n\n" in body
+    for _ in range(3):  # past the limit of 1 per minute: not counted
+        again = client.get(
+            "/api/stream?question=q", headers={"Last-Event-ID": "flask-aistream:done"}
+        )
+        assert again.status_code == 204 and again.data == b""
+    assert len(fake.requests) == 1
+    # in the app's own view too
+    response = client.post(
+        "/chat", json={"question": "q"}, headers={"Last-Event-ID": "flask-aistream:done"}
+    )
+    assert response.status_code == 204 and len(fake.requests) == 1
+    # an id that is not ours is a new question
+    other = client.post("/chat", json={"question": "q"}, headers={"Last-Event-ID": "42"})
+    assert other.status_code == 200 and len(fake.requests) == 2

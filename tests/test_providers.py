@@ -87,6 +87,7 @@ def test_every_text_delta_is_its_own_event(client, fake):
     assert response.get_data().split(b"\n\n")[:-1] == [
         b'data: {"content": "Hello! Rayleigh"}',
         b'data: {"content": " scattering \\u2014 \\ud83c\\udf08 \\u7a7a."}',
+        b"id: flask-aistream:done",  # the id an EventSource comes back with: answered 204
         b"data: [DONE]",
     ]
 
