@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -72,6 +73,8 @@ def make_blueprint(
     def stream() -> Response | tuple[Response, int]:
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
+        if _cross_site_get(request, origins):
+            return jsonify(error="This chat cannot be started from another site."), 403
         if authorize is not None and not authorize(request):
             return jsonify(error="You are not allowed to use this chat."), 403
         try:
@@ -115,6 +118,20 @@ def make_blueprint(
             lambda state: _limit(state.app, bp, ratelimit, settings.ratelimit_storage_uri)
         )
     return bp
+
+
+def _cross_site_get(req: Request, origins: Any) -> bool:
+    """A GET that another site's page made: an ``<img src>`` or a link can
+    start a paid stream with no script at all (and send no ``Origin``). A
+    POST with JSON cannot be sent cross-site without CORS allowing it."""
+    if req.method != "GET":
+        return False
+    origin = req.headers.get("Origin")
+    if origin is not None and origins and (origin in origins or "*" in origins):
+        return False  # CORS lets that site in
+    if req.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    return origin is not None and urlsplit(origin).netloc != req.host
 
 
 def _limit(app: Any, bp: Blueprint, ratelimit: str, storage_uri: str) -> None:

@@ -306,3 +306,40 @@ def test_a_reconnect_after_done_gets_a_204_and_asks_nothing(make_app, fake):
     # an id that is not ours is a new question
     other = client.post("/chat", json={"question": "q"}, headers={"Last-Event-ID": "42"})
     assert other.status_code == 200 and len(fake.requests) == 2
+
+
+# --- 8: no paid stream from another site's <img> ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Sec-Fetch-Site": "cross-site"}, 403),  # an <img> or a link: no Origin
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403),
+        ({"Origin": "https://evil.example"}, 403),  # an older browser: no Sec-Fetch-Site
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example"}, 200),  # CORS allows
+        ({"Sec-Fetch-Site": "same-origin"}, 200),
+        ({"Sec-Fetch-Site": "same-site"}, 200),
+        ({"Sec-Fetch-Site": "none"}, 200),  # typed in the address bar
+        ({"Origin": "http://localhost"}, 200),  # our own origin
+        ({}, 200),  # not a browser: curl, tests, other services
+    ],
+)
+def test_a_cross_site_get_is_refused(make_app, fake, headers, status):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    app = make_app(AI_RATELIMIT=None, AI_CORS_ORIGINS=["https://app.example"])
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().get("/api/stream?question=q", headers=headers)
+    assert response.status_code == status
+    if status == 403:
+        assert "another site" in response.get_json()["error"]
+        assert fake.requests == []
+
+
+def test_a_cross_site_get_is_refused_without_cors_too(make_app, fake):
+    app = make_app(AI_RATELIMIT=None)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().get(
+        "/api/stream?question=q", headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert response.status_code == 403 and fake.requests == []
