@@ -45,6 +45,9 @@ class Reply:
     stamp: bool = False
     reset: bool = False  # after the parts, abort the connection with a TCP RST
     head_delay: float = 0.0  # seconds before the status line (a provider slow to start)
+    #: a threading.Semaphore: each part after the first waits for a release
+    #: (the test's "I received the last one"), so nothing can be sent ahead
+    gate: object = None
 
     @classmethod
     def sse(cls, body: bytes, **kwargs) -> Reply:
@@ -71,6 +74,7 @@ class Seen:
     body: bytes
     parts_sent: int = 0
     hung_up_at: float | None = None  # time.monotonic() when the client left
+    stalled: bool = False  # a gated part waited in vain: the last one never arrived
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -137,9 +141,11 @@ class FakeProvider:
         head.append("Connection: close")
         try:
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-            for part in reply.parts:
+            for index, part in enumerate(reply.parts):
                 if reply.delay and self._client_left(sock, reply.delay):
                     return self._hung_up(seen)
+                if reply.gate is not None and index and not reply.gate.acquire(timeout=10):
+                    seen.stalled = True
                 if reply.stamp:
                     part = part.replace(b"@NOW@", b"%.6f" % time.monotonic())
                 if reply.framing == "chunked":

@@ -4,6 +4,7 @@ set, each answer's ending is appended to that file as a JSON line (the
 ``on_finish`` hook, seen from the test's process); ``AI_ON_DISCONNECT``
 comes from the environment too."""
 
+import gc
 import json
 import os
 
@@ -27,6 +28,20 @@ def create_app():
     def save(answer):
         with open(answers_file, "a") as f:
             f.write(json.dumps({"text": answer.text, "finish_reason": answer.finish_reason}) + "\n")
+
+    @app.get("/readers")
+    def readers():
+        """How many of our provider readers are still alive in this worker
+        (threads, or greenlets under gevent): a leak shows here, and the
+        worker's own pool, which load may grow, does not."""
+        from flask_aistream.background import BackgroundReader
+
+        alive = [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, BackgroundReader) and not obj._ended.is_set()
+        ]
+        return {"alive": len(alive)}
 
     @app.post("/chat")
     def chat():

@@ -7,7 +7,10 @@ import pytest
 
 from conftest import relayed
 from fakeprovider import Reply, openai_events, split_every, transcript
+from flask_aistream.providers.anthropic import MessagesReader
 from flask_aistream.providers.base import parse_json
+from flask_aistream.providers.openai import ChatCompletionsReader
+from flask_aistream.sse import SSEDecoder
 
 OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
 ANTHROPIC_TEXT = "Hello! Rayleigh scattering — 🌈 空."
@@ -52,18 +55,54 @@ def test_crlf_and_cr_line_endings(client, fake, provider, name, text):
         assert ask(client, provider) == (text, None, True)
 
 
+READERS = {"openai": ChatCompletionsReader, "anthropic": MessagesReader}
+
+
 @pytest.mark.parametrize(
     "provider, name, text", [STREAMS[0], STREAMS[3]], ids=["openai", "anthropic"]
 )
-def test_body_split_at_every_byte_offset(client, fake, provider, name, text):
-    """Each split puts the two halves in separate TCP writes (and HTTP chunks),
-    so reads end inside CRLFs, JSON strings and 4-byte UTF-8 characters."""
+def test_body_split_at_every_byte_offset(provider, name, text):
+    """Below HTTP: the decoder and the reader, fed the body in two reads
+    split at every offset, inside CRLFs, JSON strings and 4-byte UTF-8
+    characters. (Over HTTP, a few chosen offsets: the next test.)"""
     body = transcript(name).replace(b"\n", b"\r\n")
     for cut in range(1, len(body)):
-        fake.reply = Reply(
-            parts=[body[:cut], body[cut:]], framing="close" if cut % 2 else "chunked"
-        )
-        assert ask(client, provider) == (text, None, True), f"split at {cut}"
+        reader, decoder, parts = READERS[provider](provider), SSEDecoder(), []
+        for piece in (body[:cut], body[cut:]):
+            for event in decoder.feed(piece):
+                reader.parse(event, parts)
+        assert "".join(p for p in parts if p.__class__ is str) == text, f"split at {cut}"
+        assert reader.finished, f"split at {cut}"
+
+
+def chosen_offsets(body: bytes) -> list[int]:
+    """Where a split hurts: inside a CRLF, inside a 4-byte character, inside a
+    JSON string, right after a blank line."""
+    four_bytes = [i for i, byte in enumerate(body) if byte >= 0xF0]  # a 4-byte character
+    emoji = four_bytes[0] if four_bytes else body.index(b"\\ud83c")
+    return sorted(
+        {
+            body.index(b"\r\n") + 1,
+            body.index(b"\r\n\r\n") + 3,
+            body.index(b"\r\n\r\n") + 4,
+            emoji + 1,
+            emoji + 2,
+            body.index(b'"content"' if b'"content"' in body else b'"text"') + 3,
+            len(body) - 1,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "provider, name, text", [STREAMS[0], STREAMS[3]], ids=["openai", "anthropic"]
+)
+def test_body_split_at_chosen_offsets_over_http(client, fake, provider, name, text):
+    """Each split puts the two halves in separate TCP writes (and HTTP chunks)."""
+    body = transcript(name).replace(b"\n", b"\r\n")
+    for cut in chosen_offsets(body):
+        for framing in ("chunked", "close"):
+            fake.reply = Reply(parts=[body[:cut], body[cut:]], framing=framing)
+            assert ask(client, provider) == (text, None, True), f"split at {cut}, {framing}"
 
 
 def test_one_byte_per_write(client, fake):
