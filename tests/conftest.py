@@ -174,3 +174,14 @@ def gunicorn_server(worker: str, fake, **env):
     finally:
         master.terminate()
         master.wait(10)
+
+
+#: Fixtures that start a real server, browser or Redis: a test using one is
+#: ``system`` (``pytest -m "not system"`` is the quick inner loop).
+SYSTEM_FIXTURES = {"live", "serve", "gunicorn", "page", "browser", "site", "redis_url"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.system)
