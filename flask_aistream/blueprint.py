@@ -15,15 +15,20 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Request, Response, jsonify, request
+from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from .client import AIClient, is_done_reconnect
+from .client import AIClient, checked_answer_options, is_done_reconnect
 from .config import checked_ratelimit
+from .extension import client_of
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -37,8 +42,22 @@ class BadInput(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """What the blueprint serves one app with, read when it is registered."""
+
+    client: AIClient
+    system: str | None
+    max_question_chars: int
+    max_history: int
+    max_history_chars: int
+    max_request_bytes: int
+    origins: tuple[str, ...] | None
+    cors: Any  # flask-cors' computed options, or None
+
+
 def make_blueprint(
-    client: AIClient,
+    client: AIClient | None,
     *,
     name: str = "aistream",
     provider: str | None = None,
@@ -53,41 +72,65 @@ def make_blueprint(
     on_finish: Callable[[Any], Any] | None = None,
     on_disconnect: str | None = None,
 ) -> Blueprint:
-    """See :meth:`AIClient.blueprint`."""
-    settings = client.settings
-    # What each answer is streamed with, checked now rather than at the first question.
-    answer_options = client.checked_answer_options(
+    """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
+    (``app.extensions["ai"]``) serves each app the blueprint is registered
+    on, so it can be made before any app exists, as in an app factory."""
+    # Checked now, whatever the app: a mistake fails where it was written.
+    answer_options = checked_answer_options(
         {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect}
     )
-    if provider is not None:
-        client = client.provider(provider)
-    system = system if system is not None else settings.system_prompt
-    max_question_chars = max_question_chars or settings.max_question_chars
-    max_history = settings.max_history if max_history is None else max_history
-    ratelimit = settings.ratelimit if ratelimit is True else checked_ratelimit(ratelimit or None)
-    origins = settings.cors_origins if cors_origins is True else cors_origins
-
+    if ratelimit is not True:
+        ratelimit = checked_ratelimit(ratelimit or None)
+    endpoints: weakref.WeakKeyDictionary[Flask, Endpoint] = weakref.WeakKeyDictionary()
     bp = Blueprint(name, __name__)
+
+    @bp.record_once
+    def setup(state: BlueprintSetupState) -> None:
+        app: Flask = state.app  # type: ignore[assignment]
+        app_client = client if client is not None else client_of(app)
+        if provider is not None:
+            app_client = app_client.provider(provider)
+        settings = app_client.settings
+        origins = settings.cors_origins if cors_origins is True else cors_origins
+        origins = tuple(origins) if origins else None
+        endpoints[app] = Endpoint(
+            client=app_client,
+            system=system if system is not None else settings.system_prompt,
+            max_question_chars=max_question_chars or settings.max_question_chars,
+            max_history=settings.max_history if max_history is None else max_history,
+            max_history_chars=settings.max_history_chars,
+            max_request_bytes=settings.max_request_bytes,
+            origins=origins,
+            cors=_cors_options(app, origins) if origins else None,
+        )
+        limit = settings.ratelimit if ratelimit is True else ratelimit
+        if limit:
+            _limit(app, bp, limit, settings.ratelimit_storage_uri)
+
+    def endpoint() -> Endpoint:
+        return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
 
     @bp.route("/stream", methods=["GET", "POST"])
     def stream() -> Response | tuple[Response, int]:
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
-        if _cross_site_get(request, origins):
+        conf = endpoint()
+        if _cross_site_get(request, conf.origins):
             return jsonify(error="This chat cannot be started from another site."), 403
         if authorize is not None and not authorize(request):
             return jsonify(error="You are not allowed to use this chat."), 403
         try:
             if request.method == "GET":
-                question, history = _question(request.args.get("question"), max_question_chars), []
+                question = _question(request.args.get("question"), conf.max_question_chars)
+                history: list[dict[str, str]] = []
             else:
-                body = _json_body(request, settings.max_request_bytes)
-                question = _question(body.get("question"), max_question_chars)
-                history = _history(body.get("history"), max_history, settings.max_history_chars)
+                body = _json_body(request, conf.max_request_bytes)
+                question = _question(body.get("question"), conf.max_question_chars)
+                history = _history(body.get("history"), conf.max_history, conf.max_history_chars)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        return client.ask_stream(
-            question, messages=history, system=system, model=model, **answer_options
+        return conf.client.ask_stream(
+            question, messages=history, system=conf.system, model=model, **answer_options
         )
 
     @bp.route("/stream", methods=["PUT", "DELETE", "PATCH"])
@@ -109,15 +152,24 @@ def make_blueprint(
             return exc.response
         return jsonify(error=exc.description), exc.code or 500
 
-    if origins:
-        from flask_cors import CORS
+    @bp.after_request
+    def cors(response: Response) -> Response:
+        """Flask-CORS' headers, with the options of the app serving the request
+        (known only once the blueprint is registered)."""
+        conf = endpoints.get(current_app._get_current_object())  # type: ignore[attr-defined]
+        if conf is not None and conf.cors is not None:
+            if not response.headers.get("Access-Control-Allow-Origin"):
+                set_cors_headers(response, conf.cors)
+        return response
 
-        CORS(bp, origins=list(origins), methods=["GET", "POST"], allow_headers=["Content-Type"])
-    if ratelimit:
-        bp.record_once(
-            lambda state: _limit(state.app, bp, ratelimit, settings.ratelimit_storage_uri)
-        )
     return bp
+
+
+def _cors_options(app: Any, origins: tuple[str, ...]) -> Any:
+    return get_cors_options(
+        app,
+        {"origins": list(origins), "methods": ["GET", "POST"], "allow_headers": ["Content-Type"]},
+    )
 
 
 def _cross_site_get(req: Request, origins: Any) -> bool:

@@ -225,31 +225,13 @@ class AIClient:
             except Exception:
                 self.logger.exception("flask-aistream: an answer_finished receiver failed")
 
-    def checked_answer_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The answer options that are set, checked (a mistake raises now)."""
-        on_finish = options.get("on_finish")
-        if on_finish is not None and not callable(on_finish):
-            raise UnknownOptionError(
-                f"on_finish must be a callable taking the answer, not {on_finish!r}"
-            )
-        if options.get("events") is not None:
-            checked_events(options["events"], "events")
-        if options.get("on_disconnect") is not None:
-            self._on_disconnect(options)
-        return {key: options[key] for key in ANSWER_OPTIONS if options.get(key) is not None}
-
     def _events(self, options: Mapping[str, Any]) -> tuple[str, ...]:
         if options.get("events") is None:
             return self.settings.stream_events
         return checked_events(options["events"], "events")
 
     def _on_disconnect(self, options: Mapping[str, Any]) -> str:
-        policy = options.get("on_disconnect") or self.settings.on_disconnect
-        if policy not in DISCONNECT_POLICIES:
-            raise ConfigurationError(
-                f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}, not {policy!r}."
-            )
-        return policy  # type: ignore[no-any-return]
+        return options.get("on_disconnect") or self.settings.on_disconnect  # type: ignore[no-any-return]
 
     def _log_retry(self, exc: ProviderError, delay: float) -> None:
         self.logger.info(
@@ -313,7 +295,7 @@ class AIClient:
             max_tokens = self.settings.max_tokens
         elif not _is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}")
-        self.checked_answer_options(options)
+        checked_answer_options(options)
         chat = ChatRequest(
             model=self.settings.model_for(name, options.get("model")),
             messages=tuple(messages),
@@ -322,6 +304,23 @@ class AIClient:
             max_tokens=None if max_tokens is None else int(max_tokens),
         )
         return provider, chat
+
+
+def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer options that are set, checked (a mistake raises now)."""
+    on_finish = options.get("on_finish")
+    if on_finish is not None and not callable(on_finish):
+        raise UnknownOptionError(
+            f"on_finish must be a callable taking the answer, not {on_finish!r}"
+        )
+    if options.get("events") is not None:
+        checked_events(options["events"], "events")
+    policy = options.get("on_disconnect")
+    if policy is not None and policy not in DISCONNECT_POLICIES:
+        raise ConfigurationError(
+            f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}, not {policy!r}."
+        )
+    return {key: options[key] for key in ANSWER_OPTIONS if options.get(key) is not None}
 
 
 def is_done_reconnect() -> bool:

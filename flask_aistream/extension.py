@@ -16,6 +16,17 @@ from .parts import Event
 EXTENSION_KEY = "ai"
 
 
+def client_of(app: Flask) -> AIClient:
+    """``app``'s client, or an error that says how to register one."""
+    try:
+        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise ExtensionError(
+            "The current Flask app has no flask-aistream extension. "
+            "Did you forget to call AIStream(app) or init_app(app)?"
+        ) from None
+
+
 class AIStream:
     """Registers an :class:`AIClient` as ``app.extensions["ai"]``.
 
@@ -49,13 +60,7 @@ class AIStream:
     @property
     def client(self) -> AIClient:
         """The current app's client."""
-        try:
-            return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
-        except KeyError:
-            raise ExtensionError(
-                "The current Flask app has no flask-aistream extension. "
-                "Did you forget to call AIStream(app) or init_app(app)?"
-            ) from None
+        return client_of(current_app)
 
     def ask_stream(self, prompt: str | None = None, **options: Any) -> Response:
         return self.client.ask_stream(prompt, **options)
@@ -70,7 +75,12 @@ class AIStream:
         return self.client.iter_events(prompt, **options)
 
     def blueprint(self, **options: Any) -> Blueprint:
-        return self.client.blueprint(**options)
+        """The chat blueprint (see :meth:`AIClient.blueprint`), served on each
+        app it is registered on by that app's client: it may be made outside
+        any app context, as in an app factory."""
+        from .blueprint import make_blueprint
+
+        return make_blueprint(None, **options)
 
     def task(self) -> Task:
         return self.client.task()

@@ -343,3 +343,53 @@ def test_a_cross_site_get_is_refused_without_cors_too(make_app, fake):
         "/api/stream?question=q", headers={"Sec-Fetch-Site": "cross-site"}
     )
     assert response.status_code == 403 and fake.requests == []
+
+
+# --- 12: the blueprint in an app factory ----------------------------------------------
+
+
+def test_the_blueprint_works_in_an_app_factory(fake, monkeypatch):
+    """``ai.blueprint()`` outside any app context raised "Working outside of
+    application context"; the app's limit and CORS must still apply."""
+    from flask import Flask
+
+    from flask_aistream import AIStream
+
+    ai = AIStream()  # module level, as in an app factory
+
+    def create_app(**config):
+        app = Flask("factory")
+        app.config.update(
+            AI_OPENAI_API_KEY=SECRET_KEYS["openai"],
+            AI_OPENAI_BASE_URL=f"{fake.url}/v1",
+            AI_RATELIMIT="2 per minute",
+            AI_CORS_ORIGINS=["https://app.example"],
+            AI_SYSTEM_PROMPT="Factory prompt.",
+        )
+        app.config.update(config)
+        ai.init_app(app)
+        app.register_blueprint(ai.blueprint(events=["finish"]), url_prefix="/api/chat")
+        return app
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    first, second = create_app(), create_app(AI_SYSTEM_PROMPT="Second prompt.")
+    for app, prompt in ((first, "Factory prompt."), (second, "Second prompt.")):
+        client = app.test_client()
+        ok = client.post(
+            "/api/chat/stream", json={"question": "q"}, headers={"Origin": "https://app.example"}
+        )
+        assert ok.status_code == 200 and b'"finish"' in ok.data
+        assert ok.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert fake.last.json()["messages"][0] == {"role": "system", "content": prompt}
+        preflight = client.options(
+            "/api/chat/stream",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Content-Type",
+            },
+        )
+        assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        client.post("/api/chat/stream", json={"question": "q"})
+        limited = client.post("/api/chat/stream", json={"question": "q"})
+        assert limited.status_code == 429  # each app's own limit, 2 per minute
