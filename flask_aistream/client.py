@@ -134,6 +134,7 @@ class AIClient:
             heartbeat=self.settings.heartbeat_interval,
             client=client_socket(environ),
             on_disconnect=self._on_disconnect(options),
+            send_timeout=self.settings.send_timeout,
         )
 
     def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]:

@@ -40,6 +40,7 @@ class ConfigVars:
     OFFLINE_TEXT = "AI_OFFLINE_TEXT"
     OFFLINE_DELAY = "AI_OFFLINE_DELAY"
     ON_DISCONNECT = "AI_ON_DISCONNECT"
+    SEND_TIMEOUT = "AI_SEND_TIMEOUT"
     STREAM_EVENTS = "AI_STREAM_EVENTS"
 
     @staticmethod
@@ -67,6 +68,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds of silence before a ``: ping`` comment; the spec suggests 15, well
 #: under the 60 s after which nginx and cloud load balancers drop idle streams.
 DEFAULT_HEARTBEAT_INTERVAL = 15.0
+#: Longest a write may stay blocked on a client that reads nothing. A reading
+#: client never blocks that long: its buffers hold far more than an answer.
+DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
 #: First wait between retries, doubled each time (the official SDKs' value).
 DEFAULT_RETRY_BACKOFF = 0.5
@@ -116,6 +120,7 @@ class Settings:
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     total_timeout: float | None = None
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
@@ -170,6 +175,9 @@ class Settings:
                 config, ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
             ),
             total_timeout=_number(config, ConfigVars.TOTAL_TIMEOUT, float, None, 0.001),
+            # 0 turns it off
+            send_timeout=_number(config, ConfigVars.SEND_TIMEOUT, float, DEFAULT_SEND_TIMEOUT, 0)
+            or None,
             heartbeat_interval=_number(
                 config, ConfigVars.HEARTBEAT_INTERVAL, float, DEFAULT_HEARTBEAT_INTERVAL, 0
             ),

@@ -14,6 +14,7 @@ from flask import Response
 from .answer import AnswerRun
 from .background import CLIENT_GONE, END, BackgroundReader
 from .parts import Answer, Finish
+from .watchdog import WATCHDOG, StreamGuard
 
 #: ``AI_ON_DISCONNECT`` values: hang up on the provider, or read the answer to
 #: its end for the hooks.
@@ -31,6 +32,7 @@ def sse_response(
     heartbeat: float = 0,
     client: socket.socket | None = None,
     on_disconnect: str = "cancel",
+    send_timeout: float | None = None,
 ) -> Response:
     """A streamed response writing ``run``'s parts in the ``output`` format.
 
@@ -47,9 +49,12 @@ def sse_response(
     :param on_disconnect: ``"cancel"`` hangs up on the provider when the
         client leaves; ``"finish"`` reads the answer to its end for the
         hooks, bounded by the total timeout (else ten minutes).
+    :param send_timeout: seconds one write may stay blocked on a client that
+        reads nothing before the stream is closed (``None``: no limit).
     """
+    guard = StreamGuard(run, client, send_timeout, logger)
     return Response(
-        _relay(run, output, logger, heartbeat, client, on_disconnect),
+        _relay(run, output, logger, heartbeat, client, on_disconnect, guard),
         content_type=output.content_type,
         headers=output.headers,
     )
@@ -62,8 +67,10 @@ def _relay(
     heartbeat: float,
     client: socket.socket | None,
     on_disconnect: str,
+    guard: StreamGuard,
 ) -> Iterator[bytes]:
     reader = BackgroundReader(run, client, after=run.finish)
+    WATCHDOG.watch(guard)  # deadlines that hold while this generator is stuck writing
     encode = output.parts
     answer: Answer | None = None
     try:
@@ -78,7 +85,9 @@ def _relay(
             items = reader.wait(wait)
             if not items:
                 if run.deadline is None or time.monotonic() < run.deadline:
+                    guard.writing_since = time.monotonic()
                     yield output.ping
+                    guard.writing_since = None
                 continue
             # Everything that arrived since the last write goes out in one
             # write; each event stays whole, and nothing waits for more.
@@ -96,15 +105,22 @@ def _relay(
                     logger.error("flask-aistream: the answer's reader failed", exc_info=item)
                     answer = run.finish()
             if chunks:
+                guard.writing_since = time.monotonic()
                 yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                guard.writing_since = None
+        guard.writing_since = time.monotonic()
         yield output.end(answer)
+        guard.writing_since = None
         reader.release()  # the hooks run now, after the end was written
     finally:
         # Reached on GeneratorExit too: the WSGI server closes the response
         # when the client went away, and the provider must stop at once
         # (unless the app asked for the whole answer).
+        guard.writing_since = None
         if answer is None and on_disconnect == "finish":
             run.limit(DEFAULT_FINISH_TIMEOUT)
+            guard.attached = False  # the watchdog still holds the run to its deadline
             reader.detach()
         else:
+            WATCHDOG.forget(guard)
             reader.stop()

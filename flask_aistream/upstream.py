@@ -14,6 +14,7 @@ import contextvars
 import json
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -66,9 +67,18 @@ class Opening:
             _shut_down(sock)
 
 
+#: SO_LINGER on, 0 s: closing sends a reset, not a FIN. A provider blocked
+#: writing to us (our window full) sees a FIN only when it next reads; a
+#: reset fails its write at once, and leaves no half-closed connection.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
 def _shut_down(sock: socket.socket) -> None:
+    """Hang up on the provider: wake a read blocked on ``sock``, and make its
+    close a reset."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read; the provider sees the close
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # not connected yet, or already closed
 
@@ -399,21 +409,32 @@ class HTTPStream(PartStream):
                 detail="end of stream before the end marker or a finish reason",
             )
 
-    def _shorten_timeout(self, seconds: float) -> None:
-        """Wait at most ``seconds`` for each further read. Best effort: the
-        socket sits inside http.client's file object (urllib3 let go of it)."""
+    def _socket(self) -> socket.socket | None:
+        """The provider socket. It sits inside http.client's file object
+        (urllib3 let go of it once the head was read)."""
         try:
-            self._response.raw._fp.fp.raw._sock.settimeout(seconds)  # type: ignore[union-attr]
-        except (AttributeError, OSError):
-            pass
+            return self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr,no-any-return]
+        except AttributeError:
+            return None
+
+    def _shorten_timeout(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for each further read."""
+        sock = self._socket()
+        if sock is not None:
+            try:
+                sock.settimeout(seconds)
+            except OSError:
+                pass
 
     def abort(self) -> None:
-        """Wake the thread blocked reading this stream: it sees the end of
-        the stream and closes it."""
-        response = self._response
-        if response is not None:
+        """Hang up and wake the thread blocked reading this stream: it sees
+        the end of the stream and closes it."""
+        sock = self._socket()
+        if sock is not None:
+            _shut_down(sock)
+        elif self._response is not None:
             try:
-                response.raw.shutdown()
+                self._response.raw.shutdown()  # urllib3's own, where ours cannot reach
             except (ValueError, RuntimeError, OSError):
                 pass  # already closed, or not connected: nothing to wake
 

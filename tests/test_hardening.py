@@ -393,3 +393,96 @@ def test_the_blueprint_works_in_an_app_factory(fake, monkeypatch):
         client.post("/api/chat/stream", json={"question": "q"})
         limited = client.post("/api/chat/stream", json={"question": "q"})
         assert limited.status_code == 429  # each app's own limit, 2 per minute
+
+
+# --- 4: a client that reads nothing -----------------------------------------------
+
+
+def stalled_client(address, path="/hooked"):
+    """Ask, then never read: a receive window that fills up and stays full."""
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    body = b'{"question": "q"}'
+    sock.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+    )
+    return sock
+
+
+def endless_answer():
+    from fakeprovider import openai_events
+
+    return Reply(parts=[b"".join(openai_events(["x" * 2000] * 200, finish=False))] * 400)
+
+
+@pytest.fixture
+def hooked_live(make_app, live):
+    def start(**config):
+        import threading
+
+        app = make_app(**config)
+        app.answers, app.ended = [], threading.Event()
+
+        @app.post("/hooked")
+        def hooked():
+            def save(answer):
+                app.answers.append(answer)
+                app.ended.set()
+
+            return app.extensions["ai"].ask_stream("q", on_finish=save)
+
+        host, port = live(app).rsplit("/", 1)[1].split(":")
+        return app, (host, int(port))
+
+    return start
+
+
+@pytest.mark.system
+def test_send_timeout_hangs_up_on_a_client_that_reads_nothing(hooked_live, fake):
+    """The generator was parked in the server's blocking write: no check ran,
+    and the thread and the provider connection lived as long as the socket."""
+    fake.reply = endless_answer()
+    app, address = hooked_live(AI_SEND_TIMEOUT=1)
+    sock = stalled_client(address)
+    try:
+        assert app.ended.wait(15), "the stream is still open"
+        assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+        assert app.answers[0].finish_reason == "cancelled"
+    finally:
+        sock.close()
+
+
+@pytest.mark.system
+def test_total_timeout_holds_for_a_client_that_reads_nothing(hooked_live, fake):
+    fake.reply = endless_answer()
+    app, address = hooked_live(AI_TOTAL_TIMEOUT=1, AI_SEND_TIMEOUT=600)
+    sock = stalled_client(address)
+    try:
+        assert app.ended.wait(15), "the stream is still open"
+        assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+        answer = app.answers[0]
+        assert answer.finish_reason == "error" and "longer than the 1 s" in answer.error.message
+    finally:
+        sock.close()
+
+
+@pytest.mark.system
+def test_total_timeout_holds_while_the_provider_is_silent_after_a_finish_policy_leave(
+    hooked_live, fake
+):
+    """Detached answers ("finish" policy) are cut at the deadline even when
+    the provider says nothing (no read returns to check it)."""
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["a "], finish=False), hold=True)
+    app, address = hooked_live(AI_TOTAL_TIMEOUT=1, AI_ON_DISCONNECT="finish", AI_HTTP_TIMEOUT=60)
+    sock = stalled_client(address)
+    sock.recv(100)
+    sock.close()
+    assert app.ended.wait(15)
+    assert app.answers[0].finish_reason == "error"
+    assert fake.wait_for_hangup(fake.last, timeout=5) is not None
