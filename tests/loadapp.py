@@ -21,6 +21,7 @@ def create_app():
         AI_HEARTBEAT_INTERVAL=0.5,
         AI_MAX_RETRIES=0,
         AI_ON_DISCONNECT=os.environ.get("AI_ON_DISCONNECT", "cancel"),
+        AI_SEND_TIMEOUT=float(os.environ.get("AI_SEND_TIMEOUT", 30)),
     )
     AIStream(app)
     answers_file = os.environ.get("ANSWERS_FILE")

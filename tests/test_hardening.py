@@ -486,3 +486,23 @@ def test_total_timeout_holds_while_the_provider_is_silent_after_a_finish_policy_
     assert app.ended.wait(15)
     assert app.answers[0].finish_reason == "error"
     assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_send_timeout_under_gunicorn(fake, worker):
+    import time
+
+    from conftest import gunicorn_server
+
+    fake.reply = endless_answer()
+    with gunicorn_server(worker, fake, AI_SEND_TIMEOUT="1") as (address, _):
+        sock = stalled_client(address, path="/chat")
+        try:
+            for _ in range(100):
+                if fake.requests:
+                    break
+                time.sleep(0.05)
+            assert fake.wait_for_hangup(fake.last, timeout=10) is not None
+        finally:
+            sock.close()
