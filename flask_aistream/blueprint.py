@@ -13,8 +13,6 @@ browser sends wrong gets a 4xx JSON ``{"error": ...}``, never a stream.
 from __future__ import annotations
 
 import json
-import math
-import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +26,9 @@ from werkzeug.exceptions import HTTPException
 
 from .client import AIClient, checked_answer_options, is_done_reconnect
 from .config import checked_ratelimit
+from .errors import ConfigurationError
 from .extension import client_of
+from .ratelimit import ClientLimits, Refusal, checked_limit, storage_for
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -47,6 +47,8 @@ class Endpoint:
     """What the blueprint serves one app with, read when it is registered."""
 
     client: AIClient
+    limits: ClientLimits | None
+    key: Callable[[], str]
     system: str | None
     max_question_chars: int
     max_history: int
@@ -71,6 +73,9 @@ def make_blueprint(
     events: Any = None,
     on_finish: Callable[[Any], Any] | None = None,
     on_disconnect: str | None = None,
+    ratelimit_key: Callable[[], Any] | None = None,
+    max_streams_per_client: int | None | bool = True,
+    token_budget: str | None | bool = True,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
@@ -81,6 +86,15 @@ def make_blueprint(
     )
     if ratelimit is not True:
         ratelimit = checked_ratelimit(ratelimit or None)
+    if token_budget not in (True, None):
+        checked_limit(token_budget, "token_budget", many=False)
+    if max_streams_per_client not in (True, None) and (
+        not isinstance(max_streams_per_client, int) or max_streams_per_client < 1
+    ):
+        raise ConfigurationError(
+            f"max_streams_per_client must be a whole number >= 1, not {max_streams_per_client!r}."
+        )
+    hook = answer_options.pop("on_finish", None)
     endpoints: weakref.WeakKeyDictionary[Flask, Endpoint] = weakref.WeakKeyDictionary()
     bp = Blueprint(name, __name__)
 
@@ -93,8 +107,17 @@ def make_blueprint(
         settings = app_client.settings
         origins = settings.cors_origins if cors_origins is True else cors_origins
         origins = tuple(origins) if origins else None
+        limit = settings.ratelimit if ratelimit is True else ratelimit
+        streams = (
+            settings.max_streams_per_client
+            if max_streams_per_client is True
+            else max_streams_per_client
+        )
+        budget = settings.token_budget if token_budget is True else (token_budget or None)
         endpoints[app] = Endpoint(
             client=app_client,
+            limits=_client_limits(app, state.name, settings, limit, streams, budget),
+            key=_key_func(app, ratelimit_key),
             system=system if system is not None else settings.system_prompt,
             max_question_chars=max_question_chars or settings.max_question_chars,
             max_history=settings.max_history if max_history is None else max_history,
@@ -103,9 +126,6 @@ def make_blueprint(
             origins=origins,
             cors=_cors_options(app, origins) if origins else None,
         )
-        limit = settings.ratelimit if ratelimit is True else ratelimit
-        if limit:
-            _limit(app, bp, limit, settings.ratelimit_storage_uri)
 
     def endpoint() -> Endpoint:
         return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
@@ -129,9 +149,43 @@ def make_blueprint(
                 history = _history(body.get("history"), conf.max_history, conf.max_history_chars)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        return conf.client.ask_stream(
-            question, messages=history, system=conf.system, model=model, **answer_options
-        )
+        limits = conf.limits
+        if limits is None:
+            return conf.client.ask_stream(
+                question,
+                messages=history,
+                system=conf.system,
+                model=model,
+                on_finish=hook,
+                **answer_options,
+            )
+        client_key = conf.key()
+        refusal = limits.admit(client_key)
+        if refusal is not None:
+            return _refused(refusal)
+
+        def finished(answer: Any) -> None:
+            if answer.usage is not None:
+                limits.spend(client_key, answer.usage.total_tokens)
+            if hook is not None:
+                hook(answer)
+
+        try:
+            response = conf.client.ask_stream(
+                question,
+                messages=history,
+                system=conf.system,
+                model=model,
+                on_finish=finished,
+                **answer_options,
+            )
+        except BaseException:
+            limits.release(client_key)
+            raise
+        # The client's stream is over when the server closes the response,
+        # whether it was read to the end, left early, or never sent at all.
+        response.call_on_close(lambda: limits.release(client_key))
+        return response
 
     @bp.route("/stream", methods=["PUT", "DELETE", "PATCH"])
     def other_methods() -> tuple[Response, int, dict[str, str]]:
@@ -186,35 +240,52 @@ def _cross_site_get(req: Request, origins: Any) -> bool:
     return origin is not None and urlsplit(origin).netloc != req.host
 
 
-def _limit(app: Any, bp: Blueprint, ratelimit: str, storage_uri: str) -> None:
-    """Limit the blueprint per client address, with the app's own
-    ``Limiter`` when it has one (its storage, its key function's peers),
-    else with one of ours on ``storage_uri``."""
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-
-    limiters = app.extensions.get("limiter") or set()
-    limiter = next(iter(limiters), None)
-    if limiter is None:
-        limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri)
-    limiter.limit(
-        ratelimit,
-        key_func=get_remote_address,
-        methods=["GET", "POST"],  # never count a CORS preflight
-        on_breach=_too_many_requests,
-        exempt_when=is_done_reconnect,  # answered with a 204, at no cost
-    )(bp)
-
-
-def _too_many_requests(limit: Any) -> Response:
-    reset_at = limit.window[0]  # window: (reset time, remaining)
-    retry_after = max(1, math.ceil(reset_at - time.time()))
-    response = jsonify(
-        error=f"Too many questions: the limit is {limit.limit}. Try again in {retry_after} s."
+def _client_limits(
+    app: Flask,
+    scope: str,
+    settings: Any,
+    ratelimit: str | None,
+    max_streams: int | None,
+    token_budget: str | None,
+) -> ClientLimits | None:
+    """The blueprint's limits on ``app``, counted in the app's own
+    ``Limiter``'s storage when it has one, else in ``AI_RATELIMIT_STORAGE_URI``."""
+    if not (ratelimit or max_streams or token_budget):
+        return None
+    limiter = next(iter(app.extensions.get("limiter") or ()), None)
+    storage = (
+        limiter.storage if limiter is not None else storage_for(settings.ratelimit_storage_uri)
     )
-    response.status_code = 429
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+    return ClientLimits(
+        storage,
+        scope=scope,
+        rate=checked_limit(ratelimit, "ratelimit") if ratelimit else [],
+        max_streams=max_streams,
+        token_budget=checked_limit(token_budget, "token_budget", many=False)
+        if token_budget
+        else None,
+        fail_open=settings.ratelimit_fail_open,
+        logger=app.logger,
+    )
+
+
+def _key_func(app: Flask, ratelimit_key: Callable[[], Any] | None) -> Callable[[], str]:
+    """Whom a limit counts: ``ratelimit_key`` (e.g. the signed-in user's id),
+    else the app's own ``Limiter``'s key function, else the client address."""
+    if ratelimit_key is not None:
+        return lambda: str(ratelimit_key())
+    limiter = next(iter(app.extensions.get("limiter") or ()), None)
+    key_func = getattr(limiter, "_key_func", None)
+    if key_func is not None:
+        return lambda: str(key_func())
+    return lambda: request.remote_addr or "unknown"
+
+
+def _refused(refusal: Refusal) -> tuple[Response, int]:
+    response = jsonify(error=refusal.message)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after)
+    return response, refusal.status
 
 
 def _json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:

@@ -36,6 +36,9 @@ class ConfigVars:
     MAX_REQUEST_BYTES = "AI_MAX_REQUEST_BYTES"
     RATELIMIT = "AI_RATELIMIT"
     RATELIMIT_STORAGE_URI = "AI_RATELIMIT_STORAGE_URI"
+    RATELIMIT_FAIL_OPEN = "AI_RATELIMIT_FAIL_OPEN"
+    MAX_STREAMS_PER_CLIENT = "AI_MAX_STREAMS_PER_CLIENT"
+    TOKEN_BUDGET = "AI_TOKEN_BUDGET"
     CORS_ORIGINS = "AI_CORS_ORIGINS"
     OFFLINE_TEXT = "AI_OFFLINE_TEXT"
     OFFLINE_DELAY = "AI_OFFLINE_DELAY"
@@ -131,6 +134,9 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     ratelimit: str | None = DEFAULT_RATELIMIT
     ratelimit_storage_uri: str = DEFAULT_RATELIMIT_STORAGE_URI
+    ratelimit_fail_open: bool = True
+    max_streams_per_client: int | None = None
+    token_budget: str | None = None
     cors_origins: tuple[str, ...] | None = None
     offline_text: str | None = None
     offline_delay: float = DEFAULT_OFFLINE_DELAY
@@ -200,6 +206,9 @@ class Settings:
             ratelimit=checked_ratelimit(config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT)),
             ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
             or DEFAULT_RATELIMIT_STORAGE_URI,
+            ratelimit_fail_open=_flag(config, ConfigVars.RATELIMIT_FAIL_OPEN, True),
+            max_streams_per_client=_number(config, ConfigVars.MAX_STREAMS_PER_CLIENT, int, None, 1),
+            token_budget=_token_budget(config.get(ConfigVars.TOKEN_BUDGET)),
             cors_origins=_origins(config.get(ConfigVars.CORS_ORIGINS)),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
             offline_delay=_number(
@@ -331,6 +340,15 @@ def checked_ratelimit(value: Any) -> str | None:
             f"{ConfigVars.RATELIMIT} (or ratelimit=) must be a limit such as "
             f'"10 per minute", not {value!r}.'
         ) from None
+    return value  # type: ignore[no-any-return]
+
+
+def _token_budget(value: Any) -> str | None:
+    if value is None:
+        return None
+    from .ratelimit import checked_limit
+
+    checked_limit(value, ConfigVars.TOKEN_BUDGET, many=False)
     return value  # type: ignore[no-any-return]
 
 

@@ -1,0 +1,174 @@
+"""The blueprint's limits per client: questions per period, streams open at
+once, and tokens per period (from the answers' usage).
+
+They are counted with ``limits``, the library under Flask-Limiter, in the
+storage its URI names (``memory://`` per process, ``redis://`` shared by
+every worker and host), or in the app's own ``Limiter``'s storage when it has
+one. When that storage fails (Redis down or hung), a question is let through
+and one warning is logged for the whole outage (fail open, like
+Flask-Limiter's ``swallow_errors``), or, with ``AI_RATELIMIT_FAIL_OPEN =
+False``, refused with a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from .errors import ConfigurationError
+
+#: Seconds to wait for Redis to connect or answer: a hung Redis must not hang
+#: every question (redis-py waits for ever by default).
+REDIS_TIMEOUT = 1.0
+#: An open-streams count expires this long after the last stream it counted
+#: started, should the worker holding them die without releasing them.
+STREAMS_EXPIRY = 15 * 60
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a question is refused: the status, a message, and when to retry."""
+
+    status: int
+    message: str
+    retry_after: int | None = None
+
+
+def storage_for(uri: str) -> Storage:
+    options: dict[str, Any] = {}
+    if uri.startswith(("redis://", "rediss://", "redis+")):
+        options = {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
+    return storage_from_string(uri, **options)  # type: ignore[return-value]  # never async here
+
+
+def checked_limit(value: Any, what: str, many: bool = True) -> Any:
+    """``value`` parsed as one (or several) ``limits`` items; a wrong one
+    raises, naming the setting or option."""
+    try:
+        return parse_many(value) if many else parse(value)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f'{what} must be a limit such as "10 per minute", not {value!r}.'
+        ) from None
+
+
+class ClientLimits:
+    """The limits of one blueprint on one app."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        scope: str,
+        rate: list[RateLimitItem],
+        max_streams: int | None,
+        token_budget: RateLimitItem | None,
+        fail_open: bool,
+        logger: logging.Logger,
+    ) -> None:
+        self.storage = storage
+        self.window = FixedWindowRateLimiter(storage)
+        self.scope = scope  # one blueprint's counts apart from another's
+        self.rate = rate
+        self.max_streams = max_streams
+        self.token_budget = token_budget
+        self.fail_open = fail_open
+        self.logger = logger
+        self._down = False
+        self._lock = threading.Lock()
+
+    def admit(self, client: str) -> Refusal | None:
+        """Count a question from ``client`` and open a stream for it; a
+        refusal if a limit says no (then nothing was counted as open)."""
+        try:
+            refusal = self._check(client)
+        except Exception as exc:  # the storage failed: redis-py's errors, limits' own
+            return self._outage(exc)
+        self._recovered()
+        return refusal
+
+    def _check(self, client: str) -> Refusal | None:
+        if self.token_budget is not None:
+            reset_at, remaining = self.window.get_window_stats(
+                self.token_budget, self.scope, "tokens", client
+            )
+            if remaining <= 0:
+                return _too_many(
+                    f"Token budget used up: {self.token_budget} for each client.", reset_at
+                )
+        for item in self.rate:
+            if not self.window.hit(item, self.scope, "questions", client):
+                reset_at, _ = self.window.get_window_stats(item, self.scope, "questions", client)
+                return _too_many(f"Too many questions: the limit is {item}.", reset_at)
+        if self.max_streams is not None:
+            key = self._streams_key(client)
+            if self.storage.incr(key, STREAMS_EXPIRY) > self.max_streams:
+                self._decr(key)
+                return Refusal(
+                    429,
+                    f"Too many answers at once: at most {self.max_streams} per client. "
+                    "Wait for one to finish.",
+                    retry_after=5,
+                )
+        return None
+
+    def release(self, client: str) -> None:
+        """One of ``client``'s streams ended."""
+        if self.max_streams is None:
+            return
+        try:
+            self._decr(self._streams_key(client))
+        except Exception as exc:
+            self._outage(exc)
+
+    def spend(self, client: str, tokens: int) -> None:
+        """Count an answer's tokens against ``client``'s budget."""
+        if self.token_budget is None or tokens <= 0:
+            return
+        try:  # counted whole, past the budget too: the next question is refused
+            self.window.hit(self.token_budget, self.scope, "tokens", client, cost=tokens)
+        except Exception as exc:
+            self._outage(exc)
+
+    def _streams_key(self, client: str) -> str:
+        return f"flask-aistream/{self.scope}/streams/{client}"
+
+    def _decr(self, key: str) -> None:
+        decr = getattr(self.storage, "decr", None)
+        if decr is not None:
+            decr(key)
+        else:  # a storage with no decrement: count down by a negative increment
+            self.storage.incr(key, STREAMS_EXPIRY, amount=-1)
+
+    def _outage(self, exc: Exception) -> Refusal | None:
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            self.logger.warning(
+                "flask-aistream: the rate-limit storage failed (%r); %s until it is back",
+                exc,
+                "letting questions through" if self.fail_open else "refusing questions",
+            )
+        if self.fail_open:
+            return None
+        return Refusal(503, "The chat is unavailable right now; try again in a moment.", 5)
+
+    def _recovered(self) -> None:
+        if self._down:
+            with self._lock:
+                was_down, self._down = self._down, False
+            if was_down:
+                self.logger.warning("flask-aistream: the rate-limit storage is back")
+
+
+def _too_many(message: str, reset_at: float) -> Refusal:
+    retry_after = max(1, math.ceil(reset_at - time.time()))
+    return Refusal(429, f"{message} Try again in {retry_after} s.", retry_after)
