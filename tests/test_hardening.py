@@ -593,12 +593,13 @@ def test_ratelimit_key_counts_per_user(make_app, fake):
         ratelimit="1 per minute", ratelimit_key=lambda: flask_request.headers["X-User"]
     )
     app.register_blueprint(bp, url_prefix="/api")
+    assert statuses_per_user(app, ["ann", "bob", "ann"]) == [200, 200, 429]
+
+
+def statuses_per_user(app, users):
     client = app.test_client()
-    get = lambda user: client.get("/api/stream?question=q", headers={"X-User": user})  # noqa: E731
-    assert [get("ann").status_code, get("bob").status_code, get("ann").status_code] == [
-        200,
-        200,
-        429,
+    return [
+        client.get("/api/stream?question=q", headers={"X-User": user}).status_code for user in users
     ]
 
 
@@ -610,13 +611,7 @@ def test_the_apps_own_limiter_key_function_is_used(make_app, fake):
     app = make_app(AI_RATELIMIT="1 per minute")
     Limiter(lambda: flask_request.headers["X-User"], app=app, storage_uri="memory://")
     app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
-    client = app.test_client()
-    get = lambda user: client.get("/api/stream?question=q", headers={"X-User": user})  # noqa: E731
-    assert [get("ann").status_code, get("bob").status_code, get("ann").status_code] == [
-        200,
-        200,
-        429,
-    ]
+    assert statuses_per_user(app, ["ann", "bob", "ann"]) == [200, 200, 429]
 
 
 @pytest.mark.system
