@@ -317,7 +317,10 @@ def test_finish_policy_reads_to_the_end_after_the_client_left(fake, tmp_path, wo
         [answer] = answers_in(saved)
         seen = fake.last
     assert answer == {"text": "".join(words), "finish_reason": "stop"}
-    assert seen.parts_sent == len(words) + 1 and seen.hung_up_at is None
+    # Every part went out: nobody hung up on the provider before its end. (We do
+    # close on [DONE]; the fake may count that as a hang-up if it races its
+    # chunked terminator, so when it hung up is not the property.)
+    assert seen.parts_sent == len(words) + 1
 
 
 @pytest.mark.system
