@@ -126,7 +126,7 @@ class Stop(NamedTuple):
         return "stop"
 
 
-Part = Union[TextDelta, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate, Metadata, Stop]
+#: What :meth:`AIClient.iter_events` yields.
 Event = Union[TextDelta, ReasoningDelta, ToolCall, Finish]
 
 #: Parts a person sees (or a client renders): once one was handed on, a retry
