@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ from urllib3.exceptions import ReadTimeoutError
 from .errors import ERROR_KINDS, ProviderError, StreamFormatError
 from .providers.base import HTTPProvider, PartStream
 from .sse import SSEDecoder
+from .watchdog import WATCHDOG
 
 #: Most bytes taken from the socket in one read: more than a burst of tokens,
 #: small enough that a read never waits for more than what has arrived.
@@ -51,6 +53,15 @@ class Opening:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self.aborted = False
+        self.expired = False  # aborted because the head took too long
+        self.deadline: float | None = None
+
+    def check(self, now: float) -> bool:
+        """The watchdog's look: past the deadline, abort. False once done."""
+        if self.deadline is not None and now > self.deadline and not self.aborted:
+            self.expired = True
+            self.abort()
+        return not self.aborted
 
     def attach(self, sock: socket.socket) -> None:
         with self._lock:
@@ -155,6 +166,8 @@ class Transport:
 
     def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
         self.timeout = (connect_timeout, idle_timeout)
+        #: Longest a call may take to get its response head.
+        self.open_timeout = connect_timeout + idle_timeout
         self.session = requests.Session()
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, _WatchedAdapter())
@@ -183,12 +196,34 @@ class Transport:
         opening: Opening | None = None,
     ) -> HTTPStream:
         """Send the request and read the response head; ``opening.abort()``,
-        from another thread, ends this at once in any phase."""
+        from another thread, ends this at once in any phase. The head must
+        come within the connect and idle timeouts together, however slowly it
+        trickles in (the watchdog holds the call to that)."""
+        opening = opening or Opening()
+        opening.deadline = time.monotonic() + self.open_timeout
+        WATCHDOG.watch(opening)
         token = _current_opening.set(opening)
+        stream: HTTPStream | None = None
         try:
-            return self._open(provider, url, headers, body)
+            stream = self._open(provider, url, headers, body)
+        except ProviderError:
+            if not opening.expired:
+                raise
         finally:
             _current_opening.reset(token)
+            WATCHDOG.forget(opening)
+        if opening.expired:  # cut mid-head, it may even look like a response
+            if stream is not None:
+                stream.close()
+            raise ProviderError(
+                f"The AI provider did not start answering within {self.open_timeout:g} s; "
+                "try again later.",
+                kind="timeout",
+                provider=provider.name,
+                detail=f"no complete response head in {self.open_timeout:g} s",
+            )
+        assert stream is not None  # _open returned, or raised and we re-raised
+        return stream
 
     def _open(
         self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]

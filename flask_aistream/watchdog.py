@@ -19,10 +19,12 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 #: Seconds between two looks at the open streams.
 TICK = 0.25
+
+logger = logging.getLogger(__name__)
 
 
 class StreamGuard:
@@ -70,14 +72,22 @@ class StreamGuard:
                 pass
 
 
+class Watched(Protocol):
+    def check(self, now: float) -> bool: ...
+
+
 class Watchdog:
+    """Looks at everything watched (a stream's :class:`StreamGuard`, a
+    provider call's ``Opening``) a few times a second; each says whether it
+    still needs watching."""
+
     def __init__(self) -> None:
-        self._guards: set[StreamGuard] = set()
+        self._guards: set[Watched] = set()
         self._lock = threading.Lock()
         self._work = threading.Event()
         self._pid = 0  # the process whose thread runs: a fork has none
 
-    def watch(self, guard: StreamGuard) -> None:
+    def watch(self, guard: Watched) -> None:
         with self._lock:
             self._guards.add(guard)
             if self._pid != os.getpid():
@@ -87,7 +97,7 @@ class Watchdog:
                 ).start()
         self._work.set()
 
-    def forget(self, guard: StreamGuard) -> None:
+    def forget(self, guard: Watched) -> None:
         with self._lock:
             self._guards.discard(guard)
 
@@ -104,7 +114,7 @@ class Watchdog:
                 try:
                     keep = guard.check(now)
                 except Exception:  # never let one stream stop the watch of the others
-                    guard.logger.exception("flask-aistream: the stream watchdog failed")
+                    logger.exception("flask-aistream: the stream watchdog failed")
                     keep = False
                 if not keep:
                     self.forget(guard)

@@ -45,6 +45,7 @@ class Reply:
     stamp: bool = False
     reset: bool = False  # after the parts, abort the connection with a TCP RST
     head_delay: float = 0.0  # seconds before the status line (a provider slow to start)
+    trickle_head: bool = False  # the status line, then one header byte every 0.2 s, for ever
     #: a threading.Semaphore: each part after the first waits for a release
     #: (the test's "I received the last one"), so nothing can be sent ahead
     gate: object = None
@@ -131,6 +132,14 @@ class FakeProvider:
         self.requests.append(seen)
         reply = self.reply_for(seen)
         if reply.head_delay and self._client_left(sock, reply.head_delay):
+            return self._hung_up(seen)
+        if reply.trickle_head:
+            try:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not self._client_left(sock, 0.2):
+                    sock.sendall(b"x")
+            except OSError:
+                pass
             return self._hung_up(seen)
         head = [f"HTTP/1.1 {reply.status} X"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]

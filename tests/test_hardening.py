@@ -667,3 +667,17 @@ def test_a_bad_token_budget_fails_at_start_up(make_app):
 
     with pytest.raises(ConfigurationError, match="AI_TOKEN_BUDGET"):
         make_app(AI_TOKEN_BUDGET="lots")
+
+
+def test_opening_a_stream_is_bounded_however_slowly_the_head_comes(make_app, fake):
+    """A provider that sends its head a byte at a time, each within the idle
+    timeout, held open() (and the thread, and the connection) for ever."""
+    fake.reply = Reply(trickle_head=True)
+    app = make_app(AI_CONNECT_TIMEOUT=0.5, AI_HTTP_TIMEOUT=1, AI_MAX_RETRIES=0)
+    seen = []
+    with app.app_context(), pytest.raises(Exception) as failure:
+        app.extensions["ai"].ask("q", on_finish=seen.append)
+    error = failure.value
+    assert error.kind == "timeout" and "1.5 s" in error.message
+    assert seen[0].finish_reason == "error"
+    assert fake.wait_for_hangup(fake.last, timeout=5) is not None
