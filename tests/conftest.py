@@ -123,6 +123,46 @@ def live():
         server.server_close()
 
 
+def address_of(url: str) -> tuple[str, int]:
+    """``("127.0.0.1", port)`` of a ``live(app)`` URL."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    return host, int(port)
+
+
+def raw_request(
+    address, path="/chat", question="Why?", *, method="POST", receive_buffer=None, timeout=30
+) -> socket.socket:
+    """A browser on a raw socket, so that a test can leave, or stop reading,
+    whenever it likes: sends one request (a JSON question, for a POST) and
+    returns the socket with the response unread."""
+    import json
+
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(timeout)
+    sock.connect(address)
+    if method == "GET":
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    else:
+        body = json.dumps({"question": question}).encode()
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
+    return sock
+
+
+def read_until(sock: socket.socket, done) -> bytes:
+    """Read until ``done(received)``; what was received."""
+    received = b""
+    while not done(received):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the end: {received[-200:]!r}"
+        received += chunk
+    return received
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@ reproduced first: through a real server where the defect needs one."""
 
 import pytest
 
-from conftest import SECRET_KEYS, relayed
+from conftest import SECRET_KEYS, address_of, raw_request, read_until, relayed
 from fakeprovider import FakeProvider, Reply, transcript
 
 
@@ -219,23 +219,17 @@ def test_leaving_while_the_provider_has_not_answered_yet_hangs_up(make_app, fake
     """150 clients leaving after 0.5 s pinned 184 threads and 151 provider
     connections for the whole answer: nothing could abort a call still
     waiting for its status line."""
-    import socket
     import threading
 
     from fakeprovider import openai_events
 
     fake.reply = Reply(parts=openai_events(["late"]), head_delay=20, status=status)
     app = make_app(AI_HTTP_TIMEOUT=30, AI_MAX_RETRIES=0)
-    host, port = live(app).rsplit("/", 1)[1].split(":")
+    address = address_of(live(app))
     clients = 20
 
     def ask_and_leave():
-        sock = socket.create_connection((host, int(port)))
-        body = b'{"question": "q"}'
-        sock.sendall(
-            b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        sock = raw_request(address)
         threading.Event().wait(0.5)  # nothing has come yet: the provider is still silent
         sock.close()
 
@@ -257,7 +251,6 @@ def test_leaving_while_the_provider_has_not_answered_yet_hangs_up(make_app, fake
 @pytest.mark.system
 @pytest.mark.parametrize("worker", ["gevent", "gthread"])
 def test_leaving_before_the_provider_answers_under_gunicorn(fake, worker):
-    import socket
     import time
 
     from conftest import gunicorn_server
@@ -267,12 +260,7 @@ def test_leaving_before_the_provider_answers_under_gunicorn(fake, worker):
     with gunicorn_server(worker, fake) as (address, _):
         socks = []
         for _ in range(10):
-            sock = socket.create_connection(address)
-            sock.sendall(
-                b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b'Content-Length: 17\r\n\r\n{"question": "q"}'
-            )
-            socks.append(sock)
+            socks.append(raw_request(address))
         deadline = time.monotonic() + 10
         while len(fake.requests) < 10 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -400,17 +388,7 @@ def test_the_blueprint_works_in_an_app_factory(fake, monkeypatch):
 
 def stalled_client(address, path="/hooked"):
     """Ask, then never read: a receive window that fills up and stays full."""
-    import socket
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(address)
-    body = b'{"question": "q"}'
-    sock.sendall(
-        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
-    )
-    return sock
+    return raw_request(address, path, receive_buffer=4096)
 
 
 def endless_answer():
@@ -435,8 +413,7 @@ def hooked_live(make_app, live):
 
             return app.extensions["ai"].ask_stream("q", on_finish=save)
 
-        host, port = live(app).rsplit("/", 1)[1].split(":")
-        return app, (host, int(port))
+        return app, address_of(live(app))
 
     return start
 
@@ -616,7 +593,6 @@ def test_the_apps_own_limiter_key_function_is_used(make_app, fake):
 
 @pytest.mark.system
 def test_max_streams_per_client(make_app, fake, live):
-    import socket
     import time
 
     from fakeprovider import openai_events
@@ -624,14 +600,11 @@ def test_max_streams_per_client(make_app, fake, live):
     fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(100)]), delay=0.05)
     app = make_app(AI_RATELIMIT=None, AI_MAX_STREAMS_PER_CLIENT=2)
     app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
-    host, port = live(app).rsplit("/", 1)[1].split(":")
+    address = address_of(live(app))
 
     def open_stream():
-        sock = socket.create_connection((host, int(port)))
-        sock.sendall(b"GET /api/stream?question=q HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
+        sock = raw_request(address, "/api/stream?question=q", method="GET")
+        head = read_until(sock, lambda received: b"\r\n\r\n" in received)
         return sock, int(head.split(b" ", 2)[1])
 
     first, second = open_stream(), open_stream()

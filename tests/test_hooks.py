@@ -4,14 +4,13 @@ and before the response is closed; and the disconnect policy, under a real
 gunicorn."""
 
 import json
-import socket
 import threading
 import time
 
 import pytest
 from flask import current_app, g, has_app_context, has_request_context, request
 
-from conftest import gunicorn_server, relayed
+from conftest import address_of, gunicorn_server, raw_request, read_until, relayed
 from fakeprovider import Reply, openai_events, transcript
 from flask_aistream import ProviderError, answer_finished
 
@@ -94,16 +93,8 @@ def test_retries_before_the_first_token_make_one_answer(hooked, fake):
 def test_the_client_leaving(hooked, fake, live):
     app = hooked()
     fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(500)]), delay=0.05, hold=True)
-    host, port = live(app).rsplit("/", 1)[1].split(":")
-    body = b'{"question": "Why?"}'
-    sock = socket.create_connection((host, int(port)))
-    sock.sendall(
-        b"POST /hooked HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    received = b""
-    while received.count(b'"content"') < 3:
-        received += sock.recv(65536)
+    sock = raw_request(address_of(live(app)), "/hooked")
+    read_until(sock, lambda received: received.count(b'"content"') >= 3)
     sock.close()
     assert app.hook_ran.wait(5)
     assert fake.wait_for_hangup(fake.last) is not None
@@ -191,17 +182,10 @@ def test_the_hook_runs_after_done_was_written_and_before_the_response_closes(hoo
         return app.extensions["ai"].ask_stream("hi", on_finish=hook)
 
     fake.reply = Reply.sse(transcript("openai_basic.sse"))
-    host, port = live(app).rsplit("/", 1)[1].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.sendall(b"POST /ordered HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-    received = b""
-    while b"data: [DONE]" not in received:
-        received += sock.recv(65536)
+    sock = raw_request(address_of(live(app)), "/ordered", timeout=10)
+    received = read_until(sock, lambda received: b"data: [DONE]" in received)
     client_saw_done.set()
-    while not received.endswith(b"0\r\n\r\n"):  # the end of the chunked body
-        chunk = sock.recv(65536)
-        assert chunk, "closed before the body ended"
-        received += chunk
+    read_until(sock, lambda more: (received + more).endswith(b"0\r\n\r\n"))  # the body's end
     order.append("response closed")
     sock.close()
     assert order == [("hook saw done", True), "response closed"]
@@ -283,15 +267,8 @@ def test_a_bad_disconnect_policy_fails_at_start_up(make_app):
 
 def leave_after(address, contents):
     """Ask, read ``contents`` content events, and hang up."""
-    sock = socket.create_connection(address, timeout=30)
-    body = b'{"question": "Why?"}'
-    sock.sendall(
-        b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    received = b""
-    while received.count(b'"content"') < contents:
-        received += sock.recv(65536)
+    sock = raw_request(address)
+    read_until(sock, lambda received: received.count(b'"content"') >= contents)
     sock.close()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gunicorn_server
+from conftest import gunicorn_server, raw_request
 from fakeprovider import Reply, openai_events
 
 pytestmark = pytest.mark.system
@@ -39,13 +39,7 @@ def gunicorn(request, fake):
 
 
 def open_stream(address, question="hi"):
-    body = json.dumps({"question": question}).encode()
-    sock = socket.create_connection(address, timeout=30)
-    sock.sendall(
-        b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    return sock
+    return raw_request(address, question=question)
 
 
 def read_all(sock):

@@ -4,7 +4,6 @@ between) can throw at us. Every fault ends the same way: the text that
 arrived, one clear error, ``[DONE]``; nothing leaks, nothing is left open."""
 
 import gc
-import json
 import os
 import socket
 import threading
@@ -14,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import pytest
 from werkzeug.serving import make_server
 
-from conftest import SECRET_KEYS, relayed
+from conftest import SECRET_KEYS, raw_request, relayed
 from fakeprovider import Reply, openai_events, split_every, transcript
 
 
@@ -74,14 +73,7 @@ def serve():
 
 
 def post_raw(address, question="hi"):
-    """A browser-like client on a raw socket, so a test can leave at will."""
-    body = json.dumps({"question": question}).encode()
-    sock = socket.create_connection(address)
-    sock.sendall(
-        b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    return sock
+    return raw_request(address, question=question, timeout=None)
 
 
 # --- heartbeat ---------------------------------------------------------------

@@ -2,7 +2,6 @@
 and hangs up on the provider the moment the browser goes away."""
 
 import json
-import socket
 import statistics
 import threading
 import time
@@ -12,7 +11,7 @@ import requests
 import sseclient
 from flask import request
 
-from conftest import relayed
+from conftest import address_of, raw_request, read_until, relayed
 from fakeprovider import Reply, openai_events, transcript
 
 
@@ -89,17 +88,8 @@ def test_closing_the_response_hangs_up_on_the_provider(client, fake):
 
 def test_browser_leaving_a_real_server_stops_the_provider(live, make_app, fake):
     fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(400)]), delay=0.02, hold=True)
-    url = live(make_app())
-    host, port = url.rsplit("/", 1)[1].split(":")
-    body = json.dumps({"question": "hi"}).encode()
-    with socket.create_connection((host, int(port))) as browser:
-        browser.sendall(
-            b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        received = b""
-        while received.count(b'"content"') < 3:
-            received += browser.recv(65536)
+    with raw_request(address_of(live(make_app()))) as browser:
+        read_until(browser, lambda received: received.count(b'"content"') >= 3)
     left_at = time.monotonic()
     hung_up_at = fake.wait_for_hangup(fake.last)
     assert hung_up_at is not None, "the provider kept streaming after the browser left"
