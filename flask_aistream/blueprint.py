@@ -25,10 +25,9 @@ from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
 from .client import AIClient, checked_answer_options, is_done_reconnect
-from .config import checked_ratelimit
 from .errors import ConfigurationError
 from .extension import client_of
-from .ratelimit import ClientLimits, Refusal, checked_limit, storage_for
+from .ratelimit import ClientLimits, Refusal, checked_limit, parsed_limit, storage_for
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -85,9 +84,9 @@ def make_blueprint(
         {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect}
     )
     if ratelimit is not True:
-        ratelimit = checked_ratelimit(ratelimit or None)
-    if token_budget not in (True, None):
-        checked_limit(token_budget, "token_budget", many=False)
+        ratelimit = checked_limit(ratelimit or None, "ratelimit")
+    if token_budget is not True:
+        token_budget = checked_limit(token_budget or None, "token_budget", many=False)
     if max_streams_per_client not in (True, None) and (
         not isinstance(max_streams_per_client, int) or max_streams_per_client < 1
     ):
@@ -113,7 +112,7 @@ def make_blueprint(
             if max_streams_per_client is True
             else max_streams_per_client
         )
-        budget = settings.token_budget if token_budget is True else (token_budget or None)
+        budget = settings.token_budget if token_budget is True else token_budget
         endpoints[app] = Endpoint(
             client=app_client,
             limits=_client_limits(app, state.name, settings, limit, streams, budget),
@@ -149,16 +148,20 @@ def make_blueprint(
                 history = _history(body.get("history"), conf.max_history, conf.max_history_chars)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        limits = conf.limits
-        if limits is None:
+
+        def ask(on_finish: Callable[[Any], Any] | None) -> Response:
             return conf.client.ask_stream(
                 question,
                 messages=history,
                 system=conf.system,
                 model=model,
-                on_finish=hook,
+                on_finish=on_finish,
                 **answer_options,
             )
+
+        limits = conf.limits
+        if limits is None:
+            return ask(hook)
         client_key = conf.key()
         refusal = limits.admit(client_key)
         if refusal is not None:
@@ -171,14 +174,7 @@ def make_blueprint(
                 hook(answer)
 
         try:
-            response = conf.client.ask_stream(
-                question,
-                messages=history,
-                system=conf.system,
-                model=model,
-                on_finish=finished,
-                **answer_options,
-            )
+            response = ask(finished)
         except BaseException:
             limits.release(client_key)
             raise
@@ -244,9 +240,9 @@ def _client_limits(
     app: Flask,
     scope: str,
     settings: Any,
-    ratelimit: str | None,
+    ratelimit: Any,  # a limit string (checked when the blueprint was made), or None
     max_streams: int | None,
-    token_budget: str | None,
+    token_budget: Any,  # likewise
 ) -> ClientLimits | None:
     """The blueprint's limits on ``app``, counted in the app's own
     ``Limiter``'s storage when it has one, else in ``AI_RATELIMIT_STORAGE_URI``."""
@@ -259,9 +255,9 @@ def _client_limits(
     return ClientLimits(
         storage,
         scope=scope,
-        rate=checked_limit(ratelimit, "ratelimit") if ratelimit else [],
+        rate=parsed_limit(ratelimit, "ratelimit") if ratelimit else [],
         max_streams=max_streams,
-        token_budget=checked_limit(token_budget, "token_budget", many=False)
+        token_budget=parsed_limit(token_budget, "token_budget", many=False)
         if token_budget
         else None,
         fail_open=settings.ratelimit_fail_open,

@@ -13,6 +13,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .formats import checked_events
 from .providers import PROVIDERS, HTTPProvider, get_provider
+from .ratelimit import checked_limit
 from .relay import DISCONNECT_POLICIES
 
 
@@ -203,12 +204,16 @@ class Settings:
                 config, ConfigVars.MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES, 1
             ),
             # None turns the limit off, so a missing key and None differ here.
-            ratelimit=checked_ratelimit(config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT)),
+            ratelimit=checked_limit(
+                config.get(ConfigVars.RATELIMIT, DEFAULT_RATELIMIT), ConfigVars.RATELIMIT
+            ),
             ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
             or DEFAULT_RATELIMIT_STORAGE_URI,
             ratelimit_fail_open=_flag(config, ConfigVars.RATELIMIT_FAIL_OPEN, True),
             max_streams_per_client=_number(config, ConfigVars.MAX_STREAMS_PER_CLIENT, int, None, 1),
-            token_budget=_token_budget(config.get(ConfigVars.TOKEN_BUDGET)),
+            token_budget=checked_limit(
+                config.get(ConfigVars.TOKEN_BUDGET), ConfigVars.TOKEN_BUDGET, many=False
+            ),
             cors_origins=_origins(config.get(ConfigVars.CORS_ORIGINS)),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
             offline_delay=_number(
@@ -324,32 +329,6 @@ def _base_url(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
     return value
-
-
-def checked_ratelimit(value: Any) -> str | None:
-    """The limit, checked now: flask-limiter would only log one it cannot
-    read, and the blueprint would run with no limit at all."""
-    if value is None:
-        return None
-    from limits import parse_many
-
-    try:
-        parse_many(value)
-    except (ValueError, TypeError):
-        raise ConfigurationError(
-            f"{ConfigVars.RATELIMIT} (or ratelimit=) must be a limit such as "
-            f'"10 per minute", not {value!r}.'
-        ) from None
-    return value  # type: ignore[no-any-return]
-
-
-def _token_budget(value: Any) -> str | None:
-    if value is None:
-        return None
-    from .ratelimit import checked_limit
-
-    checked_limit(value, ConfigVars.TOKEN_BUDGET, many=False)
-    return value  # type: ignore[no-any-return]
 
 
 def known_keys() -> set[str]:

@@ -49,7 +49,7 @@ def storage_for(uri: str) -> Storage:
     return storage_from_string(uri, **options)  # type: ignore[return-value]  # never async here
 
 
-def checked_limit(value: Any, what: str, many: bool = True) -> Any:
+def parsed_limit(value: Any, what: str, many: bool = True) -> Any:
     """``value`` parsed as one (or several) ``limits`` items; a wrong one
     raises, naming the setting or option."""
     try:
@@ -58,6 +58,14 @@ def checked_limit(value: Any, what: str, many: bool = True) -> Any:
         raise ConfigurationError(
             f'{what} must be a limit such as "10 per minute", not {value!r}.'
         ) from None
+
+
+def checked_limit(value: Any, what: str, many: bool = True) -> Any:
+    """``value`` as given (``None``: no limit), once it parses: checked when
+    the app starts, since a limit nobody can read would be no limit at all."""
+    if value is not None:
+        parsed_limit(value, what, many)
+    return value
 
 
 class ClientLimits:

@@ -106,36 +106,39 @@ def _attach(sock: socket.socket | None) -> None:
         opening.attach(sock)
 
 
-class _WatchedConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _attach(sock)  # before TLS: a handshake can be aborted too
-        return sock
+class _AttachOnConnect:
+    """A connection that hands its socket to the current :class:`Opening`
+    the moment it exists: before TLS, so a handshake can be aborted too."""
 
-
-class _WatchedTLSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]
         _attach(sock)
-        return sock
+        return sock  # type: ignore[no-any-return]
 
 
-class _WatchedPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        _attach(getattr(conn, "sock", None))  # a kept-alive connection: already connected
-        return conn
-
-
-class _WatchedTLSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedTLSConnection
+class _AttachOnCheckout:
+    """A pool that hands a kept-alive (already connected) socket over too."""
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
         _attach(getattr(conn, "sock", None))
         return conn
+
+
+class _WatchedConnection(_AttachOnConnect, HTTPConnection):
+    pass
+
+
+class _WatchedTLSConnection(_AttachOnConnect, HTTPSConnection):
+    pass
+
+
+class _WatchedPool(_AttachOnCheckout, HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedTLSPool(_AttachOnCheckout, HTTPSConnectionPool):
+    ConnectionCls = _WatchedTLSConnection
 
 
 _WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedTLSPool}
