@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .errors import ProviderError
 from .parts import Answer, AnswerBuilder, Finish
-from .retry import RetryingStream
+from .providers.base import PartStream
 
 
 class AnswerRun:
@@ -25,7 +25,7 @@ class AnswerRun:
 
     def __init__(
         self,
-        stream: RetryingStream,
+        stream: PartStream,
         builder: AnswerBuilder,
         *,
         on_error: Callable[[ProviderError], ProviderError],

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context
 from flask import request as flask_request
 
 from .answer import AnswerRun
-from .config import Settings
+from .config import Settings, checked_fallbacks, checked_provider
 from .deployment import client_socket, warn_if_sync_worker
 from .errors import (
     ConfigurationError,
@@ -21,17 +23,21 @@ from .errors import (
 )
 from .formats import DONE_ID, AIStreamFormat, checked_events
 from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
-from .providers import ChatRequest, get_provider
+from .providers import ChatRequest, PartStream, Provider, build_providers, provider_settings
 from .relay import DISCONNECT_POLICIES, sse_response
-from .retry import RetryingStream
+from .request import REQUEST_OPTIONS, checked_content, checked_request_options
+from .retry import FallbackStream, RetryingStream
 from .signals import answer_finished
 from .upstream import Transport
 
 ROLES = ("system", "user", "assistant")
 #: The highest temperature any provider takes (OpenAI's; Anthropic's is 1).
 MAX_TEMPERATURE = 2.0
-#: What the provider is asked.
-CHAT_OPTIONS = frozenset({"provider", "model", "temperature", "max_tokens", "system", "messages"})
+#: What the provider is asked (``fallbacks``: who else, if it fails first).
+CHAT_OPTIONS = frozenset(
+    {"provider", "model", "temperature", "max_tokens", "system", "messages", "fallbacks"}
+    | set(REQUEST_OPTIONS)
+)
 #: What we do with its answer.
 ANSWER_OPTIONS = frozenset({"on_finish", "on_disconnect", "events"})
 OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
@@ -51,6 +57,7 @@ class AIClient:
         transport: Transport | None = None,
         default_provider: str | None = None,
         app: Flask | None = None,
+        providers: dict[str, Provider] | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
@@ -58,17 +65,33 @@ class AIClient:
         self.default_provider = default_provider or settings.provider
         #: The app whose context the hooks run in (else the current app at call time).
         self.app = app
+        #: Every provider this app can name, built once from its settings.
+        self.providers = (
+            providers if providers is not None else build_providers(settings, settings.providers)
+        )
 
     def provider(self, name: str) -> AIClient:
         """The same interface, bound to provider ``name`` (the seed's ``app('anthropic')``)."""
-        get_provider(name)
+        checked_provider(name, self.providers, "provider")
         return AIClient(
             self.settings,
             self.logger,
             transport=self.transport,
             default_provider=name,
             app=self.app,
+            providers=self.providers,
         )
+
+    def register_provider(self, name: str, cls: type[Provider]) -> None:
+        """Add provider ``name``, spoken to by ``cls`` (a :class:`Provider`
+        subclass), to this app: its key, base URL and model are read from
+        ``AI_<NAME>_*`` and its class defaults. To name it in ``AI_PROVIDER``
+        or as an ``AI_PROVIDERS`` entry's ``api``, register it before
+        ``init_app`` (:meth:`AIStream.register_provider`) or as an entry point."""
+        config = self.app.config if self.app is not None else {}
+        conf = provider_settings(config, os.environ, {name: cls})[name]
+        self.settings.providers[name] = conf
+        self.providers[name] = cls(conf, self.settings)
 
     def blueprint(self, **options: Any) -> Blueprint:
         """A blueprint serving ``/stream`` to browsers (see :mod:`flask_aistream.blueprint`).
@@ -94,7 +117,13 @@ class AIClient:
         """Stream the answer to ``prompt`` as a ``text/event-stream`` response.
 
         Options: ``provider``, ``model``, ``temperature``, ``max_tokens``,
-        ``system`` and ``messages`` (earlier turns, before ``prompt``);
+        ``system`` and ``messages`` (earlier turns, before ``prompt``; a
+        content may be a list of text and image parts); the request options
+        ``top_p``, ``stop``, ``seed``, ``response_format``, ``tools``,
+        ``tool_choice``, ``reasoning``, ``extra_body`` and ``extra_headers``
+        (one the provider cannot map raises
+        :class:`~flask_aistream.UnsupportedOptionError`); ``fallbacks``
+        (providers to ask if this one fails before its first token);
         ``on_finish`` (called with the :class:`~flask_aistream.Answer` once it
         ended, however it ended), ``on_disconnect`` (``"cancel"`` or
         ``"finish"``) and ``events`` (optional events to add to the stream).
@@ -181,16 +210,17 @@ class AIClient:
     def _run(self, options: Mapping[str, Any]) -> AnswerRun:
         """The answer to a checked request: opened lazily, retried before its
         first token, ended once."""
-        provider, chat = self._prepare(options)
+        attempts = self._prepare(options)
+        provider, chat = attempts[0]
         builder = AnswerBuilder(provider.name, chat.model)
         on_finish = options.get("on_finish")
         app = self.app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
-        stream = RetryingStream(
-            lambda opening: provider.open(chat, self.settings, self.transport, opening),
-            self.settings.max_retries,
-            self.settings.retry_backoff,
-            on_retry=self._log_retry,
-        )
+        stream: PartStream = self._retrying(provider, chat)
+        if len(attempts) > 1:
+            stream = FallbackStream(
+                [(p.name, c.model, partial(self._retrying, p, c)) for p, c in attempts],
+                on_fallback=self._log_fallback,
+            )
         return AnswerRun(
             stream,
             builder,
@@ -198,6 +228,14 @@ class AIClient:
             on_end=lambda answer: self._finished(answer, on_finish, app),
             logger=self.logger,
             total_timeout=self.settings.total_timeout,
+        )
+
+    def _retrying(self, provider: Provider, chat: ChatRequest) -> RetryingStream:
+        return RetryingStream(
+            lambda opening: provider.open(chat, self.transport, opening),
+            self.settings.max_retries,
+            self.settings.retry_backoff,
+            on_retry=self._log_retry,
         )
 
     def _finished(self, answer: Answer, on_finish: OnFinish | None, app: Flask | None) -> None:
@@ -243,6 +281,15 @@ class AIClient:
             self.settings.redact(exc.detail),
         )
 
+    def _log_fallback(self, exc: ProviderError, fallback: str) -> None:
+        self.logger.warning(
+            "flask-aistream: provider %r failed before the first token, falling back to %r: %s | %s",
+            exc.provider,
+            fallback,
+            exc.message,
+            self.settings.redact(exc.detail),
+        )
+
     def _log_failure(self, exc: ProviderError) -> ProviderError:
         exc.detail = self.settings.redact(exc.detail)
         self.logger.warning(
@@ -268,17 +315,18 @@ class AIClient:
         options["messages"] = messages
         return options
 
-    def _prepare(self, options: Mapping[str, Any]) -> tuple[Any, ChatRequest]:
+    def _prepare(self, options: Mapping[str, Any]) -> list[tuple[Provider, ChatRequest]]:
         """Check everything a call needs before anything is sent, so a mistake
-        raises in the view rather than ending a stream."""
+        raises in the view rather than ending a stream: the provider and its
+        request, then each fallback and its own."""
         name = options.get("provider") or self.default_provider
-        provider = get_provider(name)
-        if name in self.settings.providers:
-            self.settings.providers[name].require_api_key()
+        checked_provider(name, self.providers, "provider")
         system_parts = [options["system"]] if options.get("system") else []
         messages = []
         for message in _checked_messages(options.get("messages") or ()):
             if message["role"] == "system":
+                if not isinstance(message["content"], str):
+                    raise InvalidRequestError("a system message's content must be a string")
                 system_parts.append(message["content"])
             else:
                 messages.append(message)
@@ -297,14 +345,26 @@ class AIClient:
         elif not _is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}")
         checked_answer_options(options)
-        chat = ChatRequest(
-            model=self.settings.model_for(name, options.get("model")),
+        fields = dict(
             messages=tuple(messages),
             system="\n\n".join(system_parts) or None,
             temperature=None if temperature is None else float(temperature),
             max_tokens=None if max_tokens is None else int(max_tokens),
+            **checked_request_options(options),
         )
-        return provider, chat
+        fallbacks = self.settings.fallbacks
+        if options.get("fallbacks") is not None:
+            fallbacks = checked_fallbacks(options["fallbacks"], self.providers, "fallbacks")
+        attempts: list[tuple[Provider, ChatRequest]] = []
+        for provider_name, model in ((name, options.get("model")), *fallbacks):
+            provider = self.providers[provider_name]
+            chat = ChatRequest(model=self.settings.model_for(provider_name, model), **fields)
+            if any(p is provider and c.model == chat.model for p, c in attempts):
+                continue  # what failed is not its own fallback
+            provider.conf.require_api_key()
+            provider.check(chat)
+            attempts.append((provider, chat))
+        return attempts
 
 
 def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,7 +394,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, str]]:
+def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, Any]]:
     for message in messages:
         if not isinstance(message, Mapping):
             raise InvalidRequestError(
@@ -345,11 +405,7 @@ def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, str]]:
             raise InvalidRequestError(
                 f"a message role must be one of {', '.join(ROLES)}, not {role!r}"
             )
-        if not isinstance(content, str):
-            raise InvalidRequestError(
-                f"a message's content must be a string, not {type(content).__name__}"
-            )
-        yield {"role": role, "content": content}
+        yield {"role": role, "content": checked_content(content)}
 
 
 class Task:
@@ -364,7 +420,7 @@ class Task:
     def __init__(self, client: AIClient) -> None:
         self._client = client
         self._options: dict[str, Any] = {}
-        self._messages: list[dict[str, str]] = []
+        self._messages: list[dict[str, Any]] = []
         self._prompt: str | None = None
 
     def system(self, text: str) -> Task:
@@ -376,11 +432,12 @@ class Task:
         self._prompt = text
         return self
 
-    def message(self, role: str, content: str) -> Task:
+    def message(self, role: str, content: str | list[dict[str, Any]]) -> Task:
+        """An earlier turn; ``content`` may be a list of text and image parts."""
         self._messages.append({"role": role, "content": content})
         return self
 
-    def messages(self, messages: Iterable[Mapping[str, str]]) -> Task:
+    def messages(self, messages: Iterable[Mapping[str, Any]]) -> Task:
         self._messages.extend(dict(m) for m in messages)
         return self
 
@@ -398,6 +455,57 @@ class Task:
 
     def provider(self, name: str) -> Task:
         self._options["provider"] = name
+        return self
+
+    def top_p(self, value: float) -> Task:
+        self._options["top_p"] = value
+        return self
+
+    def stop(self, *sequences: str) -> Task:
+        """Where the model stops writing (one or more strings)."""
+        self._options["stop"] = list(sequences)
+        return self
+
+    def seed(self, value: int) -> Task:
+        self._options["seed"] = value
+        return self
+
+    def response_format(self, value: str | dict[str, Any]) -> Task:
+        """``"json"``, or a JSON schema the answer must follow."""
+        self._options["response_format"] = value
+        return self
+
+    def tools(self, tools: Iterable[Mapping[str, Any]], choice: Any = None) -> Task:
+        """Tools the model may call (``name``, ``description``, ``parameters``),
+        and optionally ``tool_choice``."""
+        self._options["tools"] = list(tools)
+        if choice is not None:
+            self._options["tool_choice"] = choice
+        return self
+
+    def tool_choice(self, choice: str | dict[str, str]) -> Task:
+        """``"auto"``, ``"none"``, ``"required"`` or ``{"name": ...}``."""
+        self._options["tool_choice"] = choice
+        return self
+
+    def reasoning(self, level: str) -> Task:
+        """``"low"``, ``"medium"`` or ``"high"``."""
+        self._options["reasoning"] = level
+        return self
+
+    def extra_body(self, fields: Mapping[str, Any]) -> Task:
+        """Fields merged into the provider's JSON as they are."""
+        self._options["extra_body"] = dict(fields)
+        return self
+
+    def extra_headers(self, headers: Mapping[str, str]) -> Task:
+        self._options["extra_headers"] = dict(headers)
+        return self
+
+    def fallbacks(self, *providers: str) -> Task:
+        """Who to ask, in order, if the provider fails before its first token
+        (names, or ``"name:model"``)."""
+        self._options["fallbacks"] = list(providers)
         return self
 
     def on_finish(self, hook: OnFinish) -> Task:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import difflib
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
 from .formats import checked_events
-from .providers import PROVIDERS, HTTPProvider, get_provider
+from .providers import BUILT_IN, Provider, ProviderSettings, provider_settings
 from .ratelimit import checked_limit
 from .relay import DISCONNECT_POLICIES
 
@@ -46,6 +46,10 @@ class ConfigVars:
     ON_DISCONNECT = "AI_ON_DISCONNECT"
     SEND_TIMEOUT = "AI_SEND_TIMEOUT"
     STREAM_EVENTS = "AI_STREAM_EVENTS"
+    PROVIDERS = "AI_PROVIDERS"
+    FALLBACKS = "AI_FALLBACKS"
+    ALLOW_IMAGES = "AI_ALLOW_IMAGES"
+    MAX_IMAGE_BYTES = "AI_MAX_IMAGE_BYTES"
 
     @staticmethod
     def api_key(provider: str) -> str:
@@ -89,30 +93,13 @@ DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
 #: Hang up on the provider when the client leaves (what a person stopping an
 #: answer expects, and what saves tokens).
 DEFAULT_ON_DISCONNECT = "cancel"
+#: The most image bytes (decoded) one browser request may carry, when the
+#: blueprint takes images at all.
+DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
 # an upstream error body may echo any key it was sent.
 _KEY_SHAPES = re.compile(r"\b(?:sk|gsk|sk-ant|sk-proj|sk-or)[-_][A-Za-z0-9_\-]{8,}")
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    name: str
-    api_key: str | None
-    base_url: str
-    model: str | None
-    env_key: str | None
-    #: Ask for usage in the stream (``stream_options``), for formats that need asking.
-    stream_usage: bool = True
-
-    def require_api_key(self) -> str:
-        if not self.api_key:
-            raise ConfigurationError(
-                f"No API key for the {self.name!r} provider: set "
-                f"app.config[{ConfigVars.api_key(self.name)!r}] or the "
-                f"{self.env_key} environment variable."
-            )
-        return self.api_key
 
 
 @dataclass(frozen=True)
@@ -143,33 +130,25 @@ class Settings:
     offline_delay: float = DEFAULT_OFFLINE_DELAY
     on_disconnect: str = DEFAULT_ON_DISCONNECT
     stream_events: tuple[str, ...] = ()
+    #: Who to ask, in order, when the provider fails before its first token:
+    #: ``(provider, model or None)`` pairs.
+    fallbacks: tuple[tuple[str, str | None], ...] = ()
+    allow_images: bool = False
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
-        """Read every ``AI_*`` key; provider keys fall back to ``environ``."""
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        environ: Mapping[str, str],
+        registered: Mapping[str, type[Provider]] = {},
+    ) -> Settings:
+        """Read every ``AI_*`` key; provider keys fall back to ``environ``.
+        ``registered`` are provider classes the app added by name."""
+        providers = provider_settings(config, environ, registered)
         provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
-        get_provider(provider)  # an unknown name fails here, at start-up
-        providers = {}
-        for name, spec in PROVIDERS.items():
-            if not isinstance(spec, HTTPProvider):
-                continue
-            providers[name] = ProviderSettings(
-                name=name,
-                api_key=_api_key(
-                    config.get(ConfigVars.api_key(name)) or environ.get(spec.env_key or ""),
-                    ConfigVars.api_key(name),
-                ),
-                base_url=_base_url(
-                    config.get(ConfigVars.base_url(name)) or spec.default_base_url,
-                    ConfigVars.base_url(name),
-                ),
-                model=config.get(ConfigVars.model(name)),
-                env_key=spec.env_key,
-                stream_usage=_flag(
-                    config, ConfigVars.stream_usage(name), getattr(spec, "stream_usage", True)
-                ),
-            )
+        checked_provider(provider, providers, ConfigVars.PROVIDER)  # at start-up, not per call
         return cls(
             provider=provider,
             model=config.get(ConfigVars.MODEL),
@@ -209,7 +188,7 @@ class Settings:
             ),
             ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
             or DEFAULT_RATELIMIT_STORAGE_URI,
-            ratelimit_fail_open=_flag(config, ConfigVars.RATELIMIT_FAIL_OPEN, True),
+            ratelimit_fail_open=flag(config, ConfigVars.RATELIMIT_FAIL_OPEN, True),
             max_streams_per_client=_number(config, ConfigVars.MAX_STREAMS_PER_CLIENT, int, None, 1),
             token_budget=checked_limit(
                 config.get(ConfigVars.TOKEN_BUDGET), ConfigVars.TOKEN_BUDGET, many=False
@@ -225,20 +204,32 @@ class Settings:
             stream_events=checked_events(
                 config.get(ConfigVars.STREAM_EVENTS), ConfigVars.STREAM_EVENTS
             ),
+            fallbacks=checked_fallbacks(
+                config.get(ConfigVars.FALLBACKS), providers, ConfigVars.FALLBACKS
+            ),
+            allow_images=flag(config, ConfigVars.ALLOW_IMAGES, False),
+            max_image_bytes=_number(
+                config, ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1
+            ),
             providers=providers,
         )
 
     def model_for(self, provider: str, explicit: str | None = None) -> str:
-        """A call's model, else ``AI_<NAME>_MODEL``, else ``AI_MODEL`` (meant for
-        the default provider only), else the provider's own default."""
-        if explicit:
-            return explicit
-        conf = self.providers.get(provider)
-        if conf is not None and conf.model:
-            return conf.model
-        if provider == self.provider and self.model:
-            return self.model
-        return get_provider(provider).default_model
+        """A call's model, else ``AI_<NAME>_MODEL`` (or the ``AI_PROVIDERS``
+        entry's), else ``AI_MODEL`` (meant for the default provider only),
+        else the provider's own default; with none of them, an error that
+        says where to set one."""
+        conf = self.providers[provider]
+        model = explicit or conf.model
+        if not model and provider == self.provider:
+            model = self.model
+        model = model or conf.default_model
+        if not model:
+            also = f" or app.config[{ConfigVars.MODEL!r}]" if provider == self.provider else ""
+            raise ConfigurationError(
+                f"No model for the {provider!r} provider: set {conf.model_hint}{also}."
+            )
+        return model
 
     def redact(self, text: str) -> str:
         """``text`` with every configured API key, in every form a log line may
@@ -251,7 +242,33 @@ class Settings:
         return _KEY_SHAPES.sub("[redacted]", text)
 
 
-def _api_key(value: Any, key: str) -> str | None:
+def checked_provider(name: Any, providers: Mapping[str, Any], source: str) -> str:
+    if name not in providers:
+        raise ConfigurationError(
+            f"Unknown AI provider {name!r} ({source}); known providers: "
+            f"{', '.join(sorted(providers))}."
+        )
+    return name  # type: ignore[no-any-return]
+
+
+def checked_fallbacks(
+    value: Any, providers: Mapping[str, Any], source: str
+) -> tuple[tuple[str, str | None], ...]:
+    """A list of provider names, each optionally ``"name:model"``."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(f"{source} must be a list of provider names, not {value!r}.")
+    fallbacks = []
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ConfigurationError(f"{source}: each fallback must be a string, not {item!r}.")
+        name, _, model = item.partition(":")
+        fallbacks.append((checked_provider(name, providers, source), model or None))
+    return tuple(fallbacks)
+
+
+def api_key_value(value: Any, key: str) -> str | None:
     """A key as read from config or the environment, stripped (one read from
     a secrets file ends in a newline); one with control characters inside is
     refused, without showing it."""
@@ -281,7 +298,7 @@ def _origins(value: Any) -> tuple[str, ...] | None:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
+def flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
     value = config.get(key)
     if value is None:
         return default
@@ -325,20 +342,21 @@ def _number(
     return number
 
 
-def _base_url(value: Any, key: str) -> str:
+def base_url_value(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
     return value
 
 
-def known_keys() -> set[str]:
-    """Every ``AI_*`` key flask-aistream reads."""
+def known_keys(providers: Iterable[str] = BUILT_IN) -> set[str]:
+    """Every ``AI_*`` key flask-aistream reads, with per-provider keys for
+    ``providers`` (those named by ``AI_PROVIDERS`` entries are not read)."""
     keys = {
         value
         for name, value in vars(ConfigVars).items()
         if name.isupper() and isinstance(value, str)
     }
-    for provider in PROVIDERS:
+    for provider in providers:
         keys |= {
             ConfigVars.api_key(provider),
             ConfigVars.base_url(provider),
@@ -348,10 +366,12 @@ def known_keys() -> set[str]:
     return keys
 
 
-def unknown_keys(config: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+def unknown_keys(
+    config: Mapping[str, Any], providers: Iterable[str] = BUILT_IN
+) -> list[tuple[str, str | None]]:
     """The ``AI_*`` keys of ``config`` we do not read, each with the known key
     closest to it (a typo silently does nothing otherwise)."""
-    known = known_keys()
+    known = known_keys(providers)
     return [
         (key, next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.75)), None))
         for key in sorted(config)

@@ -2,6 +2,7 @@
 
     AIStreamError
     ├── ConfigurationError (also a ValueError)   a setting or an option's value is wrong
+    │   └── UnsupportedOptionError               the provider has no equivalent of an option
     ├── InvalidRequestError (also a ValueError)  a call's prompt or messages cannot be sent
     ├── UnknownOptionError (also a TypeError)    a call names an option that does not exist
     ├── ExtensionError (also a RuntimeError)     the extension is missing or registered twice
@@ -42,6 +43,22 @@ class AIStreamError(Exception):
 
 class ConfigurationError(AIStreamError, ValueError):
     """A setting is missing or invalid, such as an API key for the provider a call needs."""
+
+
+class UnsupportedOptionError(ConfigurationError):
+    """A call uses an option (``seed``, ``tools``, images...) that the
+    provider it goes to has no equivalent of. Raised before anything is sent:
+    an option is never silently dropped."""
+
+    def __init__(self, option: str, provider: str, why: str = "") -> None:
+        self.option = option
+        self.provider = provider
+        what = "image parts" if option == "images" else f"the {option!r} option"
+        super().__init__(
+            f"The {provider!r} provider has no equivalent of {what}"
+            + (f": {why}" if why else "")
+            + "."
+        )
 
 
 class InvalidRequestError(AIStreamError, ValueError):

@@ -6,12 +6,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, Response, current_app, has_app_context
 
 from .client import AIClient, Task
 from .config import Settings, unknown_keys
 from .errors import ExtensionError
 from .parts import Event
+from .providers import BUILT_IN, Provider, entry_point_providers
 
 EXTENSION_KEY = "ai"
 
@@ -38,8 +39,22 @@ class AIStream:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
+        #: Provider classes added by name, for every app initialized after.
+        self._registered: dict[str, type[Provider]] = {}
         if app is not None:
             self.init_app(app)
+
+    def register_provider(self, name: str, cls: type[Provider]) -> None:
+        """Make provider ``name`` (spoken to by ``cls``, a
+        :class:`~flask_aistream.providers.Provider` subclass) known to every
+        app this extension initializes from now on, and to the current app's
+        client if there is one. Registered before ``init_app``, the name works
+        in ``AI_PROVIDER`` and as an ``AI_PROVIDERS`` entry's ``api``.
+        Packages can declare classes in the ``flask_aistream.providers``
+        entry point group instead."""
+        self._registered[name] = cls
+        if has_app_context() and EXTENSION_KEY in current_app.extensions:
+            client_of(current_app).register_provider(name, cls)
 
     def init_app(self, app: Flask) -> None:
         if EXTENSION_KEY in app.extensions:
@@ -48,8 +63,9 @@ class AIStream:
                 f"(app.extensions[{EXTENSION_KEY!r}]). Call init_app once per app "
                 "and use the existing one."
             )
-        settings = Settings.from_config(app.config, os.environ)
-        for key, closest in unknown_keys(app.config):
+        registered = {**entry_point_providers(), **self._registered}
+        settings = Settings.from_config(app.config, os.environ, registered)
+        for key, closest in unknown_keys(app.config, [*BUILT_IN, *registered]):
             app.logger.warning(
                 "flask-aistream: unknown setting %s (ignored)%s",
                 key,

@@ -114,6 +114,18 @@ class Metadata(NamedTuple):
         return "metadata"
 
 
+class Source(NamedTuple):
+    """A fallback took over: who is answering now (the one before failed
+    before its first token)."""
+
+    provider: str
+    model: str
+
+    @property
+    def type(self) -> str:
+        return "source"
+
+
 class Stop(NamedTuple):
     """The provider said the answer is complete. ``reason`` is one of
     :data:`FINISH_REASONS`; ``raw`` the provider's own value (or ``None``)."""
@@ -231,12 +243,17 @@ class AnswerBuilder:
         elif kind is Stop:
             self._stop = part
             self.complete = True
+        elif kind is Source:  # nothing of the provider that failed counts
+            self.provider, self.requested_model = part.provider, part.model
+            self._model = self._response_id = None
+            self._usage.clear()
 
     def build(self, error: ProviderError | None = None, cancelled: bool = False) -> Answer:
         """The answer so far. An error decides first; a complete answer keeps
         its own reason even when the client left right after it."""
         if error is not None:
-            reason = "error"
+            # A provider that withheld the answer for its content says so.
+            reason = "content_filter" if error.kind == "blocked" else "error"
         elif self._stop is not None:
             reason = self._stop.reason
         else:

@@ -1,4 +1,5 @@
-"""Retrying a provider call, but only before the first token.
+"""Retrying a provider call, and falling back to another provider, but only
+before the first token.
 
 Once text (or reasoning, or a tool call) reached the client a retry would
 produce a different answer glued to the first one, so from then on every
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from .errors import ProviderError
-from .parts import VISIBLE
+from .parts import VISIBLE, Source
 from .providers.base import PartStream
 from .upstream import Opening
 
@@ -94,5 +95,59 @@ class RetryingStream(PartStream):
         opening, stream = self._opening, self._current
         if opening is not None:
             opening.abort()  # still opening: connecting, or waiting for the status line
+        if stream is not None:
+            stream.abort()
+
+
+class FallbackStream(PartStream):
+    """Each provider in turn (each a :class:`RetryingStream`, retried on its
+    own first), while the one before failed before any visible part: a
+    :class:`~flask_aistream.parts.Source` part says who took over. Never
+    after text was sent, and never past a provider that blocked the answer:
+    another provider is not a way around a content filter."""
+
+    def __init__(
+        self,
+        attempts: list[tuple[str, str, Callable[[], PartStream]]],
+        on_fallback: Callable[[ProviderError, str], None] | None = None,
+    ) -> None:
+        self._attempts = attempts  # (provider name, model, open)
+        self._on_fallback = on_fallback
+        self._stopped = threading.Event()
+        self._current: PartStream | None = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        for number, (provider, model, open_stream) in enumerate(self._attempts):
+            self._current = stream = open_stream()
+            shown = False
+            try:
+                if (
+                    self._stopped.is_set()
+                ):  # after the assignment: abort() sees it, or we see abort()
+                    return
+                if number:
+                    yield [Source(provider, model)]
+                for parts in stream:
+                    if not shown:
+                        shown = any(part.__class__ in VISIBLE for part in parts)
+                    yield parts
+                return
+            except ProviderError as exc:
+                last = number == len(self._attempts) - 1
+                if shown or last or exc.kind == "blocked" or self._stopped.is_set():
+                    raise
+                if self._on_fallback is not None:
+                    self._on_fallback(exc, self._attempts[number + 1][0])
+            finally:
+                stream.close()
+
+    def close(self) -> None:
+        stream, self._current = self._current, None
+        if stream is not None:
+            stream.close()
+
+    def abort(self) -> None:
+        self._stopped.set()
+        stream = self._current
         if stream is not None:
             stream.abort()

@@ -136,6 +136,13 @@ class SSEDecoder:
             self._data_bytes = 0
         return events
 
+    def flush(self) -> list[ServerSentEvent]:
+        """The end of the body. An event whose blank line never came is
+        dropped, as the standard says: nothing to hand over."""
+        self._partial.clear()
+        self._data = []
+        return []
+
     def _check_line_length(self, size: int) -> None:
         if size > self.max_line_bytes:
             self._partial.clear()

@@ -1,17 +1,20 @@
 """The one module that talks HTTP to providers (with ``requests``).
 
+It knows no provider's JSON: a provider builds the request, names the
+decoder its body needs (SSE, NDJSON) and maps its own error statuses; the
+stream here feeds the decoder and the provider's reader.
+
 ``requests`` is only the transport here. ``iter_lines()`` invents an empty
 line when a CRLF is split between two reads (an empty line dispatches an SSE
 event) and ``iter_content(n)`` waits for ``n`` bytes on a body that ends when
 the connection closes, holding tokens back. So we read whatever has arrived
-(a chunk of a chunked body, else ``read1``) and let
-:class:`~flask_aistream.sse.SSEDecoder` split the lines.
+(a chunk of a chunked body, else ``read1``) and let the decoder split
+the lines.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 import socket
 import struct
@@ -27,9 +30,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from .errors import ERROR_KINDS, ProviderError, StreamFormatError
+from .errors import ProviderError, StreamFormatError
 from .providers.base import HTTPProvider, PartStream
-from .sse import SSEDecoder
 from .watchdog import WATCHDOG
 
 #: Most bytes taken from the socket in one read: more than a burst of tokens,
@@ -259,13 +261,9 @@ class Transport:
             raise self._failure(name, "connection", exc) from None
 
         if response.status_code >= 300:
-            error = http_error(
-                name,
-                response.status_code,
-                self._read_body(response),
-                response.headers.get("Location") if response.status_code < 400 else None,
+            error = provider.http_error(
+                response.status_code, self._read_body(response), response.headers
             )
-            error.retry_after = retry_after(response.headers)
             response.close()
             raise error
         content_type = response.headers.get("Content-Type", "")
@@ -296,73 +294,6 @@ class Transport:
         return ProviderError(message, kind=kind, provider=provider, detail=repr(exc))
 
 
-#: Statuses worth a second try: timeouts, conflicts, rate limits, a gateway's
-#: trouble, and Anthropic's 529 "overloaded".
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-
-
-def retry_after(headers: Any) -> float | None:
-    """The wait a provider asked for: OpenAI's ``retry-after-ms``, else the
-    standard ``Retry-After`` in seconds (an HTTP date is not worth parsing
-    here: providers send seconds)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                seconds = float(value) * scale
-            except ValueError:
-                continue
-            if seconds >= 0:
-                return seconds
-    return None
-
-
-def http_error(provider: str, status: int, body: str, location: str | None = None) -> ProviderError:
-    """Map an HTTP error status to a short message a person can act on.
-
-    The provider's own message is kept for the log only: OpenAI's 401 body
-    echoes part of the key, and 400 bodies quote the request.
-    """
-    code = ""
-    try:
-        error = json.loads(body).get("error")
-        if isinstance(error, dict):
-            code = str(error.get("code") or error.get("type") or "")
-    except (ValueError, AttributeError):
-        pass
-    kind = status_kind(status, code)
-    detail = f"HTTP {status}: {body}"
-    if location is not None:
-        detail = f"HTTP {status} to {location!r}: {body}"
-    return ProviderError(
-        f"{ERROR_KINDS[kind][0]} (HTTP {status})",
-        kind=kind,
-        provider=provider,
-        status=status,
-        # Some statuses of a kind are worth a retry, some not (a 409 conflict is).
-        retryable=status in RETRYABLE_STATUSES and kind != "quota",
-        detail=detail,
-    )
-
-
-def status_kind(status: int, code: str = "") -> str:
-    if status < 400:
-        return "redirect"
-    if status in (401, 403):
-        return "auth"
-    if status == 402 or (status == 429 and code == "insufficient_quota"):
-        return "quota"  # billing, not load: waiting will not help
-    if status == 404:
-        return "not_found"
-    if status == 408:
-        return "timeout"
-    if status in (409, 429):
-        return "rate_limit"
-    if status >= 500:
-        return "unavailable"
-    return "bad_request"
-
-
 def _reads(raw: Any) -> Iterator[bytes]:
     """What arrives, read by read, never waiting for more. A chunked body
     (the usual framing of a stream) is read a chunk at a time by urllib3's
@@ -388,7 +319,8 @@ class HTTPStream(PartStream):
         name = self._provider.name
         reader = self._provider.reader()
         parse = reader.parse
-        feed = SSEDecoder().feed
+        decoder = self._provider.decoder()
+        feed = decoder.feed
         assert self._response is not None, "an HTTPStream is read once"
         reads = _reads(self._response.raw)
         waiting_for_end = False  # a finish reason came: only the end marker may follow
@@ -412,11 +344,9 @@ class HTTPStream(PartStream):
                     provider=name,
                     detail=repr(exc),
                 ) from None
-            if not chunk:
-                break
             parts: list[Any] = []
             try:
-                for event in feed(chunk):
+                for event in feed(chunk) if chunk else decoder.flush():
                     parse(event, parts)
                     if reader.done:
                         break
@@ -439,6 +369,8 @@ class HTTPStream(PartStream):
                 yield parts
             if reader.done:
                 return
+            if not chunk:
+                break
         self.close()
         if not reader.finished:
             raise ProviderError(

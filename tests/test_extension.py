@@ -118,7 +118,7 @@ def test_a_missing_key_raises_when_a_call_needs_it(monkeypatch, provider, key, e
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"AI_PROVIDER": "gemini"}, "Unknown AI provider 'gemini'"),
+        ({"AI_PROVIDER": "palm"}, "Unknown AI provider 'palm'"),
         ({"AI_HTTP_TIMEOUT": "soon"}, "AI_HTTP_TIMEOUT must be a number"),
         ({"AI_HTTP_TIMEOUT": 0}, "AI_HTTP_TIMEOUT must be a number"),
         ({"AI_MAX_TOKENS": -1}, "AI_MAX_TOKENS must be a number"),

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import StreamFormatError
+from ..errors import StreamFormatError, UnsupportedOptionError
 from ..parts import Metadata, ReasoningDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
+    REQUEST_OPTIONS,
     ChatRequest,
     EventReader,
     HTTPProvider,
     ToolCallAssembler,
     in_stream_error,
+    key_header,
     normalize_finish,
     parse_json,
 )
@@ -124,33 +126,97 @@ class MessagesReader(EventReader):
             out.append(update)
 
 
+#: Thinking budgets for ``reasoning``: the API takes 1,024 tokens at least.
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+
+
 class MessagesProvider(HTTPProvider):
-    name = "anthropic"
-    env_key = "ANTHROPIC_API_KEY"
+    api = "anthropic"
+    env_keys = ("ANTHROPIC_API_KEY",)
     default_base_url = "https://api.anthropic.com"
     default_model = "claude-sonnet-4-5"
     path = "/v1/messages"
+    #: No ``seed``; JSON output only with a schema (checked below).
+    supports = frozenset(REQUEST_OPTIONS) - {"seed"}
 
-    def headers(self, api_key: str) -> dict[str, str]:
+    def check(self, chat: ChatRequest) -> None:
+        super().check(chat)
+        if chat.response_format == "json":
+            raise UnsupportedOptionError(
+                "response_format", self.name, 'it takes a JSON schema, not "json"'
+            )
+        if chat.reasoning is not None and chat.temperature not in (None, 1):
+            raise UnsupportedOptionError(
+                "temperature", self.name, "with reasoning on, the temperature must be 1"
+            )
+
+    def headers(self) -> dict[str, str]:
         return {
-            "x-api-key": api_key,
+            **key_header("x-api-key", self.conf.require_api_key()),
             "anthropic-version": API_VERSION,
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest, conf: Any) -> dict[str, Any]:
+    def body(self, chat: ChatRequest) -> dict[str, Any]:
+        max_tokens = chat.max_tokens if chat.max_tokens is not None else DEFAULT_MAX_TOKENS
         body: dict[str, Any] = {
             "model": chat.model,
-            "messages": list(chat.messages),
-            "max_tokens": chat.max_tokens if chat.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            "messages": [
+                {"role": message["role"], "content": _content(message["content"])}
+                for message in chat.messages
+            ],
+            "max_tokens": max_tokens,
             "stream": True,
         }
         if chat.system:
             body["system"] = chat.system
         if chat.temperature is not None:
             body["temperature"] = chat.temperature
+        if chat.top_p is not None:
+            body["top_p"] = chat.top_p
+        if chat.stop is not None:
+            body["stop_sequences"] = list(chat.stop)
+        if chat.response_format is not None:
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": chat.response_format}
+            }
+        if chat.tools is not None:
+            body["tools"] = [
+                {
+                    "name": tool["name"],
+                    **({"description": tool["description"]} if "description" in tool else {}),
+                    "input_schema": tool.get("parameters") or {"type": "object", "properties": {}},
+                }
+                for tool in chat.tools
+            ]
+        if isinstance(chat.tool_choice, dict):
+            body["tool_choice"] = {"type": "tool", "name": chat.tool_choice["name"]}
+        elif chat.tool_choice is not None:
+            body["tool_choice"] = TOOL_CHOICES[chat.tool_choice]
+        if chat.reasoning is not None:
+            budget = THINKING_BUDGETS[chat.reasoning]
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            if max_tokens <= budget:  # the budget must be below max_tokens: room to answer too
+                body["max_tokens"] = budget + max_tokens
         return body
 
     def reader(self) -> MessagesReader:
         return MessagesReader(self.name)
+
+
+def _content(content: Any) -> Any:
+    """A neutral message content as the Messages API takes it."""
+    if isinstance(content, str):
+        return content
+    blocks = []
+    for part in content:
+        if part["type"] == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        elif "url" in part:
+            blocks.append({"type": "image", "source": {"type": "url", "url": part["url"]}})
+        else:
+            source = {"type": "base64", "media_type": part["media_type"], "data": part["data"]}
+            blocks.append({"type": "image", "source": source})
+    return blocks

@@ -3,6 +3,11 @@
 It answers with ``AI_OFFLINE_TEXT`` when that is set, else with an echo of
 the last user message, one word at a time, ``AI_OFFLINE_DELAY`` seconds apart,
 and reports usage as a real provider does, counting words as tokens.
+
+It takes every request option, so an app's own tests never need a network:
+with ``reasoning`` it thinks aloud first (a reasoning part), and with a
+``tool_choice`` naming a tool (or ``"required"``: the first tool) it calls
+that tool with ``{}`` and ends with ``"tool_calls"``.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..parts import Metadata, Stop, UsageUpdate
-from .base import ChatRequest, PartStream, Provider
+from ..parts import Metadata, ReasoningDelta, Stop, ToolCall, ToolCallDelta, UsageUpdate
+from .base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider, text_of
 
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
@@ -21,47 +26,68 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 def offline_answer(chat: ChatRequest, text: Any) -> str:
     if text:
         return str(text)
-    question = next((m["content"] for m in reversed(chat.messages) if m["role"] == "user"), "")
+    question = next(
+        (text_of(m["content"]) for m in reversed(chat.messages) if m["role"] == "user"), ""
+    )
     return f"You asked: {question}"
 
 
 def count_words(chat: ChatRequest) -> int:
-    texts = [m["content"] for m in chat.messages] + [chat.system or ""]
+    texts = [text_of(m["content"]) for m in chat.messages] + [chat.system or ""]
     return sum(len(text.split()) for text in texts)
 
 
+def tool_called(chat: ChatRequest) -> str | None:
+    """The tool a request makes the offline model call, if any."""
+    if isinstance(chat.tool_choice, dict):
+        return chat.tool_choice["name"]  # type: ignore[no-any-return]
+    if chat.tool_choice == "required" and chat.tools:
+        return chat.tools[0]["name"]  # type: ignore[no-any-return]
+    return None
+
+
 class OfflineStream(PartStream):
-    def __init__(self, answer: str, delay: float, model: str, input_tokens: int) -> None:
+    def __init__(self, chat: ChatRequest, answer: str, delay: float) -> None:
+        self._chat = chat
         self._words = _WORDS.findall(answer)
         self._delay = delay
-        self._model = model
-        self._input_tokens = input_tokens
         self._closed = threading.Event()
 
+    def _wait(self) -> bool:
+        """Between two tokens; true once closed."""
+        return self._closed.wait(self._delay) if self._delay else self._closed.is_set()
+
     def __iter__(self) -> Iterator[list[Any]]:
-        yield [Metadata(self._model, None)]
+        chat = self._chat
+        yield [Metadata(chat.model, None)]
+        if chat.reasoning is not None:
+            if self._wait():
+                return
+            yield [ReasoningDelta(f"Thinking ({chat.reasoning}) about the question.")]
         for word in self._words:
-            if self._closed.wait(self._delay) if self._delay else self._closed.is_set():
+            if self._wait():
                 return
             yield [word]
         output_tokens = sum(1 for word in self._words if word.strip())
-        yield [UsageUpdate(self._input_tokens, output_tokens), Stop("stop", "stop")]
+        tool = tool_called(chat)
+        if tool is not None:
+            call_id = "call_offline_1"
+            yield [ToolCallDelta(0, call_id, tool, "{}"), ToolCall(call_id, tool, "{}")]
+            output_tokens += 1
+        usage = UsageUpdate(count_words(chat), output_tokens)
+        yield [usage, Stop("tool_calls", "tool_calls") if tool else Stop("stop", "stop")]
 
     def close(self) -> None:
         self._closed.set()
 
 
 class OfflineProvider(Provider):
-    name = "offline"
-    env_key = None
+    api = "offline"
     default_model = "offline"
+    supports = frozenset(REQUEST_OPTIONS)
 
-    def open(
-        self, chat: ChatRequest, settings: Any, transport: Any, opening: Any = None
-    ) -> OfflineStream:
+    def open(self, chat: ChatRequest, transport: Any, opening: Any = None) -> OfflineStream:
+        settings = self.settings
         return OfflineStream(
-            offline_answer(chat, settings.offline_text),
-            settings.offline_delay,
-            chat.model,
-            count_words(chat),
+            chat, offline_answer(chat, settings.offline_text), settings.offline_delay
         )

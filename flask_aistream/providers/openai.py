@@ -19,11 +19,16 @@ from ..errors import StreamFormatError
 from ..parts import Metadata, ReasoningDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
+    REQUEST_OPTIONS,
     ChatRequest,
     EventReader,
     HTTPProvider,
     ToolCallAssembler,
+    bearer,
+    data_url,
     in_stream_error,
+    json_schema_tools,
+    key_header,
     normalize_finish,
     parse_json,
 )
@@ -187,47 +192,108 @@ class ChatCompletionsReader(EventReader):
 
 
 class ChatCompletionsProvider(HTTPProvider):
+    """Any server that speaks OpenAI's chat completions (``AI_PROVIDERS``
+    entries with ``"api": "openai"``, the presets)."""
+
+    api = "openai"
     path = "/chat/completions"
-    #: OpenAI renamed ``max_tokens`` (its reasoning models reject the old name);
-    #: Groq and Mistral document ``max_tokens``.
+    supports = frozenset(REQUEST_OPTIONS)
+    #: The max-tokens field: OpenAI renamed it (its reasoning models reject
+    #: the old name); every compatible server knows ``max_tokens``.
     max_tokens_field = "max_tokens"
+    seed_field = "seed"
 
-    def __init__(
-        self,
-        name: str,
-        env_key: str,
-        base_url: str,
-        model: str,
-        max_tokens_field: str = "max_tokens",
-        stream_usage: bool = True,
-    ) -> None:
-        self.name = name
-        self.env_key = env_key
-        self.default_base_url = base_url
-        self.default_model = model
-        self.max_tokens_field = max_tokens_field
-        self.stream_usage = stream_usage
-
-    def headers(self, api_key: str) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {
-            "Authorization": f"Bearer {api_key}",
+            **bearer(self.conf.require_api_key()),
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest, conf: Any) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
+    def body(self, chat: ChatRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
-        messages.extend(chat.messages)
+        messages.extend(
+            {"role": message["role"], "content": _content(message["content"])}
+            for message in chat.messages
+        )
         body: dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
-        if conf.stream_usage:  # else a stream reports no usage at all
+        if self.conf.stream_usage:  # else a stream reports no usage at all
             body["stream_options"] = {"include_usage": True}
         if chat.temperature is not None:
             body["temperature"] = chat.temperature
         if chat.max_tokens is not None:
             body[self.max_tokens_field] = chat.max_tokens
+        if chat.top_p is not None:
+            body["top_p"] = chat.top_p
+        if chat.stop is not None:
+            body["stop"] = list(chat.stop)
+        if chat.seed is not None:
+            body[self.seed_field] = chat.seed
+        if chat.response_format == "json":
+            body["response_format"] = {"type": "json_object"}
+        elif chat.response_format is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": chat.response_format},
+            }
+        if chat.tools is not None:
+            body["tools"] = json_schema_tools(chat)
+        if isinstance(chat.tool_choice, dict):
+            body["tool_choice"] = {
+                "type": "function",
+                "function": {"name": chat.tool_choice["name"]},
+            }
+        elif chat.tool_choice is not None:
+            body["tool_choice"] = chat.tool_choice
+        if chat.reasoning is not None:
+            body["reasoning_effort"] = chat.reasoning
         return body
 
     def reader(self) -> ChatCompletionsReader:
         return ChatCompletionsReader(self.name)
+
+
+def _content(content: Any) -> Any:
+    """A neutral message content as chat completions take it."""
+    if isinstance(content, str):
+        return content
+    return [
+        {"type": "text", "text": part["text"]}
+        if part["type"] == "text"
+        else {"type": "image_url", "image_url": {"url": data_url(part)}}
+        for part in content
+    ]
+
+
+class OpenAIProvider(ChatCompletionsProvider):
+    env_keys = ("OPENAI_API_KEY",)
+    default_base_url = "https://api.openai.com/v1"
+    default_model: str | None = "gpt-4o-mini"
+    max_tokens_field = "max_completion_tokens"
+
+
+class AzureProvider(OpenAIProvider):
+    """Azure OpenAI's v1 API: OpenAI's format, its own key header, and the
+    deployment's name as the model."""
+
+    api = "azure"
+    env_keys = ("AZURE_OPENAI_API_KEY",)
+    default_base_url = ""  # the resource's: AI_AZURE_BASE_URL or AZURE_OPENAI_ENDPOINT
+    default_model: str | None = None  # a deployment name only the app knows
+
+    def headers(self) -> dict[str, str]:
+        return {
+            **key_header("api-key", self.conf.require_api_key()),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+
+
+class MistralProvider(ChatCompletionsProvider):
+    """Mistral answers 422 to ``stream_options`` (and reports usage anyway),
+    names the seed ``random_seed`` and has no reasoning effort."""
+
+    seed_field = "random_seed"
+    supports = ChatCompletionsProvider.supports - {"reasoning"}
