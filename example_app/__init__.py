@@ -2,43 +2,70 @@
 
 Run it with ``flask --app example_app run``. With no API key in the
 environment it answers through the offline provider; set ``OPENAI_API_KEY``
-(or ``AI_PROVIDER=anthropic`` and ``ANTHROPIC_API_KEY``, and so on) to use a
-real one.
+(or ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``, ``AI_OLLAMA_BASE_URL``...) to
+use a real one. Any ``AI_*`` environment variable is read as a setting
+(JSON values too, as in ``AI_PROVIDERS='{"local": {...}}'``). The page's
+picker offers every provider that is configured; ``AI_PROVIDER`` picks the
+first one.
 """
 
+import json
 import os
 
 from flask import Flask, render_template
 
 from flask_aistream import AIStream
 
-KEY_VARS = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-}
+
+def settings_from_environment():
+    """``AI_*`` variables as settings, parsed as JSON where they are JSON."""
+    settings = {}
+    for key, value in os.environ.items():
+        if key.startswith("AI_"):
+            try:
+                settings[key] = json.loads(value)
+            except ValueError:
+                settings[key] = value
+    return settings
+
+
+def configured_providers(app):
+    """The providers that have what they need: a key where one is needed,
+    or, for local servers, an address set on purpose; the offline one last."""
+    providers = app.extensions["ai"].settings.providers
+    entries = app.config.get("AI_PROVIDERS") or {}
+    names = []
+    for name, conf in providers.items():
+        if name == "offline":
+            continue
+        has_key = conf.key_required and conf.api_key
+        local = not conf.key_required and f"AI_{name.upper()}_BASE_URL" in app.config
+        if (has_key or local or name in entries) and conf.base_url:
+            names.append(name)
+    return [*names, "offline"]
 
 
 def create_app(config=None):
     app = Flask(__name__)
-    provider = os.environ.get("AI_PROVIDER", "openai")
-    if provider != "offline" and not os.environ.get(KEY_VARS.get(provider, "")):
-        provider = "offline"  # no key: a demo that still streams
     app.config.update(
-        AI_PROVIDER=provider,
         AI_OFFLINE_DELAY=0.06,
         AI_SYSTEM_PROMPT="You are a helpful assistant. Answer briefly.",
         AI_RATELIMIT="10 per minute",
         # The page shows the reasoning (collapsed) and a line on how each answer ended.
         AI_STREAM_EVENTS=["reasoning", "finish"],
     )
+    app.config.update(settings_from_environment())
     app.config.update(config or {})
+    app.config["AI_PROVIDER"] = "offline"  # until we know what is configured
     AIStream(app)
-    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api/chat")
+    choices = configured_providers(app)
+    wanted = (config or {}).get("AI_PROVIDER") or os.environ.get("AI_PROVIDER")
+    default = wanted if wanted in choices else choices[0]  # no key: a demo that still streams
+    client = app.extensions["ai"].provider(default)
+    app.register_blueprint(client.blueprint(providers=choices), url_prefix="/api/chat")
 
     @app.get("/")
     def index():
-        return render_template("index.html", provider=app.config["AI_PROVIDER"])
+        return render_template("index.html", provider=default, providers=choices)
 
     return app

@@ -12,9 +12,11 @@ from .errors import (
     ProviderError,
     StreamFormatError,
     UnknownOptionError,
+    UnsupportedOptionError,
 )
 from .extension import AIStream
 from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
+from .providers import HTTPProvider, PartStream, Provider
 from .signals import answer_finished
 from .sse import ServerSentEvent, SSEDecoder
 
@@ -31,6 +33,9 @@ __all__ = [
     "ConfigVars",
     "ConfigurationError",
     "ExtensionError",
+    "HTTPProvider",
+    "PartStream",
+    "Provider",
     "Finish",
     "InvalidRequestError",
     "ProviderError",
@@ -42,6 +47,7 @@ __all__ = [
     "TextDelta",
     "ToolCall",
     "UnknownOptionError",
+    "UnsupportedOptionError",
     "Usage",
     "__version__",
     "answer_finished",

@@ -8,6 +8,11 @@ Mount it with::
 GET); ``POST <prefix>/stream`` with ``{"question": ..., "history": [...]}``
 serves ``fetch`` readers. Both answer with the relay's SSE stream. Anything a
 browser sends wrong gets a 4xx JSON ``{"error": ...}``, never a stream.
+
+Images are refused unless the blueprint takes them (``allow_images=True`` or
+``AI_ALLOW_IMAGES``): then a POST may add ``"images": [{"data": <base64>,
+"media_type": "image/png"}, ...]`` to its question (and history messages may
+hold image parts), up to ``max_image_bytes`` in all.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
 from .client import AIClient, checked_answer_options, is_done_reconnect
-from .errors import ConfigurationError
+from .config import checked_provider
+from .errors import ConfigurationError, InvalidRequestError
 from .extension import client_of
+from .providers.base import text_of
 from .ratelimit import ClientLimits, Refusal, checked_limit, parsed_limit, storage_for
+from .request import checked_content, image_bytes
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -53,6 +61,8 @@ class Endpoint:
     max_history: int
     max_history_chars: int
     max_request_bytes: int
+    #: The most image bytes (decoded) a request may carry; 0: no images.
+    max_image_bytes: int
     origins: tuple[str, ...] | None
     cors: Any  # flask-cors' computed options, or None
 
@@ -75,6 +85,9 @@ def make_blueprint(
     ratelimit_key: Callable[[], Any] | None = None,
     max_streams_per_client: int | None | bool = True,
     token_budget: str | None | bool = True,
+    allow_images: bool | None = None,
+    max_image_bytes: int | None = None,
+    providers: Any = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
@@ -94,6 +107,7 @@ def make_blueprint(
             f"max_streams_per_client must be a whole number >= 1, not {max_streams_per_client!r}."
         )
     hook = answer_options.pop("on_finish", None)
+    choices = _choices(providers, provider)
     endpoints: weakref.WeakKeyDictionary[Flask, Endpoint] = weakref.WeakKeyDictionary()
     bp = Blueprint(name, __name__)
 
@@ -101,6 +115,8 @@ def make_blueprint(
     def setup(state: BlueprintSetupState) -> None:
         app: Flask = state.app  # type: ignore[assignment]
         app_client = client if client is not None else client_of(app)
+        for name in choices:
+            checked_provider(name, app_client.providers, "providers")
         if provider is not None:
             app_client = app_client.provider(provider)
         settings = app_client.settings
@@ -113,6 +129,8 @@ def make_blueprint(
             else max_streams_per_client
         )
         budget = settings.token_budget if token_budget is True else token_budget
+        images = settings.allow_images if allow_images is None else allow_images
+        image_bytes = (max_image_bytes or settings.max_image_bytes) if images else 0
         endpoints[app] = Endpoint(
             client=app_client,
             limits=_client_limits(app, state.name, settings, limit, streams, budget),
@@ -121,7 +139,9 @@ def make_blueprint(
             max_question_chars=max_question_chars or settings.max_question_chars,
             max_history=settings.max_history if max_history is None else max_history,
             max_history_chars=settings.max_history_chars,
-            max_request_bytes=settings.max_request_bytes,
+            # Base64 makes 3 bytes of image 4 bytes of JSON.
+            max_request_bytes=settings.max_request_bytes + image_bytes * 4 // 3 + 4,
+            max_image_bytes=image_bytes,
             origins=origins,
             cors=_cors_options(app, origins) if origins else None,
         )
@@ -140,19 +160,34 @@ def make_blueprint(
             return jsonify(error="You are not allowed to use this chat."), 403
         try:
             if request.method == "GET":
+                chosen = _chosen(request.args.get("provider"), choices)
                 question = _question(request.args.get("question"), conf.max_question_chars)
-                history: list[dict[str, str]] = []
+                history: list[dict[str, Any]] = []
+                images: list[dict[str, Any]] = []
             else:
                 body = _json_body(request, conf.max_request_bytes)
+                chosen = _chosen(body.get("provider"), choices)
                 question = _question(body.get("question"), conf.max_question_chars)
-                history = _history(body.get("history"), conf.max_history, conf.max_history_chars)
+                history = _history(
+                    body.get("history"),
+                    conf.max_history,
+                    conf.max_history_chars,
+                    conf.max_image_bytes,
+                )
+                images = _images(body.get("images"), conf.max_image_bytes)
+                _check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
+        messages = history
+        if images:
+            content = [{"type": "text", "text": question}, *images]
+            messages = [*history, {"role": "user", "content": content}]
 
         def ask(on_finish: Callable[[Any], Any] | None) -> Response:
             return conf.client.ask_stream(
-                question,
-                messages=history,
+                None if images else question,
+                provider=chosen,
+                messages=messages,
                 system=conf.system,
                 model=model,
                 on_finish=on_finish,
@@ -311,7 +346,57 @@ def _question(value: Any, max_chars: int) -> str:
     return question
 
 
-def _history(value: Any, max_messages: int, max_chars: int) -> list[dict[str, str]]:
+def _choices(providers: Any, default: str | None) -> tuple[str, ...]:
+    """The providers a browser may pick from (``"provider"`` in its request)."""
+    if providers is None:
+        return ()
+    if isinstance(providers, str) or not all(isinstance(name, str) for name in providers):
+        raise ConfigurationError(f"providers must be a list of provider names, not {providers!r}.")
+    return tuple(providers)
+
+
+def _chosen(value: Any, choices: tuple[str, ...]) -> str | None:
+    """The provider the browser picked, if it may pick one; ``None``: the
+    default. Like ``system`` and ``model``, it is ignored where the server
+    offers no choice."""
+    if value is None or not choices:
+        return None
+    if value not in choices:
+        raise BadInput(400, "This chat cannot use that provider.")
+    return value  # type: ignore[no-any-return]
+
+
+def _images(value: Any, max_bytes: int) -> list[dict[str, Any]]:
+    """The images sent with the question: data only (``{"data", "media_type"}``
+    or a ``data:`` URL), never a URL the provider would fetch for a stranger."""
+    if value is None or value == []:
+        return []
+    if not max_bytes:
+        raise BadInput(400, "This chat does not take images.")
+    if not isinstance(value, list):
+        raise BadInput(400, "'images' must be a list of images.")
+    parts = [{"type": "image", **image} if isinstance(image, dict) else image for image in value]
+    return [part for part in _content_parts(parts) if part["type"] == "image"]
+
+
+def _content_parts(parts: Any) -> list[dict[str, Any]]:
+    try:
+        checked = checked_content(parts)
+    except InvalidRequestError as exc:
+        raise BadInput(400, f"Bad message content: {exc}") from None
+    if isinstance(checked, str) or any("url" in part for part in checked):
+        raise BadInput(400, "Send images as data (base64) with a media_type, not as URLs.")
+    return checked
+
+
+def _check_image_bytes(messages: list[dict[str, Any]], max_bytes: int) -> None:
+    if sum(image_bytes(message["content"]) for message in messages) > max_bytes:
+        raise BadInput(413, f"The images are too large (at most {max_bytes} bytes in all).")
+
+
+def _history(
+    value: Any, max_messages: int, max_chars: int, max_image_bytes: int = 0
+) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -325,9 +410,11 @@ def _history(value: Any, max_messages: int, max_chars: int) -> list[dict[str, st
                 400, "Each history message needs a role of 'user' or 'assistant' and a content."
             )
         content = message.get("content")
-        if not isinstance(content, str):
+        if isinstance(content, list) and max_image_bytes:
+            content = _content_parts(content)
+        elif not isinstance(content, str):
             raise BadInput(400, "Each history message's content must be a string.")
-        total += len(content)
+        total += len(text_of(content))
         history.append({"role": message["role"], "content": content})
     if total > max_chars:
         raise BadInput(400, f"The history is too long (at most {max_chars} characters).")

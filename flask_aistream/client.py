@@ -103,7 +103,9 @@ class AIClient:
         ``max_history``, ``ratelimit`` (e.g. ``"10 per minute"``; ``None``
         turns it off), ``cors_origins`` (a list; ``None`` turns CORS off),
         ``events`` (optional events of the stream), ``on_finish`` (a hook
-        for every answer it serves) and ``on_disconnect``.
+        for every answer it serves), ``on_disconnect``, and ``allow_images``
+        with ``max_image_bytes`` (images a browser may send, decoded, in all),
+        ``providers`` (names a browser may pick with ``"provider"``).
         """
         from .blueprint import make_blueprint
 
@@ -358,10 +360,10 @@ class AIClient:
         attempts: list[tuple[Provider, ChatRequest]] = []
         for provider_name, model in ((name, options.get("model")), *fallbacks):
             provider = self.providers[provider_name]
+            provider.conf.require_api_key()
             chat = ChatRequest(model=self.settings.model_for(provider_name, model), **fields)
             if any(p is provider and c.model == chat.model for p, c in attempts):
                 continue  # what failed is not its own fallback
-            provider.conf.require_api_key()
             provider.check(chat)
             attempts.append((provider, chat))
         return attempts

@@ -21,7 +21,23 @@ SECRET_KEYS = {
     "anthropic": "sk-ant-api03-TESTKEY0123456789SECRET",
     "groq": "gsk_TESTKEY0123456789abcdefSECRET",
     "mistral": "mistralTESTKEY0123456789SECRET",
+    "gemini": "AIzaSyTESTKEY0123456789abcdefSECRET",
+    "azure": "azureTESTKEY0123456789abcdefSECRET",
 }
+#: Where each provider's API lives on the fake (its base URL's path).
+BASE_PATHS = {"anthropic": "", "gemini": "", "ollama": "", "azure": "/openai/v1"}
+#: Environment variables that would reach a test app's providers.
+PROVIDER_ENV = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GROQ_API_KEY",
+    "MISTRAL_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "OLLAMA_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+)
 
 
 @pytest.fixture
@@ -35,15 +51,16 @@ def fake():
 @pytest.fixture
 def make_app(fake, monkeypatch):
     """Build an app whose providers all point at the fake, with test keys."""
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY"):
+    for var in PROVIDER_ENV:
         monkeypatch.delenv(var, raising=False)
 
     def build(**config):
         app = Flask("testapp")
-        for name, key in SECRET_KEYS.items():
-            app.config[f"AI_{name.upper()}_API_KEY"] = key
-            base = fake.url if name == "anthropic" else f"{fake.url}/v1"
-            app.config[f"AI_{name.upper()}_BASE_URL"] = base
+        for name in [*SECRET_KEYS, "ollama"]:
+            if name in SECRET_KEYS:
+                app.config[f"AI_{name.upper()}_API_KEY"] = SECRET_KEYS[name]
+            app.config[f"AI_{name.upper()}_BASE_URL"] = fake.url + BASE_PATHS.get(name, "/v1")
+        app.config["AI_AZURE_MODEL"] = "my-deployment"
         app.config["AI_HTTP_TIMEOUT"] = 5
         app.config["AI_RETRY_BACKOFF"] = 0.01  # retries, but quick ones
         app.config.update(config)

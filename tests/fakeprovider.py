@@ -55,6 +55,11 @@ class Reply:
         return cls(parts=[body], **kwargs)
 
     @classmethod
+    def ndjson(cls, body: bytes, **kwargs) -> Reply:
+        kwargs.setdefault("headers", {"Content-Type": "application/x-ndjson"})
+        return cls(parts=[body], **kwargs)
+
+    @classmethod
     def json(cls, status: int, payload: object, **kwargs) -> Reply:
         return cls(
             parts=[json.dumps(payload, indent=4).encode() + b"\n"],

@@ -277,3 +277,28 @@ def test_an_event_source_that_never_closes_asks_only_once(page, site, fake):
     seen = page.evaluate("window.seen")
     assert seen[0] == '{"content": "once"}' and seen.count("[DONE]") == 1
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["fetch", "eventsource"])
+def test_the_provider_picker_offers_what_is_configured(page, site, fake, mode):
+    local = {"api": "openai", "base_url": f"{fake.url}/local/v1", "model": "qwen-local"}
+    page.goto(site(AI_PROVIDERS={"local": local}))
+    options = page.locator("#provider option").all_text_contents()
+    assert options == ["openai", "local", "offline"]  # no key for anthropic, gemini...
+    assert page.locator("#provider").input_value() == "openai"
+    page.select_option("#mode", mode)
+    page.select_option("#provider", "local")
+    fake.reply = Reply(parts=openai_events(["From ", "local."]))
+    ask(page, "Who are you?")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant:last-child .text').textContent === 'From local.'"
+    )
+    assert fake.last.path == "/local/v1/chat/completions"
+    assert fake.last.json()["model"] == "qwen-local"
+    page.select_option("#provider", "offline")
+    asked = len(fake.requests)
+    ask(page, "Echo me")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant:last-child .text').textContent === 'You asked: Echo me'"
+    )
+    assert len(fake.requests) == asked  # the offline provider needs no network

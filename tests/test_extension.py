@@ -19,7 +19,10 @@ def test_public_names_are_pinned():
         "ConfigurationError",
         "ExtensionError",
         "Finish",
+        "HTTPProvider",
         "InvalidRequestError",
+        "PartStream",
+        "Provider",
         "ProviderError",
         "ReasoningDelta",
         "SSEDecoder",
@@ -29,6 +32,7 @@ def test_public_names_are_pinned():
         "TextDelta",
         "ToolCall",
         "UnknownOptionError",
+        "UnsupportedOptionError",
         "Usage",
         "__version__",
         "answer_finished",
@@ -104,10 +108,13 @@ def test_api_keys_fall_back_to_the_environment(monkeypatch):
         ("anthropic", "AI_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
         ("groq", "AI_GROQ_API_KEY", "GROQ_API_KEY"),
         ("mistral", "AI_MISTRAL_API_KEY", "MISTRAL_API_KEY"),
+        ("gemini", "AI_GEMINI_API_KEY", "GEMINI_API_KEY or GOOGLE_API_KEY"),
+        ("azure", "AI_AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
     ],
 )
 def test_a_missing_key_raises_when_a_call_needs_it(monkeypatch, provider, key, env):
-    monkeypatch.delenv(env, raising=False)
+    for var in env.split(" or "):
+        monkeypatch.delenv(var, raising=False)
     app = Flask(__name__)
     AIStream(app)  # no error yet: the app may never use this provider
     with pytest.raises(ConfigurationError) as info:

@@ -4,7 +4,7 @@
   const ENDPOINT = '/api/chat/stream';
   const $ = (id) => document.getElementById(id);
   const form = $('ask-form'), input = $('question'), askButton = $('ask'), stopButton = $('stop');
-  const mode = $('mode'), messages = $('messages'), status = $('status');
+  const mode = $('mode'), messages = $('messages'), status = $('status'), provider = $('provider');
   let history = [];      // [{role, content}], sent with each fetch question
   let stopCurrent = null;
 
@@ -83,7 +83,7 @@
       response = await fetch(ENDPOINT, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ question, history }),
+        body: JSON.stringify({ question, history, provider: provider.value }),
         signal: controller.signal,
       });
     } catch (e) {
@@ -118,8 +118,9 @@
   }
 
   function askWithEventSource(question, node, answer) {
+    const url = `${ENDPOINT}?question=${encodeURIComponent(question)}&provider=${encodeURIComponent(provider.value)}`;
     return new Promise((resolve) => {
-      const source = new EventSource(`${ENDPOINT}?question=${encodeURIComponent(question)}`);
+      const source = new EventSource(url);
       const finish = () => { source.close(); resolve(); };
       stopCurrent = finish;
       source.onmessage = (event) => { if (handle(event.data, node, answer)) finish(); };
@@ -127,7 +128,7 @@
         // EventSource hides the status of a refused request: ask again to say why.
         if (!answer.text && !node.querySelector('.error')) {
           try {
-            const response = await fetch(`${ENDPOINT}?question=${encodeURIComponent(question)}`);
+            const response = await fetch(url);
             if (!response.ok) showError(node, (await response.json()).error);
             else showError(node, 'The connection was lost.');
           } catch (e) { showError(node, 'Could not reach the server.'); }
