@@ -99,7 +99,10 @@ DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
 # an upstream error body may echo any key it was sent.
-_KEY_SHAPES = re.compile(r"\b(?:sk|gsk|sk-ant|sk-proj|sk-or)[-_][A-Za-z0-9_\-]{8,}")
+# Google's keys are "AIza" and 35 more characters; xAI's start "xai-".
+_KEY_SHAPES = re.compile(
+    r"\b(?:(?:sk|gsk|sk-ant|sk-proj|sk-or|xai)[-_][A-Za-z0-9_\-]{8,}|AIza[A-Za-z0-9_\-]{20,})"
+)
 
 
 @dataclass(frozen=True)

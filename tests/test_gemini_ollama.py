@@ -322,3 +322,20 @@ def test_ndjson_line_length_is_bounded():
     with pytest.raises(StreamFormatError):
         NDJSONDecoder(max_line_bytes=100).feed(b"y" * 200 + b"\n")
     assert NDJSONDecoder(max_line_bytes=100).feed(b"z" * 100 + b"\n") == ["z" * 100]
+
+
+def test_keys_shaped_like_googles_are_redacted_even_when_not_ours(make_app, fake, log_records):
+    other_key = "AIzaSyOTHERKEY0123456789abcdefghijklm"
+    body = {
+        "error": {
+            "code": 400,
+            "message": f"API key {other_key} not valid.",
+            "status": "INVALID_ARGUMENT",
+        }
+    }
+    fake.reply = Reply.json(400, body)
+    app = make_app()
+    response = app.test_client().post("/chat", json={"question": "Why?", "provider": "gemini"})
+    assert relayed(response.get_data())[1] == "The AI provider rejected the request. (HTTP 400)"
+    assert "INVALID_ARGUMENT" in log_records.text
+    assert other_key not in log_records.text and "AIzaSyTESTKEY" not in log_records.text
