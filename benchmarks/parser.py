@@ -2,10 +2,11 @@
 
     python benchmarks/parser.py [events] [runs]
 
-Each contender gets the same 100,000-event OpenAI- and Anthropic-format
-bodies, cut into random chunks of 1 to 4096 bytes (as they come off a
-socket), and must produce the text deltas: SSE decoding plus ``json`` and the
-delta lookup. Prints events/s and MB/s (medians) and each peer's ratio to
+Each contender gets the same 100,000-event OpenAI-, Anthropic- and
+Gemini-format SSE bodies and an Ollama NDJSON body, cut into random chunks of
+1 to 4096 bytes (as they come off a socket), and must produce the text
+deltas: decoding plus ``json`` and the delta lookup. (Gemini really sends a
+sentence per event, not a word: its rate per token is far better than this.) Prints events/s and MB/s (medians) and each peer's ratio to
 ours. Only ratios from one run mean anything on a noisy machine.
 """
 
@@ -18,7 +19,10 @@ import statistics
 import sys
 import time
 
+from flask_aistream.ndjson import NDJSONDecoder
 from flask_aistream.providers.anthropic import MessagesReader
+from flask_aistream.providers.gemini import GenerateContentReader
+from flask_aistream.providers.ollama import ChatReader
 from flask_aistream.providers.openai import ChatCompletionsReader
 from flask_aistream.sse import SSEDecoder
 
@@ -44,6 +48,44 @@ def anthropic_body(events: int) -> bytes:
     ).encode()
 
 
+def gemini_body(events: int) -> bytes:
+    chunk = (
+        'data: {"candidates": [{"content": {"parts": [{"text": %s}],"role": "model"},'
+        '"index": 0}],"usageMetadata": {"promptTokenCount": 9,"totalTokenCount": 9},'
+        '"modelVersion": "gemini-2.5-flash","responseId": "Qm9xF2a1KJyT0gPq7vR3cA"}\r\n\r\n'
+    )
+    words = [json.dumps(f" w{i}") for i in range(events)]
+    end = (
+        'data: {"candidates": [{"content": {"role": "model"},"finishReason": "STOP",'
+        '"index": 0}]}\r\n\r\n'
+    )
+    return ("".join(chunk % w for w in words) + end).encode()
+
+
+def ollama_body(events: int) -> bytes:
+    line = (
+        '{"model":"llama3.2","created_at":"2025-11-17T09:30:00.000401123Z",'
+        '"message":{"role":"assistant","content":%s},"done":false}\n'
+    )
+    words = [json.dumps(f" w{i}") for i in range(events)]
+    end = '{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true}\n'
+    return ("".join(line % w for w in words) + end).encode()
+
+
+BODIES = {
+    "openai": openai_body,
+    "anthropic": anthropic_body,
+    "gemini": gemini_body,
+    "ollama": ollama_body,
+}
+READERS = {
+    "openai": ChatCompletionsReader,
+    "anthropic": MessagesReader,
+    "gemini": GenerateContentReader,
+    "ollama": ChatReader,
+}
+
+
 def chunks_of(body: bytes, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     out, i = [], 0
@@ -58,8 +100,9 @@ def chunks_of(body: bytes, seed: int) -> list[bytes]:
 
 
 def ours(chunks, fmt):
-    reader = ChatCompletionsReader("openai") if fmt == "openai" else MessagesReader("anthropic")
-    parse, feed, parts = reader.parse, SSEDecoder().feed, []
+    reader = READERS[fmt](fmt)
+    decoder = NDJSONDecoder() if fmt == "ollama" else SSEDecoder()
+    parse, feed, parts = reader.parse, decoder.feed, []
     for chunk in chunks:
         for event in feed(chunk):
             parse(event, parts)
@@ -71,6 +114,9 @@ def delta_of(fmt, event_name, data):
         if data == "[DONE]":
             return None
         return json.loads(data)["choices"][0]["delta"].get("content")
+    if fmt == "gemini":
+        parts = json.loads(data)["candidates"][0]["content"].get("parts") or ()
+        return "".join(part.get("text", "") for part in parts) or None
     if event_name == "content_block_delta":
         delta = json.loads(data)["delta"]
         return delta.get("text") if delta.get("type") == "text_delta" else None
@@ -109,24 +155,46 @@ def openai_sdk(chunks, fmt):
     ]
 
 
+def lines_and_json(chunks, fmt):
+    """What ollama-python does with httpx's ``iter_lines()``: split, then
+    ``json.loads`` each line."""
+    text_decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    buffer, texts = "", []
+    for chunk in chunks:
+        buffer += text_decoder.decode(chunk)
+        *lines, buffer = buffer.split("\n")
+        for line in lines:
+            if line and (t := json.loads(line)["message"].get("content")):
+                texts.append(t)
+    return texts
+
+
 CONTENDERS = {
     "flask-aistream": ours,
     "sseclient-py": sseclient_py,
     "httpx-sse": httpx_sse,
     "openai SDK decoder": openai_sdk,
+    "lines + json.loads": lines_and_json,
 }
+#: What each contender can read.
+SSE_ONLY = {"sseclient-py", "httpx-sse", "openai SDK decoder"}
 
 
 def main():
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     print(f"{events} events per body, random chunks of 1-4096 bytes, median of {runs} runs")
-    for fmt, body in (("openai", openai_body(events)), ("anthropic", anthropic_body(events))):
+    for fmt, make_body in BODIES.items():
+        body = make_body(events)
         expected = [f" w{i}" for i in range(events)]
-        rates = {name: [] for name in CONTENDERS}
+        names = [
+            n for n in CONTENDERS if (n in SSE_ONLY) != (fmt == "ollama") or n == "flask-aistream"
+        ]
+        rates = {name: [] for name in names}
         for run in range(runs):
             chunks = chunks_of(body, seed=run)
-            for name, decode in CONTENDERS.items():
+            for name in names:
+                decode = CONTENDERS[name]
                 started = time.perf_counter()
                 texts = decode(chunks, fmt)
                 rates[name].append(time.perf_counter() - started)

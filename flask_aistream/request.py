@@ -11,20 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigurationError, InvalidRequestError
+from .providers.base import REQUEST_OPTIONS as PROVIDER_OPTIONS
+from .providers.base import printable
 
 #: The request options a call may pass beyond model, temperature and max tokens
-#: (the ``ChatRequest`` fields of the same names).
-REQUEST_OPTIONS = (
-    "top_p",
-    "stop",
-    "seed",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "reasoning",
-    "extra_body",
-    "extra_headers",
-)
+#: (the ``ChatRequest`` fields of the same names; images come in messages).
+REQUEST_OPTIONS = tuple(name for name in PROVIDER_OPTIONS if name != "images")
 REASONING_LEVELS = ("low", "medium", "high")
 TOOL_CHOICES = ("auto", "none", "required")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -145,7 +137,7 @@ def _extra_body(value: Any) -> dict[str, Any]:
 
 def _extra_headers(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and k and _printable(k + v)
+        isinstance(k, str) and isinstance(v, str) and k and printable(k + v)
         for k, v in value.items()
     ):
         raise ConfigurationError("extra_headers must be a dict of header names to strings")
@@ -225,7 +217,3 @@ def image_bytes(content: Any) -> int:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _printable(text: str) -> bool:
-    return not any(ord(char) < 32 or ord(char) == 127 for char in text)

@@ -18,6 +18,7 @@ from .base import (
     PartStream,
     Provider,
     ProviderSettings,
+    printable,
 )
 from .gemini import GeminiProvider
 from .offline import OfflineProvider
@@ -213,7 +214,7 @@ def _entry(
         key = api_key_value(entry.get("api_key"), f"{where}['api_key']")
     headers = entry.get("headers") or {}
     if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) and _printable(k + v) for k, v in headers.items()
+        isinstance(k, str) and isinstance(v, str) and printable(k + v) for k, v in headers.items()
     ):
         raise ConfigurationError(f"{where}['headers'] must be a dict of header names to strings.")
     own_server = bool(entry.get("base_url"))
@@ -238,10 +239,6 @@ def _entry(
         stream_usage=flag(entry, "stream_usage", True if own_server else base.stream_usage),
         cls=cls,
     )
-
-
-def _printable(text: str) -> bool:
-    return not any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
 def build_providers(

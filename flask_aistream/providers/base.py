@@ -127,10 +127,17 @@ class ChatRequest:
 
     def options_set(self) -> list[str]:
         """The names of :data:`REQUEST_OPTIONS` this request uses."""
-        used = [name for name in REQUEST_OPTIONS[:-1] if getattr(self, name) is not None]
+        used = [
+            name for name in REQUEST_OPTIONS if name != "images" and getattr(self, name) is not None
+        ]
         if any(image_parts(message["content"]) for message in self.messages):
             used.append("images")
         return used
+
+
+def printable(text: str) -> bool:
+    """No control characters: a header value with a newline would be a new header."""
+    return not any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
 def text_of(content: Any) -> str:

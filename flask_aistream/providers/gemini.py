@@ -91,6 +91,7 @@ class GenerateContentReader(EventReader):
         self.provider = provider
         self._first = True
         self._calls = 0
+        self._usage: Any = None
 
     def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
         try:
@@ -114,9 +115,12 @@ class GenerateContentReader(EventReader):
         feedback = chunk.get("promptFeedback")
         if isinstance(feedback, dict) and feedback.get("blockReason"):
             raise blocked(self.provider, str(feedback["blockReason"]))
-        usage = usage_update(chunk.get("usageMetadata"))
-        if usage is not None:
-            out.append(usage)
+        usage = chunk.get("usageMetadata")
+        if usage != self._usage:  # on every chunk, often unchanged
+            self._usage = usage
+            update = usage_update(usage)
+            if update is not None:
+                out.append(update)
         candidates = chunk.get("candidates")
         if not candidates:
             return
