@@ -50,6 +50,11 @@ class AnswerRun:
     def provider(self) -> str:
         return self._builder.provider
 
+    @property
+    def requested_model(self) -> str | None:
+        """The model asked for (the provider may answer with a dated name)."""
+        return self._builder.requested_model
+
     def __iter__(self) -> Iterator[Any]:
         add = self._builder.add
         error: ProviderError | None = None

@@ -88,13 +88,14 @@ def make_blueprint(
     allow_images: bool | None = None,
     max_image_bytes: int | None = None,
     providers: Any = None,
+    format: str | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
     on, so it can be made before any app exists, as in an app factory."""
     # Checked now, whatever the app: a mistake fails where it was written.
     answer_options = checked_answer_options(
-        {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect}
+        {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect, "format": format}
     )
     if ratelimit is not True:
         ratelimit = checked_limit(ratelimit or None, "ratelimit")
@@ -133,7 +134,7 @@ def make_blueprint(
         image_bytes = (max_image_bytes or settings.max_image_bytes) if images else 0
         endpoints[app] = Endpoint(
             client=app_client,
-            limits=_client_limits(app, state.name, settings, limit, streams, budget),
+            limits=client_limits(app, state.name, settings, limit, streams, budget),
             key=_key_func(app, ratelimit_key),
             system=system if system is not None else settings.system_prompt,
             max_question_chars=max_question_chars or settings.max_question_chars,
@@ -167,14 +168,17 @@ def make_blueprint(
             else:
                 body = _json_body(request, conf.max_request_bytes)
                 chosen = _chosen(body.get("provider"), choices)
-                question = _question(body.get("question"), conf.max_question_chars)
-                history = _history(
-                    body.get("history"),
-                    conf.max_history,
-                    conf.max_history_chars,
-                    conf.max_image_bytes,
-                )
-                images = _images(body.get("images"), conf.max_image_bytes)
+                if _format(conf) == "vercel":  # what useChat sends
+                    question, history, images = ui_messages(body.get("messages"), conf)
+                else:
+                    question = _question(body.get("question"), conf.max_question_chars)
+                    history = _history(
+                        body.get("history"),
+                        conf.max_history,
+                        conf.max_history_chars,
+                        conf.max_image_bytes,
+                    )
+                    images = _images(body.get("images"), conf.max_image_bytes)
                 _check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
@@ -217,6 +221,17 @@ def make_blueprint(
         # whether it was read to the end, left early, or never sent at all.
         response.call_on_close(lambda: limits.release(client_key))
         return response
+
+    def _format(conf: Endpoint) -> str:
+        return format or conf.client.settings.stream_format
+
+    @bp.route("/<chat_id>/stream", methods=["GET"])
+    def resume(chat_id: str) -> Response | tuple[Response, int]:
+        """What ``useChat({resume: true})`` asks on load: no answer of that
+        chat is still streaming (nothing is kept to resume), so a 204."""
+        if authorize is not None and not authorize(request):
+            return jsonify(error="You are not allowed to use this chat."), 403
+        return Response(status=204)
 
     @bp.route("/stream", methods=["PUT", "DELETE", "PATCH"])
     def other_methods() -> tuple[Response, int, dict[str, str]]:
@@ -271,7 +286,7 @@ def _cross_site_get(req: Request, origins: Any) -> bool:
     return origin is not None and urlsplit(origin).netloc != req.host
 
 
-def _client_limits(
+def client_limits(
     app: Flask,
     scope: str,
     settings: Any,
@@ -344,6 +359,66 @@ def _question(value: Any, max_chars: int) -> str:
     if len(question) > max_chars:
         raise BadInput(400, f"The question is too long (at most {max_chars} characters).")
     return question
+
+
+def ui_messages(
+    value: Any, conf: Endpoint
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
+    question, the history before it and the question's images. Earlier
+    assistant turns keep their text only (reasoning, steps, tools, sources
+    and data parts are dropped; a turn left empty goes); a ``system`` message
+    is refused (a browser never sets the system prompt), as is a user part
+    that is not text, unless images are allowed."""
+    if not isinstance(value, list) or not value:
+        raise BadInput(400, "Send the conversation: 'messages' must be a list of UI messages.")
+    turns: list[dict[str, Any]] = []
+    for message in value:
+        role = message.get("role") if isinstance(message, dict) else None
+        parts = message.get("parts") if isinstance(message, dict) else None
+        if role == "system":
+            raise BadInput(400, "A system message cannot be sent from the browser.")
+        if role not in HISTORY_ROLES or not isinstance(parts, list):
+            raise BadInput(400, "Each message needs a role of 'user' or 'assistant' and parts.")
+        text = "".join(
+            part["text"]
+            for part in parts
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        )
+        if role == "assistant":
+            if text:
+                turns.append({"role": "assistant", "content": text})
+            continue
+        images = []
+        for part in parts:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                continue
+            if kind == "file" and conf.max_image_bytes:
+                images.append({"url": part.get("url"), "media_type": part.get("mediaType")})
+            elif kind not in ("step-start",):
+                raise BadInput(400, "Only text can be sent in a message.")
+        image_parts = _images(images, conf.max_image_bytes)
+        content: Any = [{"type": "text", "text": text}, *image_parts] if image_parts else text
+        turns.append({"role": "user", "content": content})
+    if not turns or turns[-1]["role"] != "user":
+        raise BadInput(400, "The last message must be the user's question.")
+    last = turns.pop()
+    question = _question(text_of(last["content"]), conf.max_question_chars)
+    images = (
+        [part for part in last["content"] if part["type"] == "image"]
+        if isinstance(last["content"], list)
+        else []
+    )
+    if len(turns) > conf.max_history:
+        raise BadInput(400, f"The history is too long (at most {conf.max_history} messages).")
+    if sum(len(text_of(turn["content"])) for turn in turns) > conf.max_history_chars:
+        raise BadInput(
+            400, f"The history is too long (at most {conf.max_history_chars} characters)."
+        )
+    return question, turns, images
 
 
 def _choices(providers: Any, default: str | None) -> tuple[str, ...]:

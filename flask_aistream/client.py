@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import secrets
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, Callable
@@ -21,7 +23,14 @@ from .errors import (
     ProviderError,
     UnknownOptionError,
 )
-from .formats import DONE_ID, AIStreamFormat, checked_events
+from .formats import (
+    DONE_ID,
+    FORMATS,
+    AIStreamFormat,
+    OpenAIFormat,
+    VercelFormat,
+    checked_events,
+)
 from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
 from .providers import ChatRequest, PartStream, Provider, build_providers, provider_settings
 from .relay import DISCONNECT_POLICIES, sse_response
@@ -39,7 +48,7 @@ CHAT_OPTIONS = frozenset(
     | set(REQUEST_OPTIONS)
 )
 #: What we do with its answer.
-ANSWER_OPTIONS = frozenset({"on_finish", "on_disconnect", "events"})
+ANSWER_OPTIONS = frozenset({"on_finish", "on_disconnect", "events", "format", "include_usage"})
 OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
 
 OnFinish = Callable[[Answer], Any]
@@ -105,11 +114,26 @@ class AIClient:
         ``events`` (optional events of the stream), ``on_finish`` (a hook
         for every answer it serves), ``on_disconnect``, and ``allow_images``
         with ``max_image_bytes`` (images a browser may send, decoded, in all),
-        ``providers`` (names a browser may pick with ``"provider"``).
+        ``providers`` (names a browser may pick with ``"provider"``), and
+        ``format`` (``"vercel"``: it then takes what ``useChat`` sends).
         """
         from .blueprint import make_blueprint
 
         return make_blueprint(self, **options)
+
+    def openai_blueprint(self, **options: Any) -> Blueprint:
+        """A blueprint serving OpenAI's API (``/v1/chat/completions``,
+        ``/v1/models``) to OpenAI clients (see :mod:`flask_aistream.openai_api`).
+
+        Options: ``authorize`` (required: a function of the request that
+        checks its ``Authorization: Bearer`` token), ``models`` (aliases,
+        ``{"fast": "groq:llama-3.1-8b-instant"}``; default ``AI_MODELS``),
+        ``name`` (default ``"aistream_openai"``), ``system`` (prepended to the
+        client's), ``ratelimit``, ``max_streams_per_client``, ``token_budget``.
+        """
+        from .openai_api import make_openai_blueprint
+
+        return make_openai_blueprint(self, **options)
 
     def task(self) -> Task:
         """A builder for a request: ``ai.task().system(...).prompt(...).stream()``."""
@@ -152,15 +176,19 @@ class AIClient:
 
     # -- the ways an answer leaves: as a response, as events, as text -----------
 
-    def stream_chat(self, options: Mapping[str, Any]) -> Response:
+    def stream_chat(
+        self, options: Mapping[str, Any], run: AnswerRun | None = None, output: Any = None
+    ) -> Response:
+        """The streamed response for ``options``; ``run`` (an answer already
+        begun) and ``output`` (a format object) are the blueprints' business."""
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
-        run = self._run(options)
+        run = run or self._run(options)
         environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
         return sse_response(
             run,
-            AIStreamFormat(self._events(options)),
+            output or self._format(options, run),
             self.logger,
             heartbeat=self.settings.heartbeat_interval,
             client=client_socket(environ),
@@ -265,6 +293,20 @@ class AIClient:
                 answer_finished.send(app, answer=answer)
             except Exception:
                 self.logger.exception("flask-aistream: an answer_finished receiver failed")
+
+    def _format(self, options: Mapping[str, Any], run: AnswerRun) -> Any:
+        """The output format a call asked for, else ``AI_STREAM_FORMAT``."""
+        name = options.get("format") or self.settings.stream_format
+        if name == "vercel":
+            return VercelFormat(new_id("msg"), self.settings.vercel_protocol)
+        if name == "openai":
+            return OpenAIFormat(
+                new_id("chatcmpl"),
+                run.requested_model or "",
+                int(time.time()),
+                include_usage=bool(options.get("include_usage")),
+            )
+        return AIStreamFormat(self._events(options))
 
     def _events(self, options: Mapping[str, Any]) -> tuple[str, ...]:
         if options.get("events") is None:
@@ -378,12 +420,20 @@ def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
         )
     if options.get("events") is not None:
         checked_events(options["events"], "events")
+    output = options.get("format")
+    if output is not None and output not in FORMATS:
+        raise ConfigurationError(f"format must be one of {', '.join(FORMATS)}, not {output!r}.")
     policy = options.get("on_disconnect")
     if policy is not None and policy not in DISCONNECT_POLICIES:
         raise ConfigurationError(
             f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}, not {policy!r}."
         )
     return {key: options[key] for key in ANSWER_OPTIONS if options.get(key) is not None}
+
+
+def new_id(prefix: str) -> str:
+    """An id nobody can guess (128 bits), e.g. for a message or a completion."""
+    return f"{prefix}-{secrets.token_hex(16)}"
 
 
 def is_done_reconnect() -> bool:

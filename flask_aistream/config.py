@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
-from .formats import checked_events
+from .formats import FORMATS, VERCEL_PROTOCOLS, checked_events
 from .providers import BUILT_IN, Provider, ProviderSettings, provider_settings
 from .ratelimit import checked_limit
 from .relay import DISCONNECT_POLICIES
@@ -49,6 +49,9 @@ class ConfigVars:
     PROVIDERS = "AI_PROVIDERS"
     FALLBACKS = "AI_FALLBACKS"
     ALLOW_IMAGES = "AI_ALLOW_IMAGES"
+    STREAM_FORMAT = "AI_STREAM_FORMAT"
+    VERCEL_PROTOCOL = "AI_VERCEL_PROTOCOL"
+    MODELS = "AI_MODELS"
     MAX_IMAGE_BYTES = "AI_MAX_IMAGE_BYTES"
 
     @staticmethod
@@ -138,6 +141,10 @@ class Settings:
     fallbacks: tuple[tuple[str, str | None], ...] = ()
     allow_images: bool = False
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    stream_format: str = "aistream"
+    vercel_protocol: int = 5
+    #: Model aliases for the OpenAI-compatible endpoint: alias -> (provider, model).
+    models: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     @classmethod
@@ -211,6 +218,9 @@ class Settings:
                 config.get(ConfigVars.FALLBACKS), providers, ConfigVars.FALLBACKS
             ),
             allow_images=flag(config, ConfigVars.ALLOW_IMAGES, False),
+            stream_format=_choice(config, ConfigVars.STREAM_FORMAT, FORMATS, "aistream"),
+            vercel_protocol=_choice(config, ConfigVars.VERCEL_PROTOCOL, VERCEL_PROTOCOLS, 5),
+            models=checked_models(config.get(ConfigVars.MODELS), providers, ConfigVars.MODELS),
             max_image_bytes=_number(
                 config, ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1
             ),
@@ -315,13 +325,32 @@ def flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
     raise ConfigurationError(f"{key} must be true or false, not {value!r}.")
 
 
-def _choice(config: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+def checked_models(
+    value: Any, providers: Mapping[str, Any], source: str
+) -> dict[str, tuple[str, str | None]]:
+    """Model aliases: ``{"fast": "groq:llama-3.1-8b-instant", "local": "ollama"}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{source} must be a dict of alias to 'provider:model'.")
+    models = {}
+    for alias, target in value.items():
+        if not isinstance(alias, str) or not isinstance(target, str) or not target:
+            raise ConfigurationError(f"{source}[{alias!r}] must be a 'provider:model' string.")
+        name, _, model = target.partition(":")
+        models[alias] = (checked_provider(name, providers, f"{source}[{alias!r}]"), model or None)
+    return models
+
+
+def _choice(config: Mapping[str, Any], key: str, choices: tuple[Any, ...], default: Any) -> Any:
     value = config.get(key)
     if value is None:
         return default
     if value not in choices:
-        raise ConfigurationError(f"{key} must be one of {', '.join(choices)}, not {value!r}.")
-    return value  # type: ignore[no-any-return]
+        raise ConfigurationError(
+            f"{key} must be one of {', '.join(map(str, choices))}, not {value!r}."
+        )
+    return value
 
 
 def _number(

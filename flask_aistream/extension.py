@@ -98,6 +98,13 @@ class AIStream:
 
         return make_blueprint(None, **options)
 
+    def openai_blueprint(self, **options: Any) -> Blueprint:
+        """The OpenAI-compatible blueprint (see :meth:`AIClient.openai_blueprint`),
+        served on each app it is registered on by that app's client."""
+        from .openai_api import make_openai_blueprint
+
+        return make_openai_blueprint(None, **options)
+
     def task(self) -> Task:
         return self.client.task()
 

@@ -1,6 +1,7 @@
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -233,9 +234,35 @@ def gunicorn_server(worker: str, fake, **env):
         master.wait(10)
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "chromium is needed (apt-get install chromium; .ci/run does)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
 #: Fixtures that start a real server, browser or Redis: a test using one is
 #: ``system`` (``pytest -m "not system"`` is the quick inner loop).
-SYSTEM_FIXTURES = {"live", "serve", "gunicorn", "page", "browser", "site", "redis_url"}
+SYSTEM_FIXTURES = {"live", "serve", "gunicorn", "page", "browser", "site", "redis_url", "node"}
 
 
 def pytest_collection_modifyitems(items):

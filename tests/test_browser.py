@@ -3,7 +3,6 @@ headless Chromium (Debian's package, driven by Playwright), against a real
 server on loopback whose provider is the loopback fake."""
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,23 +15,7 @@ pytestmark = pytest.mark.system
 
 SNIPPETS = Path(__file__).parent / "spec_snippets"
 EVERY_EVENT = ["reasoning", "tool_calls", "finish"]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = [f"word{i} " for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "chromium is needed (apt-get install chromium; .ci/run does)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -59,14 +42,6 @@ def site(fake, live):
         return live(app)
 
     return start
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def chunk(delta, finish=None, **extra):

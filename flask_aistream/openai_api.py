@@ -1,0 +1,352 @@
+"""An OpenAI-compatible endpoint: ``POST <prefix>/v1/chat/completions`` and
+``GET <prefix>/v1/models``, so that any OpenAI client (the SDKs, editors,
+agents) can use the app's providers, with the provider keys kept on the
+server.
+
+Clients name the app's model aliases (``models=`` or ``AI_MODELS``), prove
+who they are with ``Authorization: Bearer <token>`` (checked by the app's
+``authorize``), and get OpenAI's own shapes back: chunks, errors and
+statuses. A failure before the first token is an HTTP error, as OpenAI's
+own API answers: the endpoint waits for the provider's first part before it
+answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from .answer import AnswerRun
+from .blueprint import BadInput, _json_body, client_limits
+from .client import AIClient, new_id
+from .config import checked_models
+from .errors import AIStreamError, ConfigurationError, ProviderError
+from .extension import client_of
+from .formats import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
+from .parts import VISIBLE, Answer, Finish
+from .ratelimit import checked_limit
+
+#: Our error kinds as HTTP statuses (the provider's own auth failure is the
+#: server's problem, not the client's: a 502).
+STATUSES = {"bad_request": 400, "not_found": 404, "rate_limit": 429, "quota": 429, "blocked": 400}
+#: What a request may hold; anything else is refused rather than ignored.
+FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "max_tokens",
+        "max_completion_tokens",
+        "top_p",
+        "stop",
+        "seed",
+        "n",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "reasoning_effort",
+        "user",
+        "metadata",
+        "store",
+        "parallel_tool_calls",
+    }
+)
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+    def response(self) -> tuple[Response, int]:
+        return jsonify(openai_error(self.message, self.kind, self.code)), self.status
+
+
+def make_openai_blueprint(
+    client: AIClient | None,
+    *,
+    authorize: Callable[[Request], bool] | None = None,
+    models: Mapping[str, str] | None = None,
+    name: str = "aistream_openai",
+    system: str | None = None,
+    ratelimit: str | None | bool = True,
+    max_streams_per_client: int | None | bool = True,
+    token_budget: str | None | bool = True,
+) -> Blueprint:
+    """See :meth:`AIClient.openai_blueprint`."""
+    if authorize is None or not callable(authorize):
+        raise ConfigurationError(
+            "openai_blueprint() needs authorize=: a function of the request that checks the "
+            "client's Bearer token (an open endpoint spends your provider key for anyone; "
+            "pass authorize=lambda request: True to open it on purpose)."
+        )
+    if ratelimit is not True:
+        ratelimit = checked_limit(ratelimit or None, "ratelimit")
+    if token_budget is not True:
+        token_budget = checked_limit(token_budget or None, "token_budget", many=False)
+    bp = Blueprint(name, __name__)
+    state_of: weakref.WeakKeyDictionary[Flask, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+    @bp.record_once
+    def setup(state: BlueprintSetupState) -> None:
+        app: Flask = state.app  # type: ignore[assignment]
+        app_client = client if client is not None else client_of(app)
+        settings = app_client.settings
+        aliases = (
+            checked_models(models, app_client.providers, "models")
+            if models is not None
+            else settings.models
+        )
+        if not aliases:  # the default provider's model, under its own name
+            default = app_client.default_provider
+            aliases = {settings.model_for(default): (default, None)}
+        limit = settings.ratelimit if ratelimit is True else ratelimit
+        streams = (
+            settings.max_streams_per_client
+            if max_streams_per_client is True
+            else max_streams_per_client
+        )
+        budget = settings.token_budget if token_budget is True else token_budget
+        state_of[app] = {
+            "client": app_client,
+            "models": aliases,
+            "limits": client_limits(app, state.name, settings, limit, streams, budget),
+        }
+
+    def conf() -> dict[str, Any]:
+        return state_of[current_app._get_current_object()]  # type: ignore[attr-defined]
+
+    @bp.before_request
+    def check_token() -> Any:
+        if not request.headers.get("Authorization", "").startswith("Bearer ") or not authorize(
+            request
+        ):
+            return APIError(
+                401, "Incorrect or missing API key.", "auth", "invalid_api_key"
+            ).response()
+        return None
+
+    @bp.errorhandler(APIError)
+    def api_error(exc: APIError) -> Any:
+        return exc.response()
+
+    @bp.get("/v1/models")
+    def list_models() -> Any:
+        return jsonify(
+            object="list",
+            data=[
+                {"id": alias, "object": "model", "created": 0, "owned_by": provider}
+                for alias, (provider, _) in conf()["models"].items()
+            ],
+        )
+
+    @bp.post("/v1/chat/completions")
+    def chat_completions() -> Any:
+        state = conf()
+        try:
+            body = _json_body(request, state["client"].settings.max_request_bytes)
+        except BadInput as bad:
+            raise APIError(bad.status, bad.message, "bad_request") from None
+        alias, options = _options(body, state["models"], system)
+        limits = state["limits"]
+        client_key = hashlib.sha256(request.headers["Authorization"].encode()).hexdigest()
+        if limits is not None:
+            refusal = limits.admit(client_key)
+            if refusal is not None:
+                error, status = APIError(
+                    refusal.status, refusal.message, "rate_limit", "rate_limit_exceeded"
+                ).response()
+                if refusal.retry_after is not None:
+                    error.headers["Retry-After"] = str(refusal.retry_after)
+                return error, status
+
+            def spend(answer: Answer) -> None:
+                if answer.usage is not None:
+                    limits.spend(client_key, answer.usage.total_tokens)
+
+            options["on_finish"] = spend
+        try:
+            response = _answer(state["client"], alias, options, body)
+        except BaseException:
+            if limits is not None:
+                limits.release(client_key)
+            raise
+        if limits is not None:
+            response.call_on_close(lambda: limits.release(client_key))
+        return response
+
+    return bp
+
+
+def _options(
+    body: Mapping[str, Any], aliases: Mapping[str, tuple[str, str | None]], system: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The request as ``ask`` options; what cannot be honoured is a 400."""
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise APIError(
+            400, f"Unrecognized request argument(s): {', '.join(sorted(unknown))}", "bad_request"
+        )
+    alias = body.get("model")
+    if not isinstance(alias, str) or alias not in aliases:
+        raise APIError(404, f"The model {alias!r} does not exist.", "not_found", "model_not_found")
+    if body.get("n") not in (None, 1):
+        raise APIError(400, "Only n=1 is supported.", "bad_request")
+    provider, model = aliases[alias]
+    options: dict[str, Any] = {"provider": provider, "model": model}
+    options["messages"] = _messages(body.get("messages"))
+    if system:
+        options["system"] = system  # the server's, before the client's own
+    for ours, theirs in (
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("stop", "stop"),
+        ("seed", "seed"),
+        ("tools", "tools"),
+        ("reasoning", "reasoning_effort"),
+    ):
+        if body.get(theirs) is not None:
+            options[ours] = body[theirs]
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        options["tool_choice"] = {"name": (choice.get("function") or {}).get("name")}
+    elif choice is not None:
+        options["tool_choice"] = choice
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict):
+        kind = response_format.get("type")
+        if kind == "json_object":
+            options["response_format"] = "json"
+        elif kind == "json_schema":
+            options["response_format"] = (response_format.get("json_schema") or {}).get("schema")
+        elif kind != "text":
+            raise APIError(400, f"Unsupported response_format type {kind!r}.", "bad_request")
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise APIError(400, "stream_options must be an object.", "bad_request")
+    options["include_usage"] = bool(stream_options.get("include_usage"))
+    return str(alias), options
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise APIError(400, "messages must be a non-empty array.", "bad_request")
+    messages = []
+    for message in value:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool" or (isinstance(message, dict) and message.get("tool_calls")):
+            raise APIError(
+                400, "Tool results in the conversation are not supported.", "bad_request"
+            )
+        if role not in ROLES:
+            raise APIError(400, f"Unsupported message role {role!r}.", "bad_request")
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [_part(part) for part in content]
+        messages.append({"role": ROLES[role], "content": content})
+    return messages
+
+
+def _part(part: Any) -> Any:
+    """OpenAI's content parts as ours."""
+    if isinstance(part, dict) and part.get("type") == "image_url":
+        url = (part.get("image_url") or {}).get("url")
+        return {"type": "image", "url": url}
+    return part
+
+
+def _answer(client: AIClient, alias: str, options: dict[str, Any], body: Mapping[str, Any]) -> Any:
+    try:
+        run = client._run(client._chat_options(None, options))
+    except AIStreamError as exc:  # the request cannot be sent as it is
+        raise APIError(400, str(exc), "bad_request") from None
+    if not body.get("stream"):
+        return _completion(client, run, alias)
+    first = _first_parts(run)
+    completion = OpenAIFormat(
+        new_id("chatcmpl"), alias, int(time.time()), include_usage=options["include_usage"]
+    )
+    return client.stream_chat(options, run=first, output=completion)
+
+
+class _Started:
+    """A run whose first parts were already read (in the view, to answer an
+    early failure with a status), then the rest of it, for the relay."""
+
+    def __init__(self, run: AnswerRun, parts: Iterator[Any], read: list[Any]) -> None:
+        self._run, self._parts, self._read = run, parts, read
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._read
+        yield from self._parts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._run, name)
+
+
+def _first_parts(run: AnswerRun) -> Any:
+    """Read until the first visible part (or the end): a failure by then is
+    raised as an HTTP error, before any byte is sent."""
+    parts = iter(run)
+    read: list[Any] = []
+    for item in parts:
+        read.append(item)
+        if item.__class__ is Finish:  # the whole answer came, or it failed first
+            if item.answer.error is not None:
+                run.finish()
+                raise _provider_error(item.answer.error)
+            break
+        if any(part.__class__ in VISIBLE for part in item):
+            break
+    return _Started(run, parts, read)
+
+
+def _provider_error(error: ProviderError) -> APIError:
+    return APIError(STATUSES.get(error.kind, 502), error.message, error.kind)
+
+
+def _completion(client: AIClient, run: AnswerRun, alias: str) -> Any:
+    """A whole ``chat.completion`` object, for a request without ``stream``."""
+    for _ in run:
+        pass  # the last item is the Finish; the builder holds the answer
+    answer = run.finish()
+    if answer.error is not None:
+        raise _provider_error(answer.error)
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    if answer.reasoning:
+        message["reasoning_content"] = answer.reasoning
+    if answer.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in answer.tool_calls
+        ]
+    return jsonify(
+        id=new_id("chatcmpl"),
+        object="chat.completion",
+        created=int(time.time()),
+        model=alias,
+        choices=[
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": OPENAI_FINISH_REASONS.get(answer.finish_reason, "stop"),
+            }
+        ],
+        usage=openai_usage(answer),
+    )

@@ -1,0 +1,39 @@
+// A React page on the ai SDK's own useChat, bundled by the tests with
+// esbuild (no CDN, no build step for users): type, stream, stop.
+import { useChat } from '@ai-sdk/react';
+import { DefaultChatTransport } from 'ai';
+import { useState } from 'react';
+import { createRoot } from 'react-dom/client';
+
+function App() {
+  const { messages, sendMessage, status, stop, error } = useChat({
+    transport: new DefaultChatTransport({ api: '/api/chat/stream' }),
+  });
+  const [input, setInput] = useState('');
+  const submit = (event) => {
+    event.preventDefault();
+    sendMessage({ text: input });
+    setInput('');
+  };
+  return (
+    <main>
+      <form onSubmit={submit}>
+        <input id="input" value={input} onChange={(e) => setInput(e.target.value)} />
+        <button id="send" type="submit">Send</button>
+        <button id="stop" type="button" onClick={() => stop()}>Stop</button>
+      </form>
+      <p id="status">{status}</p>
+      {error && <p id="error">{error.message}</p>}
+      {messages.map((m) => (
+        <div key={m.id} className={`message ${m.role}`}>
+          {m.parts.map((part, i) =>
+            part.type === 'text' ? <span key={i} className="text">{part.text}</span>
+            : part.type === 'reasoning' ? <em key={i} className="reasoning">{part.text}</em>
+            : null)}
+        </div>
+      ))}
+    </main>
+  );
+}
+
+createRoot(document.getElementById('root')).render(<App />);
