@@ -277,3 +277,96 @@ def test_the_provider_picker_offers_what_is_configured(page, site, fake, mode):
         "document.querySelector('.message.assistant:last-child .text').textContent === 'You asked: Echo me'"
     )
     assert len(fake.requests) == asked  # the offline provider needs no network
+
+
+MARKDOWN = [
+    "Here is **bold** and *italic* and `code`.\n\n",
+    "- one\n- two\n\n1. first\n2. second\n\n",
+    "```python\nprint('hi')\n```\n\n",
+    "See [the docs](https://example.com/docs) or [bad](javascript:alert(1)).\n\n",
+    "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">",
+]
+
+
+def test_answers_are_markdown_and_model_html_never_runs(page, site, fake):
+    fake.reply = Reply(parts=openai_events(MARKDOWN))
+    page.goto(site())
+    ask(page, "Show me markdown")
+    page.wait_for_function("!document.querySelector('.message.assistant').classList.contains('typing')")
+    answer = last_answer(page)
+    assert answer.locator("strong").text_content() == "bold"
+    assert answer.locator("em").text_content() == "italic"
+    assert answer.locator("p code").first.text_content() == "code"
+    assert answer.locator("ul li").all_text_contents() == ["one", "two"]
+    assert answer.locator("ol li").all_text_contents() == ["first", "second"]
+    assert answer.locator("pre code").text_content() == "print('hi')"
+    assert answer.locator(".code button.copy").count() == 1
+    links = answer.locator("a")
+    assert links.count() == 1 and links.get_attribute("href") == "https://example.com/docs"
+    # the model's HTML is text on the page, and never ran
+    assert "<script>window.pwned = 1</script>" in answer.text_content()
+    assert answer.locator("script, img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    # the copy button copies the code
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    answer.locator("button.copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "print('hi')"
+
+
+def test_enter_sends_and_shift_enter_makes_a_new_line(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["Ok."]))
+    page.goto(site())
+    page.click("#question")
+    page.keyboard.type("line one")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("line two")
+    assert page.input_value("#question") == "line one\nline two"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.message.assistant .text').textContent === 'Ok.'")
+    assert fake.last.json()["messages"][-1]["content"] == "line one\nline two"
+
+
+def test_a_reload_keeps_the_conversation(page, site, fake):
+    fake.reply = Reply(parts=openai_events(["First ", "answer."]))
+    url = site()
+    page.goto(url)
+    ask(page, "First question")
+    page.wait_for_function("document.querySelector('.message.assistant .finish') !== null")
+    page.reload()
+    assert page.locator(".message.user .text").all_text_contents() == ["First question"]
+    assert page.locator(".message.assistant .text").all_text_contents() == ["First answer."]
+    assert "stop" in page.locator(".message.assistant .finish").text_content()
+    fake.reply = Reply(parts=openai_events(["Second."]))
+    ask(page, "Second question")
+    page.wait_for_function("document.querySelectorAll('.message.assistant .finish').length === 2")
+    # the conversation from before the reload went to the provider
+    assert [m["content"] for m in fake.last.json()["messages"][1:]] == [
+        "First question",
+        "First answer.",
+        "Second question",
+    ]
+    page.click("#clear")
+    page.reload()
+    assert page.locator(".message").count() == 0
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_control_fits_a_phone(browser, site, fake, scheme, tmp_path):
+    context = browser.new_context(viewport={"width": 375, "height": 667}, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        fake.reply = Reply(parts=openai_events(MARKDOWN[:3]))
+        page.goto(site())
+        ask(page, "A long question that wraps on a small screen, to see the layout hold")
+        page.wait_for_function("document.querySelector('.message.assistant .finish') !== null")
+        for selector in ("#question", "#ask", "#stop", "#provider", "#mode", "#clear"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None, selector
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 375, (selector, box)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways ({width} px)"
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert (background == "rgb(17, 20, 24)") == (scheme == "dark")  # follows the system
+        page.screenshot(path=str(tmp_path / f"phone-{scheme}.png"), full_page=True)
+    finally:
+        context.close()

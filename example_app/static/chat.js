@@ -1,23 +1,56 @@
 // The chat page: streams answers from the blueprint at /api/chat/stream.
-// Model output is text: it is only ever put in the page with textContent.
+// Model output never becomes HTML: it is rendered by markdown.js, which
+// builds DOM nodes and sets text only. The conversation is kept in
+// localStorage, so a reload shows it again.
 (() => {
   const ENDPOINT = '/api/chat/stream';
+  const STORAGE_KEY = 'flask-aistream-chat';
   const $ = (id) => document.getElementById(id);
   const form = $('ask-form'), input = $('question'), askButton = $('ask'), stopButton = $('stop');
   const mode = $('mode'), messages = $('messages'), status = $('status'), provider = $('provider');
-  let history = [];      // [{role, content}], sent with each fetch question
+  // Each turn as shown: {role, text, reasoning?, finish?, error?, stopped?}.
+  let turns = [];
   let stopCurrent = null;
 
-  function bubble(role, text) {
+  function save() {
+    try { localStorage.setItem(STORAGE_KEY, JSON.stringify(turns.slice(-40))); } catch (e) {}
+  }
+
+  function load() {
+    try { return JSON.parse(localStorage.getItem(STORAGE_KEY)) || []; } catch (e) { return []; }
+  }
+
+  // What the server is sent: the last 20 finished turns, text only.
+  function history() {
+    return turns
+      .filter((t) => t.text && !t.error)
+      .map((t) => ({ role: t.role, content: t.text }))
+      .slice(-20);
+  }
+
+  function bubble(turn) {
     const node = document.createElement('div');
-    node.className = `message ${role}`;
-    const span = document.createElement('span');
-    span.className = 'text';
-    span.textContent = text;
-    node.appendChild(span);
+    node.className = `message ${turn.role}`;
+    const text = document.createElement('div');
+    text.className = 'text';
+    node.appendChild(text);
     messages.appendChild(node);
-    node.scrollIntoView({ block: 'end' });
+    show(node, turn);
     return node;
+  }
+
+  // Draw a turn: text (Markdown for answers), reasoning, the finish line, the error.
+  function show(node, turn) {
+    const text = node.querySelector('.text');
+    if (turn.role === 'assistant') window.renderMarkdown(text, turn.text);
+    else text.textContent = turn.text;
+    if (turn.reasoning) showReasoning(node, turn.reasoning);
+    node.querySelector('.finish')?.remove();
+    if (turn.finish) showFinish(node, turn.finish);
+    node.querySelector('.error')?.remove();
+    if (turn.error) showError(node, turn.error);
+    node.classList.toggle('stopped', Boolean(turn.stopped));
+    node.scrollIntoView({ block: 'end' });
   }
 
   // The reasoning, when the provider sends it: collapsed above the answer.
@@ -33,7 +66,7 @@
       details.append(summary, body);
       node.insertBefore(details, node.firstChild);
     }
-    details.querySelector('.reasoning-text').textContent += text;
+    details.querySelector('.reasoning-text').textContent = text;
   }
 
   // How the answer ended, in one quiet line: "stop · 12 in / 30 out tokens · model".
@@ -62,20 +95,20 @@
   }
 
   // Handle one SSE event's data; returns true when the stream is over.
-  function handle(data, node, answer) {
+  function handle(data, node, turn) {
     if (data === '[DONE]') return true;
     let parsed;
     try { parsed = JSON.parse(data); } catch (e) { return false; }
-    if (parsed.error) showError(node, parsed.error);
-    else if (parsed.content) {
-      answer.text += parsed.content;
-      node.querySelector('.text').textContent = answer.text;
-    } else if (parsed.reasoning) showReasoning(node, parsed.reasoning);
-    else if (parsed.finish) showFinish(node, parsed.finish);
+    if (parsed.error) turn.error = parsed.error;
+    else if (parsed.content) turn.text += parsed.content;
+    else if (parsed.reasoning) turn.reasoning = (turn.reasoning || '') + parsed.reasoning;
+    else if (parsed.finish) turn.finish = parsed.finish;
+    else return false;
+    show(node, turn);
     return false;
   }
 
-  async function askWithFetch(question, node, answer) {
+  async function askWithFetch(question, node, turn, sent) {
     const controller = new AbortController();
     stopCurrent = () => controller.abort();
     let response;
@@ -83,17 +116,17 @@
       response = await fetch(ENDPOINT, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ question, history, provider: provider.value }),
+        body: JSON.stringify({ question, history: sent, provider: provider.value }),
         signal: controller.signal,
       });
     } catch (e) {
-      if (e.name !== 'AbortError') showError(node, 'Could not reach the server.');
+      if (e.name !== 'AbortError') turn.error = 'Could not reach the server.';
       return;
     }
     if (!response.ok) {
       let message = `The server answered ${response.status}.`;
       try { message = (await response.json()).error || message; } catch (e) {}
-      showError(node, message);
+      turn.error = message;
       return;
     }
     const reader = response.body.getReader();
@@ -108,30 +141,29 @@
         buffer = events.pop();
         for (const event of events) {
           for (const line of event.split('\n')) {
-            if (line.startsWith('data: ') && handle(line.slice(6), node, answer)) return;
+            if (line.startsWith('data: ') && handle(line.slice(6), node, turn)) return;
           }
         }
       }
     } catch (e) {
-      if (e.name !== 'AbortError') showError(node, 'The connection was lost.');
+      if (e.name !== 'AbortError') turn.error = 'The connection was lost.';
     }
   }
 
-  function askWithEventSource(question, node, answer) {
+  function askWithEventSource(question, node, turn) {
     const url = `${ENDPOINT}?question=${encodeURIComponent(question)}&provider=${encodeURIComponent(provider.value)}`;
     return new Promise((resolve) => {
       const source = new EventSource(url);
       const finish = () => { source.close(); resolve(); };
       stopCurrent = finish;
-      source.onmessage = (event) => { if (handle(event.data, node, answer)) finish(); };
+      source.onmessage = (event) => { if (handle(event.data, node, turn)) finish(); };
       source.onerror = async () => {
         // EventSource hides the status of a refused request: ask again to say why.
-        if (!answer.text && !node.querySelector('.error')) {
+        if (!turn.text && !turn.error) {
           try {
             const response = await fetch(url);
-            if (!response.ok) showError(node, (await response.json()).error);
-            else showError(node, 'The connection was lost.');
-          } catch (e) { showError(node, 'Could not reach the server.'); }
+            turn.error = response.ok ? 'The connection was lost.' : (await response.json()).error;
+          } catch (e) { turn.error = 'Could not reach the server.'; }
         }
         finish();
       };
@@ -141,27 +173,40 @@
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const question = input.value.trim();
-    if (!question) return;
+    if (!question || askButton.disabled) return;
     input.value = '';
     status.textContent = '';
-    bubble('user', question);
-    const node = bubble('assistant', '');
+    const sent = history();
+    const asked = { role: 'user', text: question };
+    const turn = { role: 'assistant', text: '' };
+    turns.push(asked, turn);
+    bubble(asked);
+    const node = bubble(turn);
     node.classList.add('typing');
-    const answer = { text: '' };
-    let stopped = false;
     setBusy(true);
-    const stop = () => { stopped = true; };
-    stopButton.onclick = () => { stop(); if (stopCurrent) stopCurrent(); };
-    if (mode.value === 'eventsource') await askWithEventSource(question, node, answer);
-    else await askWithFetch(question, node, answer);
+    stopButton.onclick = () => { turn.stopped = true; if (stopCurrent) stopCurrent(); };
+    if (mode.value === 'eventsource') await askWithEventSource(question, node, turn);
+    else await askWithFetch(question, node, turn, sent);
     node.classList.remove('typing');
-    if (stopped) node.classList.add('stopped');
-    if (answer.text) {
-      history.push({ role: 'user', content: question }, { role: 'assistant', content: answer.text });
-      history = history.slice(-20);
-    }
+    show(node, turn);
+    save();
     setBusy(false);
   });
 
-  $('clear').addEventListener('click', () => { history = []; messages.textContent = ''; });
+  // Enter sends; Shift+Enter (or an input method composing) makes a new line.
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  $('clear').addEventListener('click', () => {
+    turns = [];
+    messages.textContent = '';
+    save();
+  });
+
+  turns = load();
+  turns.forEach(bubble);
 })();
