@@ -284,7 +284,7 @@ MARKDOWN = [
     "- one\n- two\n\n1. first\n2. second\n\n",
     "```python\nprint('hi')\n```\n\n",
     "See [the docs](https://example.com/docs) or [bad](javascript:alert(1)).\n\n",
-    "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">",
+    '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">',
 ]
 
 
@@ -292,7 +292,9 @@ def test_answers_are_markdown_and_model_html_never_runs(page, site, fake):
     fake.reply = Reply(parts=openai_events(MARKDOWN))
     page.goto(site())
     ask(page, "Show me markdown")
-    page.wait_for_function("!document.querySelector('.message.assistant').classList.contains('typing')")
+    page.wait_for_function(
+        "!document.querySelector('.message.assistant').classList.contains('typing')"
+    )
     answer = last_answer(page)
     assert answer.locator("strong").text_content() == "bold"
     assert answer.locator("em").text_content() == "italic"
@@ -322,7 +324,9 @@ def test_enter_sends_and_shift_enter_makes_a_new_line(page, site, fake):
     page.keyboard.type("line two")
     assert page.input_value("#question") == "line one\nline two"
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('.message.assistant .text').textContent === 'Ok.'")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text').textContent === 'Ok.'"
+    )
     assert fake.last.json()["messages"][-1]["content"] == "line one\nline two"
 
 
