@@ -123,18 +123,13 @@ def make_blueprint(
         settings = app_client.settings
         origins = settings.cors_origins if cors_origins is True else cors_origins
         origins = tuple(origins) if origins else None
-        limit = settings.ratelimit if ratelimit is True else ratelimit
-        streams = (
-            settings.max_streams_per_client
-            if max_streams_per_client is True
-            else max_streams_per_client
-        )
-        budget = settings.token_budget if token_budget is True else token_budget
         images = settings.allow_images if allow_images is None else allow_images
         image_bytes = (max_image_bytes or settings.max_image_bytes) if images else 0
         endpoints[app] = Endpoint(
             client=app_client,
-            limits=client_limits(app, state.name, settings, limit, streams, budget),
+            limits=client_limits(
+                app, state.name, settings, ratelimit, max_streams_per_client, token_budget
+            ),
             key=_key_func(app, ratelimit_key),
             system=system if system is not None else settings.system_prompt,
             max_question_chars=max_question_chars or settings.max_question_chars,
@@ -290,12 +285,19 @@ def client_limits(
     app: Flask,
     scope: str,
     settings: Any,
-    ratelimit: Any,  # a limit string (checked when the blueprint was made), or None
-    max_streams: int | None,
+    ratelimit: Any,  # a limit string (checked when the blueprint was made), None, or True
+    max_streams: int | None | bool,
     token_budget: Any,  # likewise
 ) -> ClientLimits | None:
-    """The blueprint's limits on ``app``, counted in the app's own
-    ``Limiter``'s storage when it has one, else in ``AI_RATELIMIT_STORAGE_URI``."""
+    """A blueprint's limits on ``app`` (``True``: the setting's), counted in
+    the app's own ``Limiter``'s storage when it has one, else in
+    ``AI_RATELIMIT_STORAGE_URI``."""
+    if ratelimit is True:
+        ratelimit = settings.ratelimit
+    if max_streams is True:
+        max_streams = settings.max_streams_per_client
+    if token_budget is True:
+        token_budget = settings.token_budget
     if not (ratelimit or max_streams or token_budget):
         return None
     limiter = next(iter(app.extensions.get("limiter") or ()), None)

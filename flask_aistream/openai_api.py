@@ -109,17 +109,12 @@ def make_openai_blueprint(
         if not aliases:  # the default provider's model, under its own name
             default = app_client.default_provider
             aliases = {settings.model_for(default): (default, None)}
-        limit = settings.ratelimit if ratelimit is True else ratelimit
-        streams = (
-            settings.max_streams_per_client
-            if max_streams_per_client is True
-            else max_streams_per_client
-        )
-        budget = settings.token_budget if token_budget is True else token_budget
         state_of[app] = {
             "client": app_client,
             "models": aliases,
-            "limits": client_limits(app, state.name, settings, limit, streams, budget),
+            "limits": client_limits(
+                app, state.name, settings, ratelimit, max_streams_per_client, token_budget
+            ),
         }
 
     def conf() -> dict[str, Any]:

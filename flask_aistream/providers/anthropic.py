@@ -26,6 +26,7 @@ from .base import (
     key_header,
     normalize_finish,
     parse_json,
+    token_counts,
 )
 
 API_VERSION = "2023-06-01"
@@ -48,11 +49,7 @@ def usage_update(usage: Any) -> UsageUpdate | None:
     ours counts every input token, cached ones included."""
     if not isinstance(usage, dict):
         return None
-    counts = {
-        key: value
-        for key, value in usage.items()
-        if isinstance(value, int) and not isinstance(value, bool)
-    }
+    counts = token_counts(usage)
     input_tokens = None
     if "input_tokens" in counts:
         input_tokens = (

@@ -233,6 +233,17 @@ class EventReader:
             out.append(Stop(reason, raw))
 
 
+def token_counts(usage: Any) -> dict[str, int]:
+    """The whole-number fields of a provider's usage object (none if it is not one)."""
+    if not isinstance(usage, dict):
+        return {}
+    return {
+        key: value
+        for key, value in usage.items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
+
+
 def normalize_finish(table: dict[str, str], raw: Any) -> str:
     """One of :data:`~flask_aistream.parts.FINISH_REASONS` for a provider's
     raw finish value: ``"other"`` for none, or one the table does not know."""

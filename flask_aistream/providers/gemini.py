@@ -28,6 +28,7 @@ from .base import (
     HTTPProvider,
     key_header,
     parse_json,
+    token_counts,
 )
 
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
@@ -69,11 +70,7 @@ def usage_update(usage: Any) -> UsageUpdate | None:
     """``candidatesTokenCount`` leaves out thinking; our output counts it."""
     if not isinstance(usage, dict):
         return None
-    counts = {
-        key: value
-        for key, value in usage.items()
-        if isinstance(value, int) and not isinstance(value, bool)
-    }
+    counts = token_counts(usage)
     output = None
     if "candidatesTokenCount" in counts or "thoughtsTokenCount" in counts:
         output = counts.get("candidatesTokenCount", 0) + counts.get("thoughtsTokenCount", 0)
