@@ -70,7 +70,9 @@ class AIClient:
     ) -> None:
         self.settings = settings
         self.logger = logger
-        self.transport = transport or Transport(settings.connect_timeout, settings.http_timeout)
+        self.transport = transport or Transport(
+            settings.connect_timeout, settings.http_timeout, settings.pool_maxsize
+        )
         self.default_provider = default_provider or settings.provider
         #: The app whose context the hooks run in (else the current app at call time).
         self.app = app

@@ -52,6 +52,7 @@ class ConfigVars:
     STREAM_FORMAT = "AI_STREAM_FORMAT"
     VERCEL_PROTOCOL = "AI_VERCEL_PROTOCOL"
     MODELS = "AI_MODELS"
+    POOL_MAXSIZE = "AI_POOL_MAXSIZE"
     MAX_IMAGE_BYTES = "AI_MAX_IMAGE_BYTES"
 
     @staticmethod
@@ -96,6 +97,8 @@ DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
 #: Hang up on the provider when the client leaves (what a person stopping an
 #: answer expects, and what saves tokens).
 DEFAULT_ON_DISCONNECT = "cancel"
+#: Connections kept per provider host (see upstream.DEFAULT_POOL_MAXSIZE).
+DEFAULT_POOL_MAXSIZE = 256
 #: The most image bytes (decoded) one browser request may carry, when the
 #: blueprint takes images at all.
 DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
@@ -141,6 +144,7 @@ class Settings:
     fallbacks: tuple[tuple[str, str | None], ...] = ()
     allow_images: bool = False
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    pool_maxsize: int = DEFAULT_POOL_MAXSIZE
     stream_format: str = "aistream"
     vercel_protocol: int = 5
     #: Model aliases for the OpenAI-compatible endpoint: alias -> (provider, model).
@@ -218,6 +222,7 @@ class Settings:
                 config.get(ConfigVars.FALLBACKS), providers, ConfigVars.FALLBACKS
             ),
             allow_images=flag(config, ConfigVars.ALLOW_IMAGES, False),
+            pool_maxsize=_number(config, ConfigVars.POOL_MAXSIZE, int, DEFAULT_POOL_MAXSIZE, 1),
             stream_format=_choice(config, ConfigVars.STREAM_FORMAT, FORMATS, "aistream"),
             vercel_protocol=_choice(config, ConfigVars.VERCEL_PROTOCOL, VERCEL_PROTOCOLS, 5),
             models=checked_models(config.get(ConfigVars.MODELS), providers, ConfigVars.MODELS),

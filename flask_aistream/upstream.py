@@ -43,6 +43,13 @@ MAX_ERROR_BODY = 64 * 1024
 #: chunk and ``[DONE]`` follow at once); a provider that holds the connection
 #: open longer has still given a complete answer.
 FINISHED_GRACE = 2.0
+#: How long the end of the body (the chunked terminator) may take once the
+#: answer is complete, for the connection to be kept for the next answer.
+#: It follows at once; a provider slower than this loses its connection.
+END_GRACE = 0.5
+#: Connections kept per provider host (``AI_POOL_MAXSIZE``): at least as many
+#: as streams run at once (one past it is closed, quietly, not returned).
+DEFAULT_POOL_MAXSIZE = 256
 
 
 class Opening:
@@ -119,12 +126,21 @@ class _AttachOnConnect:
 
 
 class _AttachOnCheckout:
-    """A pool that hands a kept-alive (already connected) socket over too."""
+    """A pool that hands a kept-alive (already connected) socket over too, and
+    closes a connection it has no room for without logging "pool is full"
+    (the pool is a cache: a spare connection is no fault)."""
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)  # type: ignore[misc]
         _attach(getattr(conn, "sock", None))
         return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        pool = getattr(self, "pool", None)
+        if conn is not None and pool is not None and pool.full():
+            conn.close()
+            return
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _WatchedConnection(_AttachOnConnect, HTTPConnection):
@@ -169,13 +185,18 @@ class Transport:
     would replace the provider's key with Basic credentials.
     """
 
-    def __init__(self, connect_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        connect_timeout: float,
+        idle_timeout: float,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+    ) -> None:
         self.timeout = (connect_timeout, idle_timeout)
         #: Longest a call may take to get its response head.
         self.open_timeout = connect_timeout + idle_timeout
         self.session = requests.Session()
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, _WatchedAdapter())
+            self.session.mount(prefix, _WatchedAdapter(pool_maxsize=pool_maxsize))
         self.session.trust_env = False  # the environment is read in _environment
         # A compressor buffers tokens; ask for none (and decode one if sent anyway).
         self.session.headers["Accept-Encoding"] = "identity"
@@ -361,7 +382,7 @@ class HTTPStream(PartStream):
                     yield parts  # what arrived before the error still counts
                 raise error from None
             if reader.done:
-                self.close()  # hang up now rather than wait for the provider to
+                self._release(reads)  # keep the connection for the next answer, or hang up
             elif reader.finished and not waiting_for_end:
                 waiting_for_end = True
                 self._shorten_timeout(FINISHED_GRACE)
@@ -395,6 +416,30 @@ class HTTPStream(PartStream):
                 sock.settimeout(seconds)
             except OSError:
                 pass
+
+    def _release(self, reads: Iterator[bytes]) -> None:
+        """The answer is complete: read the end of the body (the chunked
+        terminator, or what a Content-Length still counts), which follows at
+        once, and hand the connection back to the pool for the next answer.
+        A body that ends only with the connection, or not promptly, is
+        closed instead."""
+        response = self._response
+        if response is None:
+            return
+        raw = response.raw
+        framed = raw.chunked or raw.length_remaining is not None
+        if not framed or response.headers.get("Connection", "").lower() == "close":
+            self.close()
+            return
+        self._shorten_timeout(END_GRACE)
+        try:
+            for _ in reads:
+                pass  # nothing should follow the end marker; whatever does is not ours
+        except (URLLib3Error, OSError, ValueError):
+            self.close()
+            return
+        self._response = None
+        raw.release_conn()
 
     def abort(self) -> None:
         """Hang up and wake the thread blocked reading this stream: it sees

@@ -46,6 +46,11 @@ class Reply:
     reset: bool = False  # after the parts, abort the connection with a TCP RST
     head_delay: float = 0.0  # seconds before the status line (a provider slow to start)
     trickle_head: bool = False  # the status line, then one header byte every 0.2 s, for ever
+    #: seconds between the last part and the chunked terminator
+    end_delay: float = 0.0
+    #: after the reply, close the kept-alive connection (as a provider does
+    #: with an idle one) this many seconds later
+    close_after: float | None = None
     #: a threading.Semaphore: each part after the first waits for a release
     #: (the test's "I received the last one"), so nothing can be sent ahead
     gate: object = None
@@ -87,12 +92,19 @@ class Seen:
 
 
 class FakeProvider:
-    def __init__(self) -> None:
+    def __init__(self, tls: object = None) -> None:
+        #: an ssl.SSLContext to serve TLS with (see ``trustme`` in the tests)
+        self.tls = tls
         self.reply = Reply()
         #: replies for the next requests, in order; then ``reply`` for the rest
         self.replies: list[Reply] = []
         self.requests: list[Seen] = []
         self.hangup = threading.Condition()
+        #: Answer with keep-alive (chunked and length-framed replies): the
+        #: client may send its next request on the same connection.
+        self.keep_alive = False
+        #: Connections accepted so far.
+        self.connections = 0
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -106,7 +118,7 @@ class FakeProvider:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -131,13 +143,26 @@ class FakeProvider:
 
     def _handle(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except OSError:
+                return  # the client gave up during the handshake
+        with self.hangup:
+            self.connections += 1
+        while self._serve_one(sock):
+            pass  # keep-alive: the next request on the same connection
+
+    def _serve_one(self, sock: socket.socket) -> bool:
+        """Answer one request; true if the connection stays open for another."""
         seen = self._read_request(sock)
         if seen is None:
-            return
+            return False
         self.requests.append(seen)
         reply = self.reply_for(seen)
         if reply.head_delay and self._client_left(sock, reply.head_delay):
-            return self._hung_up(seen)
+            self._hung_up(seen)
+            return False
         if reply.trickle_head:
             try:
                 sock.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
@@ -145,19 +170,23 @@ class FakeProvider:
                     sock.sendall(b"x")
             except OSError:
                 pass
-            return self._hung_up(seen)
+            self._hung_up(seen)
+            return False
         head = [f"HTTP/1.1 {reply.status} X"]
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
         if reply.framing == "chunked":
             head.append("Transfer-Encoding: chunked")
         elif reply.framing == "length":
             head.append(f"Content-Length: {sum(map(len, reply.parts))}")
-        head.append("Connection: close")
+        keep = self.keep_alive and reply.framing != "close" and not (reply.hold or reply.reset)
+        if not keep:
+            head.append("Connection: close")
         try:
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
             for index, part in enumerate(reply.parts):
                 if reply.delay and self._client_left(sock, reply.delay):
-                    return self._hung_up(seen)
+                    self._hung_up(seen)
+                    return False
                 if reply.gate is not None and index and not reply.gate.acquire(timeout=10):
                     seen.stalled = True
                 if reply.stamp:
@@ -169,18 +198,30 @@ class FakeProvider:
             if reply.reset:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
-                return self._hung_up(seen)
+                self._hung_up(seen)
+                return False
             if reply.hold:
                 while not self._client_left(sock, 30):
                     pass
-                return self._hung_up(seen)
+                self._hung_up(seen)
+                return False
             if reply.framing == "chunked":
+                if reply.end_delay:
+                    time.sleep(reply.end_delay)
                 sock.sendall(b"0\r\n\r\n")
+            if keep and reply.close_after is not None:
+                time.sleep(reply.close_after)
+                sock.close()  # idle too long: the provider hangs up
+                return False
+            if keep:
+                return True
             # Let the client read to the end before the socket goes.
             sock.shutdown(socket.SHUT_WR)
             self._client_left(sock, 5)
+            return False
         except OSError:  # broken pipe or reset: the client left mid-write
-            return self._hung_up(seen)
+            self._hung_up(seen)
+            return False
 
     def _hung_up(self, seen: Seen) -> None:
         with self.hangup:
@@ -190,19 +231,25 @@ class FakeProvider:
     @staticmethod
     def _client_left(sock: socket.socket, wait: float) -> bool:
         """Wait up to ``wait`` s; true if the client closed its end meanwhile."""
-        readable, _, _ = select.select([sock], [], [], wait)
-        if not readable:
-            return False
+        if not (getattr(sock, "pending", None) and sock.pending()):
+            readable, _, _ = select.select([sock], [], [], wait)
+            if not readable:
+                return False
         try:
+            if hasattr(sock, "pending"):  # TLS cannot peek: nothing else is expected here
+                return sock.recv(65536) == b""
             return sock.recv(65536, socket.MSG_PEEK) == b""
-        except OSError:
+        except (OSError, ValueError):
             return True
 
     @staticmethod
     def _read_request(sock: socket.socket) -> Seen | None:
         data = b""
         while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except OSError:  # reset, or a TLS client that went away
+                return None
             if not chunk:
                 return None
             data += chunk
