@@ -9,7 +9,8 @@ for comparison; ``WORKERS`` and ``CONTENDERS`` pick others): N clients open
 a stream, 2 ms apart; the provider (its own process) sends 30 stamped tokens
 100 ms apart on each. Prints how many streams arrived whole; the p99 and
 worst token delay once all N streams are open and, apart, while they were
-still arriving (500 new streams a second); the worker's RSS per open stream
+still arriving (500 new streams a second; split at the moment the last
+client really arrived, "-" when no token was sent before it); the worker's RSS per open stream
 and its CPU share. The verdict: "ok" when every token of both phases came
 within 50 ms, "ok once open" when only those sent after the last stream
 opened did, else "MISSED".
@@ -36,9 +37,9 @@ WORKERS = os.environ.get("WORKERS", "gevent gthread").split()
 def run_level(bench: Bench, contender: str, count: int):
     selector = selectors.DefaultSelector()
     rss_before, cpu_before = bench.rss_kb(), bench.cpu()
-    delays, ramp_delays, complete, rss_peak, opened, open_streams = [], [], 0, 0, 0, 0
+    stamped, complete, rss_peak, opened, open_streams = [], 0, 0, 0, 0
     started = time.monotonic()
-    ramp_end = started + count * OPEN_GAP  # tokens sent after this: all streams are open
+    ramp_end = None  # when the last client really arrived: tokens sent after it, all are open
     deadline = started + count * OPEN_GAP + TOKENS * INTERVAL_MS / 1000 + 30
     while (opened < count or open_streams) and time.monotonic() < deadline:
         # Clients arrive over time, while the ones already here keep reading.
@@ -48,6 +49,8 @@ def run_level(bench: Bench, contender: str, count: int):
             selector.register(sock, selectors.EVENT_READ, {"buffer": b"", "tokens": 0})
             opened += 1
             open_streams += 1
+            if opened == count:
+                ramp_end = time.monotonic()
         rss_peak = max(rss_peak, bench.rss_kb())
         for key, _ in selector.select(timeout=OPEN_GAP if opened < count else 0.05):
             state, sock = key.data, key.fileobj
@@ -60,7 +63,7 @@ def run_level(bench: Bench, contender: str, count: int):
                 if end < 0:
                     break
                 sent = float(state["buffer"][start:end])
-                (delays if sent >= ramp_end else ramp_delays).append((now - sent) * 1000)
+                stamped.append((sent, (now - sent) * 1000))
                 state["tokens"] += 1
                 state["buffer"] = state["buffer"][end:]
             if not data or b"[DONE]" in state["buffer"]:
@@ -68,14 +71,25 @@ def run_level(bench: Bench, contender: str, count: int):
                 selector.unregister(sock)
                 sock.close()
                 open_streams -= 1
+    ramp_end = ramp_end or time.monotonic()
+    delays = [delay for sent, delay in stamped if sent >= ramp_end]
+    ramp_delays = [delay for sent, delay in stamped if sent < ramp_end]
     per_stream_kb = (rss_peak - rss_before) / count
     cpu_share = (bench.cpu() - cpu_before) / (time.monotonic() - started) * 100
     return p99_and_worst(delays), p99_and_worst(ramp_delays), complete, per_stream_kb, cpu_share
 
 
 def p99_and_worst(delays):
-    delays = sorted(delays) or [float("nan")]
+    """p99 and worst, or ``None`` when no token fell in that phase (at low
+    levels every client has arrived before the first token is sent)."""
+    if not delays:
+        return None
+    delays = sorted(delays)
     return delays[max(0, int(len(delays) * 0.99) - 1)], delays[-1]
+
+
+def shown(pair):
+    return "-" if pair is None else f"{pair[0]:.1f} / {pair[1]:.1f}"
 
 
 def main():
@@ -102,13 +116,13 @@ def main():
                     finally:
                         master.terminate()
                         master.wait(10)
-                    if complete != count or steady[1] > BOUND_MS:
+                    if complete != count or (steady is not None and steady[1] > BOUND_MS):
                         ok = "MISSED"
                     else:
-                        ok = "ok" if ramp[1] <= BOUND_MS else "ok once open"
+                        ok = "ok" if ramp is None or ramp[1] <= BOUND_MS else "ok once open"
                     print(
                         f"{worker:8} {contender:6} {count:7} {complete:6} "
-                        f"{steady[0]:9.1f} / {steady[1]:6.1f} {ramp[0]:9.1f} / {ramp[1]:6.1f} "
+                        f"{shown(steady):>24} {shown(ramp):>22} "
                         f"{per_stream:14.0f} {cpu_share:11.0f}  {ok}"
                     )
     finally:

@@ -36,6 +36,26 @@ def create_app():
 
         return Response(relay(), content_type="text/event-stream")
 
+    session = requests.Session()
+
+    @app.get("/bare")
+    def bare():
+        """The floor for Flask + requests: one shared session (keep-alive),
+        the provider's bytes passed through as they come, nothing parsed."""
+        upstream = session.post(
+            f"{UPSTREAM}/chat/completions",
+            json={"model": request.args["m"], "messages": [], "stream": True},
+            stream=True,
+        )
+
+        def relay():
+            try:
+                yield from upstream.iter_content(None)
+            finally:
+                upstream.close()
+
+        return Response(relay(), content_type="text/event-stream")
+
     @app.get("/naive")
     def naive():
         """What a Flask user writes first: requests + iter_lines + yield."""

@@ -178,7 +178,12 @@ class FakeProvider:
             head.append("Transfer-Encoding: chunked")
         elif reply.framing == "length":
             head.append(f"Content-Length: {sum(map(len, reply.parts))}")
-        keep = self.keep_alive and reply.framing != "close" and not (reply.hold or reply.reset)
+        keep = (
+            self.keep_alive
+            and reply.framing != "close"
+            and not (reply.hold or reply.reset)
+            and seen.headers.get("connection", "").lower() != "close"
+        )
         if not keep:
             head.append("Connection: close")
         try:
