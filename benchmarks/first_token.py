@@ -13,7 +13,8 @@ per answer) and ``fastapi`` (FastAPI + one ``httpx.AsyncClient`` +
 sse-starlette under uvicorn with uvloop and httptools). Over TCP, then TLS
 (a trustme certificate). Each figure: the overhead over ``direct`` (median of
 the answers) as min / median / max over the repetitions, with ratios taken
-within each repetition. Only ratios of one run mean anything here.
+within each repetition, and the serving process's CPU per answer (setup
+included; the gunicorn worker, or uvicorn's process). Only ratios of one run mean anything here.
 """
 
 from __future__ import annotations
@@ -79,8 +80,28 @@ class Upstream:
         self.process.wait(10)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def worker_pid(process):
+    """gunicorn's one worker (the master forks it); uvicorn serves in its own process."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 20
+    while True:
+        found = children.read_text().split()
+        if found or "uvicorn" in " ".join(process.args):
+            return int(found[0]) if found else process.pid
+        assert time.monotonic() < deadline, "no worker"
+        time.sleep(0.1)
+
+
 def start_servers(upstream, env):
-    """Each contender's server, as (name, port, process)."""
+    """Each contender's server: its port and the pid whose CPU it spends."""
     env = dict(env, FAKE_PROVIDER_URL=upstream.url, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}")
     servers = []
     for worker in ("gthread", "gevent"):
@@ -108,7 +129,8 @@ def start_servers(upstream, env):
     servers.append(("uvicorn", port, process))
     for name, port, process in servers:
         wait_for(port, process, name)
-    return {name: port for name, port, _ in servers}, [p for _, _, p in servers]
+    pids = {name: worker_pid(process) for name, _, process in servers}
+    return {name: port for name, port, _ in servers}, pids, [p for _, _, p in servers]
 
 
 def first_token(port, path, upstream=None):
@@ -156,22 +178,26 @@ def run(label, answers, repetitions, tls_files=None):
     env = dict(os.environ)
     if tls_files:  # every contender trusts the test CA
         env.update(REQUESTS_CA_BUNDLE=tls_files[2], SSL_CERT_FILE=tls_files[2])
-    ports, processes = start_servers(upstream, env)
+    ports, pids, processes = start_servers(upstream, env)
     try:
         for _name, server, path in CONTENDERS:  # warm up: imports, pools
             for _ in range(5):
                 first_token(ports.get(server, upstream.port), path, upstream)
         overheads = {name: [] for name, _, _ in CONTENDERS[1:]}
         connections = {name: [] for name, _, _ in CONTENDERS}
+        cpu = {name: [] for name, _, _ in CONTENDERS[1:]}
         ratios = {"ours (gthread) / bare": [], "ours (gthread) / fastapi": []}
         for _ in range(repetitions):
             medians = {}
             for name, server, path in CONTENDERS:
                 before = upstream.connections()
+                cpu_before = cpu_seconds(pids[server]) if server else 0
                 times = [
                     first_token(ports.get(server, upstream.port), path, upstream)
                     for _ in range(answers)
                 ]
+                if server:  # the server's CPU per answer, setup included
+                    cpu[name].append((cpu_seconds(pids[server]) - cpu_before) * 1000 / answers)
                 # less one: the count's own request
                 connections[name].append((upstream.connections() - before - 1) * 100 / answers)
                 medians[name] = statistics.median(times)
@@ -186,7 +212,8 @@ def run(label, answers, repetitions, tls_files=None):
             )
         print(f"\n## {label}: {answers} sequential answers x {repetitions}")
         print(
-            f"{'contender':18} {'TTFT overhead ms min / med / max':>34} {'connections per 100':>21}"
+            f"{'contender':18} {'TTFT overhead ms min / med / max':>34} "
+            f"{'connections per 100':>21} {'server CPU ms/answer':>21}"
         )
         for name, _, _ in CONTENDERS:
             conns = statistics.median(connections[name])
@@ -195,7 +222,8 @@ def run(label, answers, repetitions, tls_files=None):
                 continue
             o = sorted(overheads[name])
             print(
-                f"{name:18} {o[0]:10.2f} / {statistics.median(o):6.2f} / {o[-1]:6.2f}      {conns:21.0f}"
+                f"{name:18} {o[0]:10.2f} / {statistics.median(o):6.2f} / {o[-1]:6.2f}      "
+                f"{conns:21.0f} {statistics.median(cpu[name]):21.2f}"
             )
         for name, values in ratios.items():
             v = sorted(values)
