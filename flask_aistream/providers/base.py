@@ -9,7 +9,7 @@ from json import JSONDecoder
 from typing import Any, Callable
 
 from ..errors import ERROR_KINDS, ConfigurationError, ProviderError, UnsupportedOptionError
-from ..parts import Stop, ToolCall, ToolCallDelta
+from ..parts import Metadata, Stop, ToolCall, ToolCallDelta
 from ..sse import ServerSentEvent, SSEDecoder
 
 _scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
@@ -231,6 +231,14 @@ class EventReader:
         if not self.finished:
             self.finished = True
             out.append(Stop(reason, raw))
+
+
+def metadata(model: Any, response_id: Any) -> Metadata:
+    """The model and response id a provider named, where they are strings."""
+    return Metadata(
+        model if isinstance(model, str) else None,
+        response_id if isinstance(response_id, str) else None,
+    )
 
 
 def token_counts(usage: Any) -> dict[str, int]:

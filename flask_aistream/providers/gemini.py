@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
-from ..parts import Metadata, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
+from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
     REQUEST_OPTIONS,
@@ -27,6 +27,7 @@ from .base import (
     EventReader,
     HTTPProvider,
     key_header,
+    metadata,
     parse_json,
     token_counts,
 )
@@ -102,13 +103,7 @@ class GenerateContentReader(EventReader):
             raise stream_error(self.provider, error)
         if self._first:
             self._first = False
-            model, response_id = chunk.get("modelVersion"), chunk.get("responseId")
-            out.append(
-                Metadata(
-                    model if isinstance(model, str) else None,
-                    response_id if isinstance(response_id, str) else None,
-                )
-            )
+            out.append(metadata(chunk.get("modelVersion"), chunk.get("responseId")))
         feedback = chunk.get("promptFeedback")
         if isinstance(feedback, dict) and feedback.get("blockReason"):
             raise blocked(self.provider, str(feedback["blockReason"]))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
-from ..parts import Metadata, ReasoningDelta, UsageUpdate
+from ..parts import ReasoningDelta, UsageUpdate
 from ..sse import ServerSentEvent
 from .base import (
     REQUEST_OPTIONS,
@@ -29,6 +29,7 @@ from .base import (
     in_stream_error,
     json_schema_tools,
     key_header,
+    metadata,
     normalize_finish,
     parse_json,
 )
@@ -109,13 +110,7 @@ class ChatCompletionsReader(EventReader):
         usage."""
         if self._first:
             self._first = False
-            model, response_id = chunk.get("model"), chunk.get("id")
-            out.append(
-                Metadata(
-                    model if isinstance(model, str) else None,
-                    response_id if isinstance(response_id, str) else None,
-                )
-            )
+            out.append(metadata(chunk.get("model"), chunk.get("id")))
         usage = chunk.get("usage")
         if usage:  # OpenAI's own chunk after the finish; Mistral's on it (the last wins)
             update = usage_update(usage)
