@@ -161,7 +161,7 @@ def make_blueprint(
                 history: list[dict[str, Any]] = []
                 images: list[dict[str, Any]] = []
             else:
-                body = _json_body(request, conf.max_request_bytes)
+                body = json_body(request, conf.max_request_bytes)
                 chosen = _chosen(body.get("provider"), choices)
                 if _format(conf) == "vercel":  # what useChat sends
                     question, history, images = ui_messages(body.get("messages"), conf)
@@ -336,7 +336,7 @@ def _refused(refusal: Refusal) -> tuple[Response, int]:
     return response, refusal.status
 
 
-def _json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
+def json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
     if not req.is_json:
         raise BadInput(415, "Send the question as JSON (Content-Type: application/json).")
     too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")

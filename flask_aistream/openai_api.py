@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Request, Response, current_app, jsonify, req
 from flask.blueprints import BlueprintSetupState
 
 from .answer import AnswerRun
-from .blueprint import BadInput, _json_body, client_limits
+from .blueprint import BadInput, client_limits, json_body
 from .client import AIClient, new_id
 from .config import checked_models
 from .errors import AIStreamError, ConfigurationError, ProviderError
@@ -148,7 +148,7 @@ def make_openai_blueprint(
     def chat_completions() -> Any:
         state = conf()
         try:
-            body = _json_body(request, state["client"].settings.max_request_bytes)
+            body = json_body(request, state["client"].settings.max_request_bytes)
         except BadInput as bad:
             raise APIError(bad.status, bad.message, "bad_request") from None
         alias, options = _options(body, state["models"], system)
