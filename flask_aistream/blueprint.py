@@ -108,7 +108,7 @@ def make_blueprint(
             f"max_streams_per_client must be a whole number >= 1, not {max_streams_per_client!r}."
         )
     hook = answer_options.pop("on_finish", None)
-    choices = _choices(providers, provider)
+    choices = _choices(providers)
     endpoints: weakref.WeakKeyDictionary[Flask, Endpoint] = weakref.WeakKeyDictionary()
     bp = Blueprint(name, __name__)
 
@@ -423,7 +423,7 @@ def ui_messages(
     return question, turns, images
 
 
-def _choices(providers: Any, default: str | None) -> tuple[str, ...]:
+def _choices(providers: Any) -> tuple[str, ...]:
     """The providers a browser may pick from (``"provider"`` in its request)."""
     if providers is None:
         return ()
