@@ -255,17 +255,18 @@ class Transport:
         self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]
     ) -> HTTPStream:
         name = provider.name
+        # Prepared here and sent by the adapter: the session's cookie jar,
+        # hooks and redirect logic cost a tenth of a stream's setup and do
+        # nothing for us. A redirect is never followed: it would take the key
+        # (requests keeps x-api-key), the conversation and the system prompt
+        # to another host.
+        request = requests.PreparedRequest()
+        request.prepare(
+            method="POST", url=url, headers={**self.session.headers, **headers}, json=body
+        )
         try:
-            response = self.session.post(
-                url,
-                json=body,
-                headers=headers,
-                stream=True,
-                timeout=self.timeout,
-                # A redirect would take the key (requests keeps x-api-key), the
-                # conversation and the system prompt to another host.
-                allow_redirects=False,
-                **self._environment(url),
+            response = self.session.get_adapter(url).send(
+                request, stream=True, timeout=self.timeout, **self._environment(url)
             )
         except requests.ConnectTimeout as exc:
             raise self._failure(
