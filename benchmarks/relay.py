@@ -8,7 +8,9 @@ Contenders, all against the same loopback fake provider (its own process):
 httpx-sse, the fastest peer decoder, and ``json``): the ceiling the ratios
 use; ``ours`` is
 ``ask_stream``; ``naive`` is requests + ``iter_lines`` + yield; ``sdk``
-relays the official ``openai`` SDK's stream. Measured per contender:
+relays the official ``openai`` SDK's stream; ``fastapi`` is FastAPI + one
+``httpx.AsyncClient`` + sse-starlette under uvicorn (fastapi_app.py), the
+stack a user would otherwise pick. Measured per contender:
 tokens/s and worker CPU per token for TOKENS tokens (median of RUNS);
 added latency per token p50/p99 with a chunked and a close-delimited
 upstream (the provider stamps its send time into each token); time from
@@ -51,18 +53,28 @@ def request_bytes(path, model, port):
 
 
 class Bench:
-    def __init__(self, upstream_port, app_port, worker_pid):
+    def __init__(self, upstream_port, app_port, worker_pid, fastapi=None):
         self.upstream_port, self.app_port, self.worker_pid = upstream_port, app_port, worker_pid
+        #: (port, pid) of the FastAPI contender's uvicorn, which serves "/ours" too
+        self.fastapi = fastapi
+
+    def _server(self, contender):
+        if contender == "fastapi":
+            return self.fastapi
+        return self.app_port, self.worker_pid
 
     def open(self, contender, model):
-        port, raw = request_bytes(contender, model, self.upstream_port)
-        sock = socket.create_connection(("127.0.0.1", port or self.app_port))
+        port, raw = request_bytes(
+            "ours" if contender == "fastapi" else contender, model, self.upstream_port
+        )
+        sock = socket.create_connection(("127.0.0.1", port or self._server(contender)[0]))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(raw)
         return sock
 
-    def cpu(self):
-        fields = Path(f"/proc/{self.worker_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def cpu(self, contender=None):
+        pid = self._server(contender)[1]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def rss_kb(self):
@@ -72,7 +84,7 @@ class Bench:
         return 0
 
     def throughput(self, contender, tokens):
-        cpu = self.cpu()
+        cpu = self.cpu(contender)
         started = time.perf_counter()
         sock = self.open(contender, scenario(tokens))
         count, tail = 0, b""
@@ -89,7 +101,7 @@ class Bench:
         sock.close()
         took = time.perf_counter() - started
         relayed = not contender.startswith("direct")
-        return tokens / took, (self.cpu() - cpu) / tokens if relayed else None, count
+        return tokens / took, (self.cpu(contender) - cpu) / tokens if relayed else None, count
 
     def latency(self, contender, framing):
         sock = self.open(contender, scenario(200, delay_ms=5, framing=framing, stamp=1))
@@ -201,6 +213,25 @@ def start_gunicorn(worker, upstream_url, threads=8):
     return master, port, int(children.read_text().split()[0])
 
 
+def start_uvicorn(upstream_url):
+    """The FastAPI contender (fastapi_app.py) under uvicorn, uvloop and httptools."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--port", str(port)]
+    args += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+    env = dict(os.environ, FAKE_PROVIDER_URL=upstream_url)
+    process = subprocess.Popen(args, env=env, cwd=HERE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.1)
+
+
 def main():
     tokens = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -210,21 +241,23 @@ def main():
     upstream_port = int(upstream.stdout.readline())
     url = f"http://127.0.0.1:{upstream_port}"
     print(f"{os.cpu_count()} CPUs; {tokens} tokens, median of {runs} runs; gunicorn -w 1")
+    uvicorn, fastapi_port = start_uvicorn(url)
     try:
         for worker in ("gthread", "gevent"):
             master, port, pid = start_gunicorn(worker, url)
-            bench = Bench(upstream_port, port, pid)
+            bench = Bench(upstream_port, port, pid, fastapi=(fastapi_port, uvicorn.pid))
             try:
                 report(bench, worker, tokens, runs)
             finally:
                 master.terminate()
                 master.wait(10)
     finally:
+        uvicorn.terminate()
         upstream.terminate()
 
 
 def report(bench, worker, tokens, runs):
-    contenders = ["direct", "direct+parse", "ours", "naive", "sdk"]
+    contenders = ["direct", "direct+parse", "ours", "naive", "sdk", "fastapi"]
     for c in contenders:  # warm up: imports, connection pools
         bench.throughput(c, 2000)
     rates = {c: [] for c in contenders}
