@@ -24,13 +24,15 @@ import subprocess
 import sys
 import time
 
-from relay import HERE, Bench, scenario, start_gunicorn
+from relay import HERE, Bench, scenario, start_gunicorn, start_uvicorn
 
 TOKENS, INTERVAL_MS, BOUND_MS = 30, 100, 50
 OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a second
 #: "ours" is ask_stream; "naive" the requests + iter_lines view, for comparison;
-#: "iter" (not by default) ours without its reader thread: see relayapp.py
-CONTENDERS = os.environ.get("CONTENDERS", "ours naive").split()
+#: "fastapi" FastAPI + httpx + sse-starlette under uvicorn (run once per level,
+#: whatever the worker); "iter" (not by default) ours without its reader
+#: thread: see relayapp.py
+CONTENDERS = os.environ.get("CONTENDERS", "ours naive fastapi").split()
 WORKERS = os.environ.get("WORKERS", "gevent gthread").split()
 
 
@@ -100,31 +102,37 @@ def main():
     url = f"http://127.0.0.1:{int(upstream.stdout.readline())}"
     print(f"{os.cpu_count()} CPUs; {TOKENS} tokens per stream, one every {INTERVAL_MS} ms")
     print(
-        f"{'worker':8} {'view':6} {'streams':>7} {'whole':>6} {'all open: p99 / worst ms':>24} "
+        f"{'worker':8} {'view':7} {'streams':>7} {'whole':>6} {'all open: p99 / worst ms':>24} "
         f"{'arriving: p99 / worst':>22} {'RSS/stream kB':>14} {'worker CPU%':>11}"
     )
     try:
-        for worker in WORKERS:
+        runs = [(w, c) for w in WORKERS for c in CONTENDERS if c != "fastapi"]
+        if "fastapi" in CONTENDERS:
+            runs.append(("uvicorn", "fastapi"))
+        for worker, contender in runs:
             for count in levels:
-                for contender in CONTENDERS:
+                if contender == "fastapi":
+                    master, port = start_uvicorn(url)
+                    bench = Bench(0, port, master.pid, fastapi=(port, master.pid))
+                else:
                     master, port, pid = start_gunicorn(worker, url, threads=count + 8)
                     bench = Bench(0, port, pid)
-                    try:
-                        steady, ramp, complete, per_stream, cpu_share = run_level(
-                            bench, contender, count
-                        )
-                    finally:
-                        master.terminate()
-                        master.wait(10)
-                    if complete != count or (steady is not None and steady[1] > BOUND_MS):
-                        ok = "MISSED"
-                    else:
-                        ok = "ok" if ramp is None or ramp[1] <= BOUND_MS else "ok once open"
-                    print(
-                        f"{worker:8} {contender:6} {count:7} {complete:6} "
-                        f"{shown(steady):>24} {shown(ramp):>22} "
-                        f"{per_stream:14.0f} {cpu_share:11.0f}  {ok}"
+                try:
+                    steady, ramp, complete, per_stream, cpu_share = run_level(
+                        bench, contender, count
                     )
+                finally:
+                    master.terminate()
+                    master.wait(10)
+                if complete != count or (steady is not None and steady[1] > BOUND_MS):
+                    ok = "MISSED"
+                else:
+                    ok = "ok" if ramp is None or ramp[1] <= BOUND_MS else "ok once open"
+                print(
+                    f"{worker:8} {contender:7} {count:7} {complete:6} "
+                    f"{shown(steady):>24} {shown(ramp):>22} "
+                    f"{per_stream:14.0f} {cpu_share:11.0f}  {ok}"
+                )
     finally:
         upstream.terminate()
 
