@@ -543,3 +543,80 @@ def test_the_openai_npm_package(node, chat_site, fake, stream):
 def test_no_node_modules_means_a_clear_failure_not_a_skip():
     """The Node tests fail (never skip) without their packages: CI installs them."""
     assert os.path.exists(JS / "package-lock.json")
+
+
+def test_openai_endpoint_passes_options_and_images_on(openai_client, fake):
+    client, _ = openai_client()
+    fake.reply = Reply(parts=openai_events(["{}"]))
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    client.chat.completions.create(
+        model="fast",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is it?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                    },
+                ],
+            },
+        ],
+        temperature=0.2,
+        top_p=0.5,
+        stop=["END"],
+        seed=4,
+        reasoning_effort="low",
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )
+    sent = fake.last.json()
+    assert sent["model"] == "gpt-fast"
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["messages"][1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+    }
+    assert (sent["temperature"], sent["top_p"], sent["stop"], sent["seed"]) == (
+        0.2,
+        0.5,
+        ["END"],
+        4,
+    )
+    assert sent["reasoning_effort"] == "low"
+    assert sent["tools"][0]["function"]["name"] == "f"
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert sent["response_format"]["json_schema"]["schema"] == schema
+
+
+def test_openai_endpoint_refuses_tool_results(openai_client, fake):
+    client, _ = openai_client()
+    with pytest.raises(openai.BadRequestError, match="Tool results"):
+        client.chat.completions.create(
+            model="fast",
+            messages=[
+                {"role": "user", "content": "Weather?"},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+        )
+    assert fake.requests == []
+
+
+def test_the_vercel_format_from_a_view_of_your_own(make_app, fake):
+    app = make_app(AI_RATELIMIT=None)
+
+    @app.get("/ui")
+    def ui():
+        return app.extensions["ai"].ask_stream("Hi", format="vercel")
+
+    fake.reply = Reply(parts=openai_events(["Hello"]))
+    response = app.test_client().get("/ui")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    events = data_events(response)
+    assert events[3] == {"type": "text-delta", "id": "text-1", "delta": "Hello"}
+    with pytest.raises(ConfigurationError, match="format"):
+        with app.test_request_context():
+            app.extensions["ai"].ask_stream("Hi", format="xml")
