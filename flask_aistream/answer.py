@@ -111,6 +111,9 @@ class AnswerRun:
     def close(self) -> None:
         self._stream.close()
 
+    def reading_socket(self) -> Any:
+        return self._stream.reading_socket()
+
     def finish(self) -> Answer:
         """Run the hooks (once) and return the answer as it ended."""
         if self.answer is None:  # left before the end: nothing more will be read

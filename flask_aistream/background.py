@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Callable, Protocol
 
+from .parts import VISIBLE
+
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,
 #: instead of the answer piling up in memory.
@@ -39,6 +41,7 @@ MAX_PENDING_READS = 16
 #: Items the reader thread leaves for the generator, besides what the stream yields.
 END = object()  # the provider finished the answer
 CLIENT_GONE = object()  # the client closed its end of the connection
+HAND_OVER = object()  # the reader left: the generator reads the rest itself
 
 
 class SocketWakeup:
@@ -135,6 +138,11 @@ class GeventWakeup:
     close = forget_client
 
 
+def _visible(item: Any) -> bool:
+    """A list holding text, reasoning or a tool call: past it, nothing retries."""
+    return item.__class__ is list and any(part.__class__ in VISIBLE for part in item)
+
+
 def _greenlet_threads() -> bool:
     """Whether ``threading`` makes greenlets (gevent's monkey-patching)."""
     monkey = sys.modules.get("gevent.monkey")
@@ -154,15 +162,29 @@ class Producer(Protocol):
 class BackgroundReader:
     """Runs ``stream`` on a daemon thread (a greenlet under gevent); :meth:`wait`
     hands over what it yields. ``after``, if given, runs on that thread once
-    the stream ended and the generator released it, stopped or detached."""
+    the stream ended and the generator released it, stopped or detached.
+
+    With ``hand_over``, the thread only opens the stream: after the first
+    visible part (when no retry or fallback can open another) it leaves, and
+    :meth:`wait` reads the rest in the generator's own thread, waiting on the
+    provider's socket and the client's together. A token then changes hands
+    no more. ``after`` runs in that thread too, on release or stop. Not for
+    an answer that must outlive its client (``detach``).
+    """
 
     def __init__(
         self,
         stream: Producer,
         client: socket.socket | None = None,
         after: Callable[[], Any] | None = None,
+        hand_over: bool = False,
     ) -> None:
         self._stream = stream
+        self._iterator = iter(stream)
+        self._hand_over = hand_over
+        self._direct = False  # the generator reads the stream itself now
+        self._selector: selectors.BaseSelector | None = None
+        self._silent_since: float | None = None  # the provider's silence began (direct reads)
         self._items: deque[Any] = deque()
         self._client = client
         self._after = after
@@ -190,10 +212,11 @@ class BackgroundReader:
 
     def _run(self) -> None:
         items, room = self._items, self._room
+        handed_over = False
         try:
-            for item in self._stream:
-                if self._released:
-                    continue  # nobody reads on: read to the end (soon, when stopped)
+            for item in self._iterator:
+                if self._released or not item:
+                    continue  # nobody reads on, or an empty read (a provider's comment)
                 # deque operations are atomic: only a full queue costs a lock.
                 # Clear, then look again: a drain after the clear sets it.
                 while len(items) >= MAX_PENDING_READS and not self._released:
@@ -202,15 +225,20 @@ class BackgroundReader:
                         room.wait()
                 if not self._released:
                     items.append(item)
+                    if self._hand_over and _visible(item):
+                        handed_over = True
+                        items.append(HAND_OVER)
+                        return
                     self._wakeup.wake()
             items.append(END)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator, which decides
             items.append(exc)
         finally:
-            self._stream.close()
+            if not handed_over:
+                self._stream.close()
             self._wakeup.wake()
             self._ended.set()
-            if self._after is not None:
+            if self._after is not None and not handed_over:
                 self._release.wait()
                 self._after()
 
@@ -218,6 +246,8 @@ class BackgroundReader:
         """Everything read so far (lists of texts, then ``END`` or an
         exception); ``[CLIENT_GONE]`` when the client left; ``[]`` when
         ``timeout`` seconds passed with nothing new."""
+        if self._direct:
+            return self._read(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._items:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -228,10 +258,66 @@ class BackgroundReader:
                 return [CLIENT_GONE]
         items = []
         while self._items:
-            items.append(self._items.popleft())
+            item = self._items.popleft()
+            if item is HAND_OVER:
+                self._take_over()
+            else:
+                items.append(item)
         if not self._room.is_set():  # the reader found the queue full: it may wait
             self._room.set()
         return items
+
+    def _take_over(self) -> None:
+        """The reader thread left after the first visible part: read on here."""
+        self._thread.join()
+        self._wakeup.close()
+        self._direct = True
+        self._selector = selectors.DefaultSelector()
+        if self._client is not None:
+            self._selector.register(self._client, selectors.EVENT_READ, "client")
+
+    def _read(self, timeout: float | None) -> list[Any]:
+        """One read of the stream in this thread, once the provider's socket
+        has something (or the stream says a read will not wait). The
+        provider's silence is held to the socket's own timeout (the idle
+        timeout), counted across heartbeats."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        selector = self._selector
+        assert selector is not None
+        while True:
+            sock = getattr(self._stream, "reading_socket", lambda: None)()
+            if sock is None:
+                break
+            now = time.monotonic()
+            if self._silent_since is None:
+                self._silent_since = now
+            idle = sock.gettimeout()
+            if idle is not None and now >= self._silent_since + idle:
+                sock.settimeout(0.001)  # silent too long: the read fails at once, as it would have
+                break
+            waits = [t - now for t in (deadline, idle and self._silent_since + idle) if t]
+            try:
+                selector.register(sock, selectors.EVENT_READ, "provider")
+            except (KeyError, ValueError, OSError):
+                break  # already registered, or closed: the read will tell
+            try:
+                events = selector.select(max(0.0, min(waits)) if waits else None)
+            finally:
+                selector.unregister(sock)
+            ready = {key.data for key, _ in events}
+            if "provider" in ready:
+                break
+            if "client" in ready and self._client_left():
+                return [CLIENT_GONE]
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+        self._silent_since = None
+        try:
+            return [next(self._iterator)]
+        except StopIteration:
+            return [END]
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator, as the thread does
+            return [exc]
 
     def _client_left(self) -> bool:
         """A readable client socket with nothing to read has been closed.
@@ -247,7 +333,10 @@ class BackgroundReader:
         except OSError:
             return True
         if not left:
-            self._wakeup.forget_client()
+            if self._direct and self._selector is not None:
+                self._selector.unregister(self._client)
+            else:
+                self._wakeup.forget_client()
             self._client = None
         return left
 
@@ -256,12 +345,27 @@ class BackgroundReader:
         self._released = True
         self._release.set()
         self._room.set()  # a reader waiting for room: let it see the release
+        if self._direct:
+            self._finish_here()
+
+    def _finish_here(self) -> None:
+        """What the thread's end does, in this thread: close the stream, run ``after``."""
+        self._direct = False
+        try:
+            self._iterator.close()  # type: ignore[attr-defined]
+        finally:
+            self._stream.close()
+            if self._selector is not None:
+                self._selector.close()
+            if self._after is not None:
+                self._after()
 
     def detach(self) -> None:
         """Hand nothing more over, but let the stream run to its end (the
         generator is going away, and the app wants the whole answer)."""
         if self._stopped:
             return
+        assert not self._direct, "a handed-over stream cannot outlive its generator"
         self._stopped = True
         self.release()
         self._wakeup.close()  # a later wake() is a no-op
@@ -274,6 +378,9 @@ class BackgroundReader:
             return
         self._stopped = True
         self._stream.abort()
+        if self._direct:
+            self.release()  # closes the stream and runs ``after`` here
+            return
         self.release()
         if self._ended.wait(2):
             self._thread.join()  # ``after``: the hooks run before the response closes

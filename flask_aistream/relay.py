@@ -60,6 +60,11 @@ def sse_response(
     )
 
 
+def _shows(items: list[Any]) -> bool:
+    """Whether ``items`` hold anything but empty reads (a provider's comments)."""
+    return any(item.__class__ is not list or item for item in items)
+
+
 def _relay(
     run: AnswerRun,
     output: Any,
@@ -69,21 +74,31 @@ def _relay(
     on_disconnect: str,
     guard: StreamGuard,
 ) -> Iterator[bytes]:
-    reader = BackgroundReader(run, client, after=run.finish)
+    # Once the answer shows, the generator reads the provider itself, unless
+    # the answer must go on without it ("finish").
+    reader = BackgroundReader(
+        run, client, after=run.finish, hand_over=on_disconnect == DISCONNECT_POLICIES[0]
+    )
     WATCHDOG.watch(guard)  # deadlines that hold while this generator is stuck writing
     encode = output.parts
     answer: Answer | None = None
     try:
         # The total timeout is not checked here: AnswerRun checks it after each
         # read, and the watchdog while nothing is read or written.
-        wait = heartbeat or None
+        # A ping goes out when nothing was written for ``heartbeat`` seconds,
+        # whatever the provider did meanwhile (its own comments reach nobody).
+        last_write = time.monotonic()
         while answer is None:
+            wait = max(0.0, last_write + heartbeat - time.monotonic()) if heartbeat else None
             items = reader.wait(wait)
-            if not items:
-                guard.writing_since = time.monotonic()
+            if not items or (
+                heartbeat and time.monotonic() - last_write >= heartbeat and not _shows(items)
+            ):
+                guard.writing_since = last_write = time.monotonic()
                 yield output.ping
                 guard.writing_since = None
-                continue
+                if not items:
+                    continue
             # Everything that arrived since the last write goes out in one
             # write; each event stays whole, and nothing waits for more.
             chunks = []
@@ -100,7 +115,7 @@ def _relay(
                     logger.error("flask-aistream: the answer's reader failed", exc_info=item)
                     answer = run.finish()
             if chunks:
-                guard.writing_since = time.monotonic()
+                guard.writing_since = last_write = time.monotonic()
                 yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 guard.writing_since = None
         guard.writing_since = time.monotonic()

@@ -90,6 +90,10 @@ class RetryingStream(PartStream):
         if stream is not None:
             stream.close()
 
+    def reading_socket(self) -> Any:
+        stream = self._current
+        return stream.reading_socket() if stream is not None else None
+
     def abort(self) -> None:
         self._stopped.set()
         opening, stream = self._opening, self._current
@@ -145,6 +149,10 @@ class FallbackStream(PartStream):
         stream, self._current = self._current, None
         if stream is not None:
             stream.close()
+
+    def reading_socket(self) -> Any:
+        stream = self._current
+        return stream.reading_socket() if stream is not None else None
 
     def abort(self) -> None:
         self._stopped.set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -387,8 +388,9 @@ class HTTPStream(PartStream):
             elif reader.finished and not waiting_for_end:
                 waiting_for_end = True
                 self._shorten_timeout(FINISHED_GRACE)
-            if parts:
-                yield parts
+            # Even an empty list: a read that held only a comment hands control
+            # back, so a caller reading directly can write its heartbeat.
+            yield parts
             if reader.done:
                 return
             if not chunk:
@@ -408,6 +410,34 @@ class HTTPStream(PartStream):
             return self._response.raw._fp.fp.raw._sock  # type: ignore[union-attr,no-any-return]
         except AttributeError:
             return None
+
+    def reading_socket(self) -> socket.socket | None:
+        """The provider socket, if the next read would wait on it: nothing is
+        left in http.client's buffer (looked at with a non-blocking peek) nor
+        in the TLS layer. ``None``: a read returns at once."""
+        response = self._response
+        sock = self._socket()
+        if response is None or sock is None:
+            return None
+        buffered = getattr(response.raw._fp, "fp", None)  # http.client's BufferedReader
+        if buffered is None:
+            return None
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return None
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0)
+            waiting = buffered.peek(1)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            waiting = b""
+        except (OSError, ValueError):
+            return None  # let the read itself raise it
+        finally:
+            try:
+                sock.settimeout(timeout)
+            except OSError:
+                pass
+        return None if waiting else sock
 
     def _shorten_timeout(self, seconds: float) -> None:
         """Wait at most ``seconds`` for each further read."""

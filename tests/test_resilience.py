@@ -416,3 +416,62 @@ def test_descriptors_past_1024(make_app, fake, live):
             os.close(r)
             os.close(w)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# --- one thread per stream once the answer shows -----------------------------------
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name == "flask-aistream reader"]
+
+
+def test_after_the_first_token_the_generator_reads_the_provider_itself(make_app, fake, live):
+    """The reader thread opens the stream and leaves at the first token: the
+    rest of the answer changes hands no more (and holds no second thread)."""
+    import requests
+
+    url = live(make_app())
+    gate = threading.Semaphore(0)
+    fake.reply = Reply(parts=openai_events(["one ", "two ", "three"]), gate=gate)
+    with requests.post(f"{url}/chat", json={"question": "Hi"}, stream=True, timeout=10) as response:
+        lines = response.iter_lines()
+        assert (
+            next(line for line in lines if line.startswith(b"data:"))
+            == b'data: {"content": "one "}'
+        )
+        deadline = time.monotonic() + 5
+        while reader_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader_threads() == [], "the reader thread stayed after the first token"
+        gate.release()
+        gate.release()
+        gate.release()
+        rest = b"\n".join(lines)
+    assert b'"two "' in rest and b'"three"' in rest and rest.strip().endswith(b"data: [DONE]")
+
+
+def test_heartbeats_flow_while_the_provider_is_silent_after_the_first_token(make_app, fake):
+    app = make_app(AI_HEARTBEAT_INTERVAL=0.1)
+    parts = openai_events(["First "], finish=False) + [b": thinking\n\n"] * 4
+    fake.reply = Reply(parts=parts + openai_events(["done."]), delay=0.15)
+    response = app.test_client().post("/chat", json={"question": "hi"}, buffered=False)
+    chunks = list(response.response)
+    first = chunks.index(b'data: {"content": "First "}\n\n')
+    assert chunks[first + 1 :].count(b": ping\n\n") >= 3, chunks  # ~0.75 s of provider comments
+    assert relayed(b"".join(chunks)) == ("First done.", None, True)
+
+
+def test_the_finish_policy_keeps_its_reader_thread(make_app, fake, live):
+    """An answer that must outlive its client is read on its own thread to the end."""
+    import requests
+
+    url = live(make_app(AI_ON_DISCONNECT="finish"))
+    gate = threading.Semaphore(0)
+    fake.reply = Reply(parts=openai_events(["one ", "two"]), gate=gate)
+    with requests.post(f"{url}/chat", json={"question": "Hi"}, stream=True, timeout=10) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith(b"data:"))
+        assert len(reader_threads()) == 1
+        gate.release()
+        gate.release()
+        assert b"[DONE]" in b"\n".join(lines)

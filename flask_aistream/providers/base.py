@@ -209,6 +209,12 @@ class PartStream:
     def abort(self) -> None:
         self.close()
 
+    def reading_socket(self) -> Any:
+        """The socket the next read waits on, when nothing is buffered above
+        it: a caller may wait for it to become readable (with a deadline)
+        rather than block in the read. ``None``: just read."""
+        return None
+
 
 class EventReader:
     """Per-stream state that gives meaning to one provider's events.
