@@ -424,6 +424,8 @@ class HTTPStream(PartStream):
             return None
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return None
+        # (Not a MSG_PEEK | MSG_DONTWAIT: on a socket with a timeout Python
+        # waits for it to become readable first, up to that timeout.)
         timeout = sock.gettimeout()
         try:
             sock.settimeout(0)
