@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Callable, Protocol
 
-from .parts import VISIBLE
+from .parts import shows
 
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,
@@ -140,7 +140,7 @@ class GeventWakeup:
 
 def _visible(item: Any) -> bool:
     """A list holding text, reasoning or a tool call: past it, nothing retries."""
-    return item.__class__ is list and any(part.__class__ in VISIBLE for part in item)
+    return item.__class__ is list and shows(item)
 
 
 def _greenlet_threads() -> bool:
@@ -189,6 +189,7 @@ class BackgroundReader:
         self._selector: selectors.BaseSelector | None = None
         self._silent_since: float | None = None  # the provider's silence began (direct reads)
         self._provider: socket.socket | None = None  # registered in the selector
+        self._reading_socket: Callable[[], Any] = lambda: None  # set at the hand-over
         self._items: deque[Any] = deque()
         self._client = client
         self._after = after
@@ -276,6 +277,7 @@ class BackgroundReader:
         self._thread.join()
         self._wakeup.close()
         self._direct = True
+        self._reading_socket = getattr(self._stream, "reading_socket", lambda: None)
         self._selector = selectors.DefaultSelector()
         if self._client is not None:
             self._selector.register(self._client, selectors.EVENT_READ, "client")
@@ -289,7 +291,7 @@ class BackgroundReader:
         selector = self._selector
         assert selector is not None
         while True:
-            sock = getattr(self._stream, "reading_socket", lambda: None)()
+            sock = self._reading_socket()
             if sock is None:
                 break
             now = time.monotonic()

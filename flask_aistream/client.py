@@ -34,7 +34,7 @@ from .formats import (
 from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
 from .providers import ChatRequest, PartStream, Provider, build_providers, provider_settings
 from .relay import DISCONNECT_POLICIES, sse_response
-from .request import REQUEST_OPTIONS, checked_content, checked_request_options
+from .request import REQUEST_OPTIONS, checked_content, checked_request_options, is_number
 from .retry import FallbackStream, RetryingStream
 from .signals import answer_finished
 from .upstream import Transport
@@ -381,14 +381,14 @@ class AIClient:
         temperature = options.get("temperature")
         if temperature is None:
             temperature = self.settings.temperature
-        elif not _is_number(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
+        elif not is_number(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
             raise ConfigurationError(
                 f"temperature must be a number from 0 to {MAX_TEMPERATURE}, not {temperature!r}"
             )
         max_tokens = options.get("max_tokens")
         if max_tokens is None:
             max_tokens = self.settings.max_tokens
-        elif not _is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
+        elif not is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}")
         checked_answer_options(options)
         fields = dict(
@@ -442,10 +442,6 @@ def is_done_reconnect() -> bool:
     """Whether the current request is an ``EventSource`` reconnecting after
     the end of an answer (it sends the last event's id)."""
     return has_request_context() and flask_request.headers.get("Last-Event-ID") == DONE_ID
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, Any]]:

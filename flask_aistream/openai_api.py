@@ -29,7 +29,7 @@ from .config import checked_models
 from .errors import AIStreamError, ConfigurationError, ProviderError
 from .extension import client_of
 from .formats import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
-from .parts import VISIBLE, Answer, Finish
+from .parts import Answer, Finish, shows
 from .ratelimit import checked_limit
 
 #: Our error kinds as HTTP statuses (the provider's own auth failure is the
@@ -303,7 +303,7 @@ def _first_parts(run: AnswerRun) -> Any:
                 run.finish()
                 raise _provider_error(item.answer.error)
             break
-        if any(part.__class__ in VISIBLE for part in item):
+        if shows(item):
             break
     return _Started(run, parts, read)
 

@@ -144,6 +144,14 @@ Event = Union[TextDelta, ReasoningDelta, ToolCall, Finish]
 #: Parts a person sees (or a client renders): once one was handed on, a retry
 #: would show a different answer glued to the first.
 VISIBLE = frozenset({str, ReasoningDelta, ToolCall, ToolCallDelta})
+
+
+def shows(parts: list[Any]) -> bool:
+    """Whether a batch holds anything the client sees: past it, nothing may
+    be retried or asked of another provider."""
+    return any(part.__class__ in VISIBLE for part in parts)
+
+
 #: The parts :meth:`AIClient.iter_events` yields as they are (text is wrapped).
 PUBLIC = frozenset({ReasoningDelta, ToolCall, Finish})
 

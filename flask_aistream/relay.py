@@ -60,7 +60,7 @@ def sse_response(
     )
 
 
-def _shows(items: list[Any]) -> bool:
+def _received(items: list[Any]) -> bool:
     """Whether ``items`` hold anything but empty reads (a provider's comments)."""
     return any(item.__class__ is not list or item for item in items)
 
@@ -92,7 +92,7 @@ def _relay(
             wait = max(0.0, last_write + heartbeat - time.monotonic()) if heartbeat else None
             items = reader.wait(wait)
             if not items or (
-                heartbeat and time.monotonic() - last_write >= heartbeat and not _shows(items)
+                heartbeat and time.monotonic() - last_write >= heartbeat and not _received(items)
             ):
                 guard.writing_since = last_write = time.monotonic()
                 yield output.ping

@@ -43,7 +43,7 @@ def checked_request_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _top_p(value: Any) -> float:
-    if not _is_number(value) or not 0 <= value <= 1:
+    if not is_number(value) or not 0 <= value <= 1:
         raise ConfigurationError(f"top_p must be a number from 0 to 1, not {value!r}")
     return float(value)
 
@@ -215,5 +215,5 @@ def image_bytes(content: Any) -> int:
     )
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

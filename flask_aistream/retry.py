@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from .errors import ProviderError
-from .parts import VISIBLE, Source
+from .parts import Source, shows
 from .providers.base import PartStream
 from .upstream import Opening
 
@@ -35,7 +35,31 @@ def backoff(attempt: int, base: float, retry_after: float | None) -> float:
     return min(base * 2**attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
-class RetryingStream(PartStream):
+class _OneAtATime(PartStream):
+    """A stream made of other streams, one at a time (``_current``): closing,
+    aborting and the reading socket go to the current one."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._current: PartStream | None = None
+
+    def close(self) -> None:
+        stream, self._current = self._current, None
+        if stream is not None:
+            stream.close()
+
+    def reading_socket(self) -> Any:
+        stream = self._current
+        return stream.reading_socket() if stream is not None else None
+
+    def abort(self) -> None:
+        self._stopped.set()
+        stream = self._current
+        if stream is not None:
+            stream.abort()
+
+
+class RetryingStream(_OneAtATime):
     """A :class:`PartStream` that opens the provider again on a retryable
     failure that came before any text (a connection error, a 429 or 5xx, an
     in-stream ``overloaded_error``), up to ``max_retries`` times."""
@@ -47,12 +71,11 @@ class RetryingStream(PartStream):
         base_delay: float,
         on_retry: Callable[[ProviderError, float], None] | None = None,
     ) -> None:
+        super().__init__()
         self._open = open_stream
         self._max_retries = max_retries
         self._base_delay = base_delay
         self._on_retry = on_retry
-        self._stopped = threading.Event()
-        self._current: PartStream | None = None
         self._opening: Opening | None = None
 
     def __iter__(self) -> Iterator[list[Any]]:
@@ -68,7 +91,7 @@ class RetryingStream(PartStream):
                     return
                 for parts in stream:
                     if not shown:
-                        shown = any(part.__class__ in VISIBLE for part in parts)
+                        shown = shows(parts)
                     yield parts
                 return
             except ProviderError as exc:
@@ -85,25 +108,14 @@ class RetryingStream(PartStream):
             if self._stopped.wait(delay):
                 return
 
-    def close(self) -> None:
-        stream, self._current = self._current, None
-        if stream is not None:
-            stream.close()
-
-    def reading_socket(self) -> Any:
-        stream = self._current
-        return stream.reading_socket() if stream is not None else None
-
     def abort(self) -> None:
-        self._stopped.set()
-        opening, stream = self._opening, self._current
+        opening = self._opening
         if opening is not None:
             opening.abort()  # still opening: connecting, or waiting for the status line
-        if stream is not None:
-            stream.abort()
+        super().abort()
 
 
-class FallbackStream(PartStream):
+class FallbackStream(_OneAtATime):
     """Each provider in turn (each a :class:`RetryingStream`, retried on its
     own first), while the one before failed before any visible part: a
     :class:`~flask_aistream.parts.Source` part says who took over. Never
@@ -115,25 +127,23 @@ class FallbackStream(PartStream):
         attempts: list[tuple[str, str, Callable[[], PartStream]]],
         on_fallback: Callable[[ProviderError, str], None] | None = None,
     ) -> None:
+        super().__init__()
         self._attempts = attempts  # (provider name, model, open)
         self._on_fallback = on_fallback
-        self._stopped = threading.Event()
-        self._current: PartStream | None = None
 
     def __iter__(self) -> Iterator[list[Any]]:
         for number, (provider, model, open_stream) in enumerate(self._attempts):
             self._current = stream = open_stream()
             shown = False
             try:
-                if (
-                    self._stopped.is_set()
-                ):  # after the assignment: abort() sees it, or we see abort()
+                # Looked at after the assignment: abort() sees the stream, or we see abort().
+                if self._stopped.is_set():
                     return
                 if number:
                     yield [Source(provider, model)]
                 for parts in stream:
                     if not shown:
-                        shown = any(part.__class__ in VISIBLE for part in parts)
+                        shown = shows(parts)
                     yield parts
                 return
             except ProviderError as exc:
@@ -144,18 +154,3 @@ class FallbackStream(PartStream):
                     self._on_fallback(exc, self._attempts[number + 1][0])
             finally:
                 stream.close()
-
-    def close(self) -> None:
-        stream, self._current = self._current, None
-        if stream is not None:
-            stream.close()
-
-    def reading_socket(self) -> Any:
-        stream = self._current
-        return stream.reading_socket() if stream is not None else None
-
-    def abort(self) -> None:
-        self._stopped.set()
-        stream = self._current
-        if stream is not None:
-            stream.abort()
