@@ -105,6 +105,8 @@ class FakeProvider:
         self.keep_alive = False
         #: Connections accepted so far.
         self.connections = 0
+        #: Set once a reply's ``close_after`` closed its kept-alive connection.
+        self.idle_closed = threading.Event()
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -217,6 +219,7 @@ class FakeProvider:
             if keep and reply.close_after is not None:
                 time.sleep(reply.close_after)
                 sock.close()  # idle too long: the provider hangs up
+                self.idle_closed.set()
                 return False
             if keep:
                 return True

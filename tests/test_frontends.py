@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import openai
@@ -172,12 +171,10 @@ def test_an_upstream_error_arrives_as_the_sdks_error(node, chat_site, fake, pack
 def test_aborting_closes_the_upstream(node, chat_site, fake):
     fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(100)]), delay=0.1)
     url = chat_site()
-    started = time.monotonic()
     node("use_chat_transport.mjs", "ai", f"{url}/api/chat/stream", json.dumps([user("Hi")]), 600)
     hung_up_at = fake.wait_for_hangup(fake.last, timeout=5)
     assert hung_up_at is not None, "the provider kept streaming after the abort"
-    assert fake.last.parts_sent < 100
-    assert hung_up_at - started < 5
+    assert fake.last.parts_sent < 100  # it stopped long before the end
 
 
 def test_the_resume_route_says_nothing_is_active(chat_site):

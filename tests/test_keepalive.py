@@ -104,7 +104,7 @@ def test_a_connection_the_provider_dropped_while_idle_is_replaced_at_once(
     client = make_app(AI_RETRY_BACKOFF=30).test_client()  # a backoff would hang this test
     keepalive.reply = Reply(parts=openai_events(WORDS), close_after=0.05)
     assert ask(client) == ("Hello there.", None, True)
-    threading.Event().wait(0.3)  # the provider has closed its end by now
+    assert keepalive.idle_closed.wait(10)  # the provider has closed its end
     keepalive.reply = Reply(parts=openai_events(WORDS))
     assert ask(client) == ("Hello there.", None, True)
     assert keepalive.connections == 2
