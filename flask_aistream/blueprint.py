@@ -29,13 +29,14 @@ from flask.blueprints import BlueprintSetupState
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from .client import AIClient, checked_answer_options, is_done_reconnect
+from .client import AIClient, checked_answer_options, is_done_reconnect, owner_key
 from .config import checked_provider
 from .errors import ConfigurationError, InvalidRequestError
 from .extension import client_of
 from .providers.base import text_of
 from .ratelimit import ClientLimits, Refusal, checked_limit, parsed_limit, storage_for
 from .request import checked_content, image_bytes
+from .resume import CHAT_ID, UNAVAILABLE, parsed_event_id
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -89,6 +90,7 @@ def make_blueprint(
     max_image_bytes: int | None = None,
     providers: Any = None,
     format: str | None = None,
+    owner: Callable[[], Any] | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
@@ -145,6 +147,15 @@ def make_blueprint(
     def endpoint() -> Endpoint:
         return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
 
+    def current_owner() -> Any:
+        """Whose answers this request may resume or cancel (``owner=``)."""
+        return owner() if owner is not None else None
+
+    def forbidden() -> tuple[Response, int] | None:
+        if authorize is not None and not authorize(request):
+            return jsonify(error="You are not allowed to use this chat."), 403
+        return None
+
     @bp.route("/stream", methods=["GET", "POST"])
     def stream() -> Response | tuple[Response, int]:
         if is_done_reconnect():
@@ -152,8 +163,15 @@ def make_blueprint(
         conf = endpoint()
         if _cross_site_get(request, conf.origins):
             return jsonify(error="This chat cannot be started from another site."), 403
-        if authorize is not None and not authorize(request):
-            return jsonify(error="You are not allowed to use this chat."), 403
+        refused = forbidden()
+        if refused is not None:
+            return refused
+        # An EventSource reconnecting: the answer it was reading, never a new
+        # one (and no count against the rate limit: it costs no tokens).
+        resumed = conf.client.resume_request(current_owner())
+        if resumed is not None:
+            return resumed
+        chat_id = None
         try:
             if request.method == "GET":
                 chosen = _chosen(request.args.get("provider"), choices)
@@ -165,6 +183,7 @@ def make_blueprint(
                 chosen = _chosen(body.get("provider"), choices)
                 if _format(conf) == "vercel":  # what useChat sends
                     question, history, images = ui_messages(body.get("messages"), conf)
+                    chat_id = _chat_id(body.get("id"))
                 else:
                     question = _question(body.get("question"), conf.max_question_chars)
                     history = _history(
@@ -190,6 +209,8 @@ def make_blueprint(
                 system=conf.system,
                 model=model,
                 on_finish=on_finish,
+                owner=current_owner(),
+                chat_id=chat_id,
                 **answer_options,
             )
 
@@ -221,12 +242,57 @@ def make_blueprint(
         return format or conf.client.settings.stream_format
 
     @bp.route("/<chat_id>/stream", methods=["GET"])
-    def resume(chat_id: str) -> Response | tuple[Response, int]:
-        """What ``useChat({resume: true})`` asks on load: no answer of that
-        chat is still streaming (nothing is kept to resume), so a 204."""
-        if authorize is not None and not authorize(request):
-            return jsonify(error="You are not allowed to use this chat."), 403
-        return Response(status=204)
+    def resume_chat(chat_id: str) -> Response | tuple[Response, int]:
+        """What ``useChat({resume: true})`` asks on load: the chat's answer
+        still being written, from its start; 204 when there is none (or
+        resume is off)."""
+        refused = forbidden()
+        if refused is not None:
+            return refused
+        client = endpoint().client
+        store = client.resume_store
+        if store is None or _chat_id(chat_id) is None:
+            return Response(status=204)
+        try:
+            answer_id = store.chat_answer(f"{owner_key(current_owner())}:{chat_id}")
+        except Exception as exc:  # noqa: BLE001 - the store is down: nothing to resume
+            client.logger.warning("flask-aistream: the resume store is unavailable: %r", exc)
+            answer_id = None
+        if answer_id is None:
+            return Response(status=204)
+        return client.resume(answer_id, 0, owner=current_owner())
+
+    @bp.route("/stream/<answer_id>", methods=["GET"])
+    def resume(answer_id: str) -> Response | tuple[Response, int]:
+        """An answer's events after ``?after=<sequence>`` (default: all), then
+        the rest live, for clients that read with fetch; an EventSource
+        reconnecting here resumes from its ``Last-Event-ID``."""
+        refused = forbidden()
+        if refused is not None:
+            return refused
+        after = request.args.get("after", "0")
+        if not after.isdigit() or len(after) > 9:
+            return jsonify(error="'after' must be an event's sequence number."), 400
+        seen = parsed_event_id(request.headers.get("Last-Event-ID"))
+        since = seen[1] if seen is not None and seen[0] == answer_id else int(after)
+        return endpoint().client.resume(answer_id, since, owner=current_owner())
+
+    @bp.route("/stream/<answer_id>/cancel", methods=["POST"])
+    def cancel(answer_id: str) -> Response | tuple[Response, int]:
+        """Stop an answer for good (the page's Stop button): 202, or 204 when
+        it had already ended."""
+        refused = forbidden()
+        if refused is not None:
+            return refused
+        client = endpoint().client
+        try:
+            cancelled = client.cancel(answer_id, owner=current_owner())
+        except PermissionError:
+            return jsonify(error="This answer belongs to someone else."), 403
+        except Exception as exc:  # noqa: BLE001 - the store is down
+            client.logger.warning("flask-aistream: the resume store is unavailable: %r", exc)
+            return jsonify(error=UNAVAILABLE), 503
+        return Response(status=202 if cancelled else 204)
 
     @bp.route("/stream", methods=["PUT", "DELETE", "PATCH"])
     def other_methods() -> tuple[Response, int, dict[str, str]]:
@@ -421,6 +487,11 @@ def ui_messages(
             400, f"The history is too long (at most {conf.max_history_chars} characters)."
         )
     return question, turns, images
+
+
+def _chat_id(value: Any) -> str | None:
+    """useChat's chat id, if it sent a usable one (it keys the resume route)."""
+    return value if isinstance(value, str) and CHAT_ID.match(value) else None
 
 
 def _choices(providers: Any) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import secrets
@@ -35,6 +36,18 @@ from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, TextDelta
 from .providers import ChatRequest, PartStream, Provider, build_providers, provider_settings
 from .relay import DISCONNECT_POLICIES, sse_response
 from .request import REQUEST_OPTIONS, checked_content, checked_request_options, is_number
+from .resume import (
+    ANSWER_ID,
+    CHAT_ID,
+    UNAVAILABLE,
+    Encoded,
+    LeaseKeeper,
+    Recorder,
+    ResumeStore,
+    follow,
+    parsed_event_id,
+    resume_store_for,
+)
 from .retry import FallbackStream, RetryingStream
 from .signals import answer_finished
 from .upstream import Transport
@@ -48,7 +61,9 @@ CHAT_OPTIONS = frozenset(
     | set(REQUEST_OPTIONS)
 )
 #: What we do with its answer.
-ANSWER_OPTIONS = frozenset({"on_finish", "on_disconnect", "events", "format", "include_usage"})
+ANSWER_OPTIONS = frozenset(
+    {"on_finish", "on_disconnect", "events", "format", "include_usage", "owner", "chat_id"}
+)
 OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
 
 OnFinish = Callable[[Answer], Any]
@@ -67,6 +82,8 @@ class AIClient:
         default_provider: str | None = None,
         app: Flask | None = None,
         providers: dict[str, Provider] | None = None,
+        resume_store: ResumeStore | None = None,
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
@@ -80,6 +97,14 @@ class AIClient:
         self.providers = (
             providers if providers is not None else build_providers(settings, settings.providers)
         )
+        #: Where answers are kept for clients that reconnect (``None``: resume
+        #: is off), and the thread renewing the leases of this process's answers.
+        self.resume_store = resume_store or resume_store_for(
+            settings.resume_storage_uri, settings.resume_ttl
+        )
+        self._keeper = keeper or (
+            LeaseKeeper(self.resume_store, logger) if self.resume_store is not None else None
+        )
 
     def provider(self, name: str) -> AIClient:
         """The same interface, bound to provider ``name`` (the seed's ``app('anthropic')``)."""
@@ -91,6 +116,8 @@ class AIClient:
             default_provider=name,
             app=self.app,
             providers=self.providers,
+            resume_store=self.resume_store,
+            keeper=self._keeper,
         )
 
     def register_provider(self, name: str, cls: type[Provider]) -> None:
@@ -154,7 +181,11 @@ class AIClient:
         (providers to ask if this one fails before its first token);
         ``on_finish`` (called with the :class:`~flask_aistream.Answer` once it
         ended, however it ended), ``on_disconnect`` (``"cancel"`` or
-        ``"finish"``) and ``events`` (optional events to add to the stream).
+        ``"finish"``), ``events`` (optional events to add to the stream) and
+        ``format``. With resume on (``AI_RESUME_STORAGE_URI``), ``owner``
+        (e.g. the user's id) ties the answer to whoever may resume it, and
+        ``chat_id`` lets the Vercel resume route find it; a request carrying a
+        ``Last-Event-ID`` of ours resumes that answer instead of asking anew.
         Configuration problems raise here, in the view; provider failures
         arrive in the stream as one ``{"error": ...}`` event before ``[DONE]``.
         """
@@ -185,9 +216,18 @@ class AIClient:
         begun) and ``output`` (a format object) are the blueprints' business."""
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
+        resumable = self.resume_store is not None and output is None
+        if resumable:
+            resumed = self.resume_request(options.get("owner"))
+            if resumed is not None:
+                return resumed
         run = run or self._run(options)
         environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
+        if resumable:
+            response = self._resumable_response(run, options, environ)
+            if response is not None:
+                return response
         return sse_response(
             run,
             output or self._format(options, run),
@@ -197,6 +237,105 @@ class AIClient:
             on_disconnect=self._on_disconnect(options),
             send_timeout=self.settings.send_timeout,
         )
+
+    # -- resumable answers ----------------------------------------------------------
+
+    def _resumable_response(
+        self, run: AnswerRun, options: Mapping[str, Any], environ: Mapping[str, Any]
+    ) -> Response | None:
+        """The answer as numbered events, kept in the resume store as they
+        go, produced to its end whether or not its client stays; ``None``
+        when the store cannot be reached (the answer then streams without)."""
+        store, keeper = self.resume_store, self._keeper
+        assert store is not None and keeper is not None
+        answer_id = new_id("ans")
+        owner = owner_key(options.get("owner"))
+        chat = f"{owner}:{options['chat_id']}" if options.get("chat_id") else None
+        format_name = options.get("format") or self.settings.stream_format
+        try:
+            store.begin(answer_id, owner, format_name, chat)
+        except Exception as exc:  # noqa: BLE001 - fail open, like the rate limit
+            self.logger.warning(
+                "flask-aistream: the resume store is unavailable; this answer streams "
+                "without resume: %r",
+                exc,
+            )
+            return None
+        output = self._format(options, run, message_id=answer_id)
+        response = sse_response(
+            run,
+            Encoded(output),
+            self.logger,
+            heartbeat=self.settings.heartbeat_interval,
+            client=client_socket(environ),
+            on_disconnect="finish",  # the answer goes on for whoever resumes it
+            send_timeout=self.settings.send_timeout,
+            producer=Recorder(run, output, store, answer_id, chat, keeper, self.logger),
+        )
+        response.headers["X-AIStream-Answer-Id"] = answer_id
+        return response
+
+    def resume_request(self, owner: Any = None) -> Response | None:
+        """The resumed answer, if the current request carries a
+        ``Last-Event-ID`` of ours (an ``EventSource`` reconnecting); else ``None``."""
+        if self.resume_store is None or not has_request_context():
+            return None
+        seen = parsed_event_id(flask_request.headers.get("Last-Event-ID"))
+        return None if seen is None else self.resume(seen[0], seen[1], owner=owner)
+
+    def resume(self, answer_id: str, after: int = 0, owner: Any = None) -> Response:
+        """What answer ``answer_id`` wrote after its event ``after``, then
+        the rest as it is written, from whichever worker produces it; the
+        provider is not asked again. 204 when nothing is left to send (the
+        answer ended, expired, never existed, or resume is off), which stops
+        an ``EventSource`` from reconnecting; 403 when the answer's
+        ``owner`` is someone else."""
+        store = self.resume_store
+        if store is None or not ANSWER_ID.match(answer_id):
+            return Response(status=204)
+        try:
+            status = store.status(answer_id)
+        except Exception as exc:  # noqa: BLE001 - a clear error, never a traceback
+            self.logger.warning("flask-aistream: the resume store is unavailable: %r", exc)
+            return _json_error(UNAVAILABLE, 503)
+        if status is None or (status.ended and after >= status.last_seq):
+            return Response(status=204)
+        if status.owner != owner_key(owner):
+            return _json_error("This answer belongs to someone else.", 403)
+        output = FORMAT_HEADERS.get(status.format, AIStreamFormat)
+        response = Response(
+            follow(
+                store,
+                answer_id,
+                after,
+                status.format,
+                self.settings.heartbeat_interval,
+                self.logger,
+            ),
+            content_type=output.content_type,
+            headers=output.headers,
+        )
+        response.headers["X-AIStream-Answer-Id"] = answer_id
+        return response
+
+    def cancel(self, answer_id: str, owner: Any = None) -> bool:
+        """Stop a resumable answer for good, from any worker, within a
+        second (at once in the process producing it): its readers get
+        ``[DONE]`` after what was sent, its hooks see ``"cancelled"``. False
+        when it had already ended (or is unknown); raises
+        :class:`PermissionError` when ``owner`` is not the answer's."""
+        store = self.resume_store
+        if store is None or not ANSWER_ID.match(answer_id):
+            return False
+        status = store.status(answer_id)
+        if status is None or status.ended:
+            return False
+        if status.owner != owner_key(owner):
+            raise PermissionError("this answer belongs to someone else")
+        cancelled = store.cancel(answer_id)
+        if cancelled and self._keeper is not None:
+            self._keeper.cancel_here(answer_id)
+        return cancelled
 
     def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]:
         return self._iter_events(self._run(options))
@@ -296,11 +435,13 @@ class AIClient:
             except Exception:
                 self.logger.exception("flask-aistream: an answer_finished receiver failed")
 
-    def _format(self, options: Mapping[str, Any], run: AnswerRun) -> Any:
+    def _format(
+        self, options: Mapping[str, Any], run: AnswerRun, message_id: str | None = None
+    ) -> Any:
         """The output format a call asked for, else ``AI_STREAM_FORMAT``."""
         name = options.get("format") or self.settings.stream_format
         if name == "vercel":
-            return VercelFormat(new_id("msg"), self.settings.vercel_protocol)
+            return VercelFormat(message_id or new_id("msg"), self.settings.vercel_protocol)
         if name == "openai":
             return OpenAIFormat(
                 new_id("chatcmpl"),
@@ -430,7 +571,32 @@ def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(
             f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}, not {policy!r}."
         )
+    owner = options.get("owner")
+    if owner is not None and not isinstance(owner, (str, int)):
+        raise ConfigurationError(f"owner must be a string or an int (a user id), not {owner!r}.")
+    chat_id = options.get("chat_id")
+    if chat_id is not None and not (isinstance(chat_id, str) and CHAT_ID.match(chat_id)):
+        raise InvalidRequestError(
+            f"chat_id must be 1 to 128 letters, digits, '-' or '_', not {chat_id!r}"
+        )
     return {key: options[key] for key in ANSWER_OPTIONS if options.get(key) is not None}
+
+
+def owner_key(owner: Any) -> str:
+    """How an answer's owner is stored and compared ("": anyone holding its id)."""
+    return "" if owner is None else str(owner)
+
+
+#: Each format's content type and headers, for a resumed answer.
+FORMAT_HEADERS: dict[str, Any] = {
+    "aistream": AIStreamFormat,
+    "vercel": VercelFormat,
+    "openai": OpenAIFormat,
+}
+
+
+def _json_error(message: str, status: int) -> Response:
+    return Response(json.dumps({"error": message}), status, mimetype="application/json")
 
 
 def new_id(prefix: str) -> str:

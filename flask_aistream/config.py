@@ -54,6 +54,8 @@ class ConfigVars:
     MODELS = "AI_MODELS"
     POOL_MAXSIZE = "AI_POOL_MAXSIZE"
     MAX_IMAGE_BYTES = "AI_MAX_IMAGE_BYTES"
+    RESUME_STORAGE_URI = "AI_RESUME_STORAGE_URI"
+    RESUME_TTL = "AI_RESUME_TTL"
 
     @staticmethod
     def api_key(provider: str) -> str:
@@ -102,6 +104,8 @@ DEFAULT_POOL_MAXSIZE = 256
 #: The most image bytes (decoded) one browser request may carry, when the
 #: blueprint takes images at all.
 DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
+#: Seconds an answer stays resumable after its last event.
+DEFAULT_RESUME_TTL = 600.0
 
 # Shapes of provider keys, redacted from logs even when they are not ours:
 # an upstream error body may echo any key it was sent.
@@ -149,6 +153,9 @@ class Settings:
     vercel_protocol: int = 5
     #: Model aliases for the OpenAI-compatible endpoint: alias -> (provider, model).
     models: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    #: Where answers are kept for reconnecting clients (``None``: nowhere).
+    resume_storage_uri: str | None = None
+    resume_ttl: float = DEFAULT_RESUME_TTL
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     @classmethod
@@ -229,6 +236,8 @@ class Settings:
             max_image_bytes=_number(
                 config, ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1
             ),
+            resume_storage_uri=config.get(ConfigVars.RESUME_STORAGE_URI) or None,
+            resume_ttl=_number(config, ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
             providers=providers,
         )
 

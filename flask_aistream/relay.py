@@ -33,6 +33,7 @@ def sse_response(
     client: socket.socket | None = None,
     on_disconnect: str = "cancel",
     send_timeout: float | None = None,
+    producer: Any = None,
 ) -> Response:
     """A streamed response writing ``run``'s parts in the ``output`` format.
 
@@ -51,10 +52,14 @@ def sse_response(
         hooks, bounded by the total timeout (else ten minutes).
     :param send_timeout: seconds one write may stay blocked on a client that
         reads nothing before the stream is closed (``None``: no limit).
+    :param producer: what the reader iterates instead of ``run``, when the
+        events are encoded there (a resumable answer's
+        :class:`~flask_aistream.resume.Recorder`): its ``bytes`` items are
+        written as they are.
     """
     guard = StreamGuard(run, client, send_timeout, logger)
     return Response(
-        _relay(run, output, logger, heartbeat, client, on_disconnect, guard),
+        _relay(run, output, logger, heartbeat, client, on_disconnect, guard, producer or run),
         content_type=output.content_type,
         headers=output.headers,
     )
@@ -73,11 +78,12 @@ def _relay(
     client: socket.socket | None,
     on_disconnect: str,
     guard: StreamGuard,
+    producer: Any,
 ) -> Iterator[bytes]:
     # Once the answer shows, the generator reads the provider itself, unless
     # the answer must go on without it ("finish").
     reader = BackgroundReader(
-        run, client, after=run.finish, hand_over=on_disconnect == DISCONNECT_POLICIES[0]
+        producer, client, after=run.finish, hand_over=on_disconnect == DISCONNECT_POLICIES[0]
     )
     WATCHDOG.watch(guard)  # deadlines that hold while this generator is stuck writing
     encode = output.parts
@@ -107,6 +113,8 @@ def _relay(
                     chunk = encode(item)
                     if chunk:
                         chunks.append(chunk)
+                elif item.__class__ is bytes:  # encoded by the producer
+                    chunks.append(item)
                 elif item.__class__ is Finish:
                     answer = item.answer
                 elif item is CLIENT_GONE:
@@ -118,9 +126,11 @@ def _relay(
                 guard.writing_since = last_write = time.monotonic()
                 yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 guard.writing_since = None
-        guard.writing_since = time.monotonic()
-        yield output.end(answer)
-        guard.writing_since = None
+        tail = output.end(answer)
+        if tail:
+            guard.writing_since = time.monotonic()
+            yield tail
+            guard.writing_since = None
         reader.release()  # the hooks run now, after the end was written
     finally:
         # Reached on GeneratorExit too: the WSGI server closes the response

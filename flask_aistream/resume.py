@@ -1,0 +1,599 @@
+"""Answers that outlive their connection.
+
+With ``AI_RESUME_STORAGE_URI`` set, every event of an answer is numbered
+(``id: <answer id>:<sequence>``) and kept in a store: a Redis Stream per
+answer (``redis://``), or this process's memory (``memory://``, for
+development and tests). A client that reconnects, to any worker on any host,
+gets what it missed and then the rest live; the provider is never asked
+again. The producer keeps the answer going when its client leaves, renews a
+lease while it is alive, and stops when someone cancels the answer.
+
+The order on the per-token path: the producer hands the events to its live
+client first, then writes them to the store, all events of one read in one
+pipelined round trip, so Redis never delays the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .errors import ConfigurationError
+from .formats import DONE, FINAL_ID, PING, data_event, error_event, openai_error
+from .parts import Finish
+
+#: ``retry:`` sent with an answer's first event: how soon (ms) EventSource reconnects.
+RETRY_MS = 1000
+#: How long a producer's lease lasts; it renews it every ``RENEW_EVERY`` seconds.
+#: Readers of an answer whose lease ran out while it had not ended report it
+#: interrupted: its process died.
+LEASE_SECONDS = 3.0
+RENEW_EVERY = 0.5
+#: Longest a reader waits on the store before it looks at the lease again.
+FOLLOW_WAIT = 1.0
+#: What readers of an answer get when its producer died, or the store failed.
+INTERRUPTED = "the answer was interrupted"
+UNAVAILABLE = "the answer cannot be resumed right now"
+DEFAULT_RESUME_TTL = 600.0
+KEY_PREFIX = "flask-aistream"
+
+ANSWER_ID = re.compile(r"ans-[0-9a-f]{32}\Z")
+_EVENT_ID = re.compile(r"(ans-[0-9a-f]{32}):([1-9][0-9]{0,8})\Z")
+#: A chat id as the Vercel AI SDK makes them (nanoid-like), bounded.
+CHAT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
+
+
+def parsed_event_id(value: str | None) -> tuple[str, int] | None:
+    """``(answer id, sequence)`` from a ``Last-Event-ID`` of ours, else ``None``."""
+    match = _EVENT_ID.match(value or "")
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+class Entry(NamedTuple):
+    """One stored event: its number, its bytes (``id:`` line included), and
+    whether it is the answer's last (``[DONE]``)."""
+
+    seq: int
+    data: bytes
+    last: bool = False
+
+
+@dataclass
+class Status:
+    """What a store knows of an answer when a reader comes."""
+
+    owner: str
+    format: str
+    last_seq: int
+    ended: bool
+    alive: bool
+
+
+class Numbering:
+    """Gives each event of one answer its ``id:`` (and the first its
+    ``retry:``). Every event our formats write is one block ending in a blank
+    line, so a chunk splits into events at ``\\n\\n``; the end-of-answer id
+    block of unnumbered streams is dropped, since every event has an id now."""
+
+    def __init__(self, answer_id: str, seq: int = 0) -> None:
+        self._prefix = f"id: {answer_id}:".encode()
+        self.seq = seq
+
+    def entries(self, chunk: bytes) -> list[Entry]:
+        out = []
+        for block in chunk.split(b"\n\n"):
+            if not block or block + b"\n\n" == FINAL_ID:
+                continue
+            self.seq += 1
+            head = b"retry: %d\n" % RETRY_MS if self.seq == 1 else b""
+            event = b"%s%s%d\n%s\n\n" % (head, self._prefix, self.seq, block)
+            out.append(Entry(self.seq, event, block == DONE[:-2]))
+        return out
+
+
+def failure_events(format_name: str, message: str) -> bytes:
+    """An error and ``[DONE]`` in the answer's own format, for readers of an
+    answer that cannot go on."""
+    if format_name == "vercel":
+        return data_event({"type": "error", "errorText": message}) + DONE
+    if format_name == "openai":
+        return data_event(openai_error(message, "interrupted")) + DONE
+    return error_event(message) + DONE
+
+
+class ResumeStore:
+    """Where answers' events are kept. ``ttl``: seconds an answer stays
+    resumable after its last write."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+
+    def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> None:
+        """Record a new answer (raises if the store cannot be reached)."""
+        raise NotImplementedError
+
+    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
+        """Add events; after the last one the answer is over (its chat is free)."""
+        raise NotImplementedError
+
+    def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
+        """The events after ``after``, waiting up to ``timeout`` for one."""
+        raise NotImplementedError
+
+    def status(self, answer_id: str) -> Status | None:
+        """``None``: unknown, or expired."""
+        raise NotImplementedError
+
+    def renew(self, answer_ids: list[str]) -> set[str]:
+        """Renew these answers' leases; return those that were cancelled."""
+        raise NotImplementedError
+
+    def cancel(self, answer_id: str) -> bool:
+        """Ask the answer's producer to stop; false when it already ended."""
+        raise NotImplementedError
+
+    def chat_answer(self, chat: str) -> str | None:
+        """The answer being written for ``chat``, if any."""
+        raise NotImplementedError
+
+    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
+        """Append ``entries`` (the interruption) only if the answer's lease is
+        gone and its last event is still ``after``: exactly one reader writes
+        it, and a producer that was merely slow is not cut short."""
+        raise NotImplementedError
+
+
+def resume_store_for(uri: str | None, ttl: float) -> ResumeStore | None:
+    """The store ``AI_RESUME_STORAGE_URI`` names (``None``: resume is off)."""
+    if not uri:
+        return None
+    if uri == "memory://":
+        return MemoryStore(ttl)
+    if uri.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(uri, ttl)
+    raise ConfigurationError(
+        f"AI_RESUME_STORAGE_URI must be redis://..., rediss://..., unix://... or memory://, "
+        f"not {uri.split('://')[0]!r}://."
+    )
+
+
+# -- memory ---------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    owner: str
+    format: str
+    chat: str | None
+    entries: list[Entry] = field(default_factory=list)
+    lease_until: float = 0.0
+    expires: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.entries) and self.entries[-1].last
+
+
+class MemoryStore(ResumeStore):
+    """One process's answers (a reconnect must come back to it)."""
+
+    def __init__(self, ttl: float) -> None:
+        super().__init__(ttl)
+        self._answers: dict[str, _Record] = {}
+        self._chats: dict[str, str] = {}
+        self._changed = threading.Condition()
+
+    def _get(self, answer_id: str) -> _Record | None:
+        record = self._answers.get(answer_id)
+        if record is not None and record.expires < time.monotonic():
+            del self._answers[answer_id]
+            return None
+        return record
+
+    def _expire_old(self) -> None:
+        now = time.monotonic()
+        for answer_id in [a for a, r in self._answers.items() if r.expires < now]:
+            del self._answers[answer_id]
+
+    def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> None:
+        now = time.monotonic()
+        with self._changed:
+            self._expire_old()
+            self._answers[answer_id] = _Record(
+                owner, format_name, chat, lease_until=now + LEASE_SECONDS, expires=now + self.ttl
+            )
+            if chat:
+                self._chats[chat] = answer_id
+
+    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
+        with self._changed:
+            record = self._get(answer_id)
+            if record is None:
+                raise LookupError(f"answer {answer_id} expired")
+            if entries and record.entries and entries[0].seq <= record.entries[-1].seq:
+                raise LookupError(f"answer {answer_id} was already ended")
+            record.entries.extend(entries)
+            record.expires = time.monotonic() + self.ttl
+            if record.ended and chat and self._chats.get(chat) == answer_id:
+                del self._chats[chat]
+            self._changed.notify_all()
+
+    def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                record = self._get(answer_id)
+                entries = [] if record is None else record.entries[after:]
+                remaining = deadline - time.monotonic()
+                if entries or remaining <= 0:
+                    return entries
+                self._changed.wait(remaining)
+
+    def status(self, answer_id: str) -> Status | None:
+        with self._changed:
+            record = self._get(answer_id)
+            if record is None:
+                return None
+            last = record.entries[-1].seq if record.entries else 0
+            alive = record.lease_until > time.monotonic()
+            return Status(record.owner, record.format, last, record.ended, alive)
+
+    def renew(self, answer_ids: list[str]) -> set[str]:
+        cancelled = set()
+        with self._changed:
+            now = time.monotonic()
+            for answer_id in answer_ids:
+                record = self._get(answer_id)
+                if record is not None:
+                    record.lease_until = now + LEASE_SECONDS
+                    record.expires = now + self.ttl
+                    if record.cancelled:
+                        cancelled.add(answer_id)
+        return cancelled
+
+    def cancel(self, answer_id: str) -> bool:
+        with self._changed:
+            record = self._get(answer_id)
+            if record is None or record.ended:
+                return False
+            record.cancelled = True
+            return True
+
+    def chat_answer(self, chat: str) -> str | None:
+        with self._changed:
+            answer_id = self._chats.get(chat)
+            record = self._get(answer_id) if answer_id else None
+            return answer_id if record is not None and not record.ended else None
+
+    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
+        with self._changed:
+            record = self._get(answer_id)
+            if record is None or record.lease_until > time.monotonic():
+                return False
+            if (record.entries[-1].seq if record.entries else 0) != after:
+                return False
+            record.entries.extend(entries)
+            self._changed.notify_all()
+            return True
+
+    def expire_lease(self, answer_id: str) -> None:
+        """As if the producer's process had died (for tests)."""
+        with self._changed:
+            record = self._get(answer_id)
+            if record is not None:
+                record.lease_until = 0.0
+
+
+# -- Redis ----------------------------------------------------------------------
+
+#: Appends the interruption if, and only if, the answer's lease is gone and its
+#: last event is the one the reader saw (KEYS: events, lease; ARGV: the last
+#: id seen, the TTL, then id, data, last-flag triples).
+_INTERRUPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last_id = '0-0'
+if #last > 0 then last_id = last[1][1] end
+if last_id ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], ARGV[i], 'd', ARGV[i + 1], 'l', ARGV[i + 2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class RedisStore(ResumeStore):
+    """A Redis Stream per answer: entry ``0-<sequence>`` holds one event. Its
+    meta (owner, format) is a hash; the producer's lease and a cancel request
+    are keys of their own; a chat's active answer is one more."""
+
+    def __init__(self, uri: str, ttl: float) -> None:
+        super().__init__(ttl)
+        import redis
+
+        # Short timeouts: a Redis that is down must not hold an answer up.
+        self._redis: Any = redis.Redis.from_url(
+            uri, socket_connect_timeout=2, socket_timeout=FOLLOW_WAIT + 4
+        )
+        self._interrupt = self._redis.register_script(_INTERRUPT)
+        self._ttl = max(1, int(ttl))
+
+    @staticmethod
+    def _key(answer_id: str, what: str) -> str:
+        return f"{KEY_PREFIX}:{answer_id}:{what}"
+
+    @staticmethod
+    def _chat_key(chat: str) -> str:
+        return f"{KEY_PREFIX}:chat:{chat}"
+
+    def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        meta = self._key(answer_id, "meta")
+        pipe.hset(meta, mapping={"owner": owner, "format": format_name})
+        pipe.expire(meta, self._ttl)
+        pipe.set(self._key(answer_id, "lease"), 1, px=int(LEASE_SECONDS * 1000))
+        if chat:
+            pipe.set(self._chat_key(chat), answer_id, ex=self._ttl)
+        pipe.execute()
+
+    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        events = self._key(answer_id, "events")
+        for entry in entries:
+            pipe.xadd(events, {"d": entry.data, "l": int(entry.last)}, id=f"0-{entry.seq}")
+        if entries and entries[-1].last:
+            pipe.expire(events, self._ttl)
+            pipe.expire(self._key(answer_id, "meta"), self._ttl)
+            pipe.delete(self._key(answer_id, "lease"), self._key(answer_id, "cancel"))
+            if chat:
+                pipe.delete(self._chat_key(chat))
+        pipe.execute()
+
+    def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
+        events = self._key(answer_id, "events")
+        found = self._redis.xread({events: f"0-{after}"}, block=max(1, int(timeout * 1000)))
+        return [_entry(entry_id, fields) for _, items in found for entry_id, fields in items]
+
+    def status(self, answer_id: str) -> Status | None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._key(answer_id, "meta"))
+        pipe.xrevrange(self._key(answer_id, "events"), count=1)
+        pipe.exists(self._key(answer_id, "lease"))
+        meta, last, alive = pipe.execute()
+        if not meta:
+            return None
+        entry = _entry(*last[0]) if last else None
+        return Status(
+            meta[b"owner"].decode(),
+            meta[b"format"].decode(),
+            entry.seq if entry else 0,
+            bool(entry and entry.last),
+            bool(alive),
+        )
+
+    def renew(self, answer_ids: list[str]) -> set[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for answer_id in answer_ids:
+            pipe.set(self._key(answer_id, "lease"), 1, px=int(LEASE_SECONDS * 1000))
+            pipe.expire(self._key(answer_id, "events"), self._ttl)
+            pipe.expire(self._key(answer_id, "meta"), self._ttl)
+            pipe.exists(self._key(answer_id, "cancel"))
+        results = pipe.execute()
+        return {a for a, cancelled in zip(answer_ids, results[3::4]) if cancelled}
+
+    def cancel(self, answer_id: str) -> bool:
+        status = self.status(answer_id)
+        if status is None or status.ended:
+            return False
+        self._redis.set(self._key(answer_id, "cancel"), 1, ex=self._ttl)
+        return True
+
+    def chat_answer(self, chat: str) -> str | None:
+        answer_id = self._redis.get(self._chat_key(chat))
+        if answer_id is None:
+            return None
+        status = self.status(answer_id.decode())
+        return answer_id.decode() if status is not None and not status.ended else None
+
+    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
+        args: list[Any] = [f"0-{after}", self._ttl]
+        for entry in entries:
+            args += [f"0-{entry.seq}", entry.data, int(entry.last)]
+        keys = [self._key(answer_id, "events"), self._key(answer_id, "lease")]
+        return bool(self._interrupt(keys=keys, args=args))
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    return Entry(int(entry_id.split(b"-")[1]), fields[b"d"], fields.get(b"l") == b"1")
+
+
+# -- the producer's side -----------------------------------------------------------
+
+
+class LeaseKeeper:
+    """One thread per store renews the leases of every answer this process
+    is producing, in one round trip every ``RENEW_EVERY`` seconds, and
+    cancels those someone asked to stop (from any worker)."""
+
+    def __init__(self, store: ResumeStore, logger: logging.Logger) -> None:
+        self._store = store
+        self._logger = logger
+        self._runs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def watch(self, answer_id: str, run: Any) -> None:
+        with self._lock:
+            self._runs[answer_id] = run
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="flask-aistream leases", daemon=True
+                )
+                self._thread.start()
+
+    def forget(self, answer_id: str) -> None:
+        with self._lock:
+            self._runs.pop(answer_id, None)
+
+    def cancel_here(self, answer_id: str) -> bool:
+        """Cancel the answer at once if this process produces it."""
+        with self._lock:
+            run = self._runs.get(answer_id)
+        if run is not None:
+            run.cancel()
+        return run is not None
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(RENEW_EVERY)
+            with self._lock:
+                runs = dict(self._runs)
+            if not runs:
+                continue
+            try:
+                cancelled = self._store.renew(list(runs))
+            except Exception as exc:  # noqa: BLE001 - the store failing must not stop the answers
+                if not self._failing:
+                    self._logger.warning(
+                        "flask-aistream: cannot renew answer leases in the resume store: %r", exc
+                    )
+                self._failing = True
+                continue
+            self._failing = False
+            for answer_id in cancelled:
+                runs[answer_id].cancel()
+
+
+class Recorder:
+    """The producer of a resumable answer: turns the run's parts into
+    numbered events in the answer's format, hands them on (to the live
+    client, through the reader), then stores them. It runs to the end of the
+    answer whether or not a client still reads (the ``"finish"`` policy)."""
+
+    def __init__(
+        self,
+        run: Any,
+        output: Any,
+        store: ResumeStore,
+        answer_id: str,
+        chat: str | None,
+        keeper: LeaseKeeper,
+        logger: logging.Logger,
+    ) -> None:
+        self._run = run
+        self._output = output
+        self._store = store
+        self._answer_id = answer_id
+        self._chat = chat
+        self._keeper = keeper
+        self._logger = logger
+        self._numbering = Numbering(answer_id)
+        self._storing = True
+
+    def __iter__(self) -> Iterator[Any]:
+        self._keeper.watch(self._answer_id, self._run)
+        try:
+            for item in self._run:
+                finish = item.__class__ is Finish
+                chunk = self._output.end(item.answer) if finish else self._output.parts(item)
+                if chunk:
+                    entries = self._numbering.entries(chunk)
+                    yield b"".join(entry.data for entry in entries)
+                    # The reader is back for more: the live client has these.
+                    self._save(entries)
+                if finish:
+                    yield item
+                    return
+        finally:
+            self._keeper.forget(self._answer_id)
+
+    def _save(self, entries: list[Entry]) -> None:
+        if not self._storing:
+            return
+        try:
+            self._store.append(self._answer_id, entries, self._chat)
+        except Exception as exc:  # noqa: BLE001 - the live client keeps its answer
+            self._storing = False
+            self._keeper.forget(self._answer_id)  # its lease runs out: resumers are told
+            self._logger.warning(
+                "flask-aistream: lost the resume store mid-answer (answer %s); "
+                "it goes on for the live client only: %r",
+                self._answer_id,
+                exc,
+            )
+
+    def close(self) -> None:
+        self._run.close()
+
+    def abort(self) -> None:
+        self._run.abort()
+
+
+def follow(
+    store: ResumeStore,
+    answer_id: str,
+    after: int,
+    format_name: str,
+    heartbeat: float,
+    logger: logging.Logger,
+) -> Iterator[bytes]:
+    """A reader's side: the answer's events after ``after``, as they are
+    stored, until its ``[DONE]``. An answer whose producer died (its lease
+    ran out) ends with :data:`INTERRUPTED`; a store that fails, with
+    :data:`UNAVAILABLE`."""
+    last_write = time.monotonic()
+    wait = min(FOLLOW_WAIT, heartbeat) if heartbeat else FOLLOW_WAIT
+    while True:
+        try:
+            entries = store.read(answer_id, after, wait)
+            if not entries:
+                status = store.status(answer_id)
+                if status is None or (not status.alive and not status.ended):
+                    numbering = Numbering(answer_id, after)
+                    ending = numbering.entries(failure_events(format_name, INTERRUPTED))
+                    if status is None or not store.interrupt(answer_id, after, ending):
+                        if status is None:  # expired under us: nothing left to append to
+                            yield b"".join(entry.data for entry in ending)
+                            return
+                    continue  # read what was appended, by us or by whoever came first
+        except Exception as exc:  # noqa: BLE001 - a reader gets a clear end, never a hang
+            logger.warning(
+                "flask-aistream: cannot read answer %s from the resume store: %r", answer_id, exc
+            )
+            yield failure_events(format_name, UNAVAILABLE)
+            return
+        now = time.monotonic()
+        if entries:
+            after = entries[-1].seq
+            last_write = now
+            yield b"".join(entry.data for entry in entries)
+            if entries[-1].last:
+                return
+        elif heartbeat and now - last_write >= heartbeat:
+            last_write = now
+            yield PING
+
+
+class Encoded:
+    """The output format of a resumable answer as the relay sees it: the
+    :class:`Recorder` encodes every event, end included, so the relay only
+    writes them (and pings)."""
+
+    def __init__(self, output: Any) -> None:
+        self.content_type = output.content_type
+        self.headers = output.headers
+        self.ping = output.ping
+
+    def parts(self, parts: list[Any]) -> bytes:  # never called: items come encoded
+        raise AssertionError("a recorded answer's parts are encoded by its Recorder")
+
+    def end(self, answer: Any) -> bytes:
+        return b""
