@@ -241,11 +241,13 @@ def make_blueprint(
     def _format(conf: Endpoint) -> str:
         return format or conf.client.settings.stream_format
 
+    # useChat({resume: true}) asks ``{api}/{chat id}/stream`` on load: with
+    # ``api: "<prefix>/stream"`` (as the README shows) that is the first.
+    @bp.route("/stream/<chat_id>/stream", methods=["GET"])
     @bp.route("/<chat_id>/stream", methods=["GET"])
     def resume_chat(chat_id: str) -> Response | tuple[Response, int]:
-        """What ``useChat({resume: true})`` asks on load: the chat's answer
-        still being written, from its start; 204 when there is none (or
-        resume is off)."""
+        """The chat's answer still being written, from its start; 204 when
+        there is none (or resume is off)."""
         refused = forbidden()
         if refused is not None:
             return refused
@@ -329,7 +331,13 @@ def make_blueprint(
 def _cors_options(app: Any, origins: tuple[str, ...]) -> Any:
     return get_cors_options(
         app,
-        {"origins": list(origins), "methods": ["GET", "POST"], "allow_headers": ["Content-Type"]},
+        {
+            "origins": list(origins),
+            "methods": ["GET", "POST"],
+            "allow_headers": ["Content-Type", "Last-Event-ID"],
+            # a fetch client of another origin resumes by this id
+            "expose_headers": ["X-AIStream-Answer-Id"],
+        },
     )
 
 

@@ -200,6 +200,8 @@ class MemoryStore(ResumeStore):
         now = time.monotonic()
         for answer_id in [a for a, r in self._answers.items() if r.expires < now]:
             del self._answers[answer_id]
+        for chat in [c for c, a in self._chats.items() if a not in self._answers]:
+            del self._chats[chat]
 
     def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> None:
         now = time.monotonic()

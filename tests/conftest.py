@@ -234,6 +234,40 @@ def gunicorn_server(worker: str, fake, **env):
         master.wait(10)
 
 
+class RedisServer:
+    """A real redis-server of the test's own, on a free port; a test may stop
+    and start it again (same port, nothing kept)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        assert server, "redis-server is needed (apt-get install redis-server; .ci/run does)"
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, "redis-server", process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -262,7 +296,17 @@ def page(browser):
 
 #: Fixtures that start a real server, browser or Redis: a test using one is
 #: ``system`` (``pytest -m "not system"`` is the quick inner loop).
-SYSTEM_FIXTURES = {"live", "serve", "gunicorn", "page", "browser", "site", "redis_url", "node"}
+SYSTEM_FIXTURES = {
+    "live",
+    "serve",
+    "gunicorn",
+    "page",
+    "browser",
+    "site",
+    "redis_url",
+    "redis_server",
+    "node",
+}
 
 
 def pytest_collection_modifyitems(items):

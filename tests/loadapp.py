@@ -2,7 +2,8 @@
 loopback fake whose URL is in ``FAKE_PROVIDER_URL``. With ``ANSWERS_FILE``
 set, each answer's ending is appended to that file as a JSON line (the
 ``on_finish`` hook, seen from the test's process); ``AI_ON_DISCONNECT``
-comes from the environment too."""
+comes from the environment too, as does ``AI_RESUME_STORAGE_URI``. The
+blueprint serves ``/api/chat`` (and its Vercel format ``/api/vercel``)."""
 
 import gc
 import json
@@ -22,9 +23,12 @@ def create_app():
         AI_MAX_RETRIES=0,
         AI_ON_DISCONNECT=os.environ.get("AI_ON_DISCONNECT", "cancel"),
         AI_SEND_TIMEOUT=float(os.environ.get("AI_SEND_TIMEOUT", 30)),
+        AI_RESUME_STORAGE_URI=os.environ.get("AI_RESUME_STORAGE_URI"),
+        AI_RATELIMIT=None,
     )
     AIStream(app)
     answers_file = os.environ.get("ANSWERS_FILE")
+    ai = app.extensions["ai"]
 
     def save(answer):
         with open(answers_file, "a") as f:
@@ -44,9 +48,29 @@ def create_app():
         ]
         return {"alive": len(alive)}
 
+    hook = save if answers_file else None
+
     @app.post("/chat")
     def chat():
-        hook = save if answers_file else None
-        return app.extensions["ai"].ask_stream(request.get_json()["question"], on_finish=hook)
+        return ai.ask_stream(request.get_json()["question"], on_finish=hook)
+
+    app.register_blueprint(ai.blueprint(on_finish=hook), url_prefix="/api/chat")
+    app.register_blueprint(
+        ai.blueprint(name="vercel", format="vercel", on_finish=hook), url_prefix="/api/vercel"
+    )
+
+    @app.get("/eventsource")
+    def eventsource_page():
+        """A page reading an answer with a bare EventSource (the spec's client)."""
+        return """<!doctype html><pre id="out"></pre><script>
+          const out = document.getElementById('out');
+          const source = new EventSource('/api/chat/stream?question=' + encodeURIComponent('Hi'));
+          source.onmessage = (e) => {
+            if (e.data === '[DONE]') { source.close(); document.title = 'done'; return; }
+            const data = JSON.parse(e.data);
+            if (data.content) out.textContent += data.content;
+            if (data.error) out.textContent += '[error: ' + data.error + ']';
+          };
+        </script>"""
 
     return app

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,18 +211,8 @@ def test_an_existing_limiter_is_used(make_app, fake):
 
 
 @pytest.fixture
-def redis_url():
-    server = shutil.which("redis-server")
-    assert server, "redis-server is needed (apt-get install redis-server; .ci/run installs it)"
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for_port(port, "redis-server")
-    yield f"redis://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+def redis_url(redis_server):
+    return redis_server.url
 
 
 def test_two_processes_share_one_count_in_redis(redis_url, tmp_path):

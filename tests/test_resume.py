@@ -1,0 +1,362 @@
+"""Resumable answers in one process (``memory://``): ids, replay, 204s,
+owners, cancel, the lease, the Vercel resume route. The Redis store, several
+workers and browsers are in test_resume_redis.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+
+import pytest
+from flask import request
+
+from fakeprovider import Reply, openai_events
+from flask_aistream import ConfigurationError
+from flask_aistream.resume import ANSWER_ID, INTERRUPTED, Entry, Numbering
+from flask_aistream.sse import SSEDecoder
+
+WORDS = [f"w{i} " for i in range(8)]
+
+
+def gated_reply(words=WORDS):
+    """A provider answer whose parts go out one per ``gate.release()``."""
+    gate = threading.Semaphore(0)
+    return Reply(parts=openai_events(words), gate=gate), gate
+
+
+def events(body: bytes):
+    return SSEDecoder().feed(body)
+
+
+def text_of(evs) -> str:
+    return "".join(json.loads(e.data).get("content", "") for e in evs if e.data != "[DONE]")
+
+
+@pytest.fixture
+def resumable(make_app):
+    """An app with resume in memory; its answers' hooks report to ``app.finished``."""
+
+    def build(**config):
+        config.setdefault("AI_RESUME_STORAGE_URI", "memory://")
+        config.setdefault("AI_RATELIMIT", None)
+        config.setdefault("AI_MAX_RETRIES", 0)
+        app = make_app(**config)
+        app.finished = queue.Queue()
+        ai = app.extensions["ai"]
+
+        @app.post("/ask")
+        def ask():
+            body = request.get_json()
+            return ai.ask_stream(
+                body["question"],
+                owner=request.headers.get("X-User"),
+                on_finish=app.finished.put,
+                format=body.get("format"),
+            )
+
+        app.register_blueprint(
+            ai.blueprint(owner=lambda: request.headers.get("X-User"), on_finish=app.finished.put),
+            url_prefix="/api/chat",
+        )
+        return app
+
+    return build
+
+
+def read_until(response, count: int) -> bytes:
+    """Read a streamed response until ``count`` events arrived."""
+    body = b""
+    chunks = iter(response.response)
+    while len(events(body)) < count:
+        body += next(chunks)
+    return body
+
+
+def test_every_event_is_numbered_and_the_first_says_retry(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable().test_client()
+    response = client.post("/ask", json={"question": "hi"})
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    assert ANSWER_ID.match(answer_id)
+    evs = events(response.data)
+    assert [e.id for e in evs] == [f"{answer_id}:{n}" for n in range(1, len(evs) + 1)]
+    assert evs[-1].data == "[DONE]"
+    assert evs[0].retry == 1000 and response.data.count(b"retry:") == 1
+    assert text_of(evs) == "".join(WORDS)
+    assert b"flask-aistream:done" not in response.data  # every event has its own id now
+
+
+def test_a_client_that_left_resumes_where_it_was_without_asking_again(resumable, fake):
+    reply, gate = gated_reply()
+    fake.reply = reply
+    app = resumable()
+    client = app.test_client()
+    response = client.post("/ask", json={"question": "hi"}, buffered=False)
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    gate.release()
+    gate.release()
+    first = read_until(response, 3)
+    response.close()  # the phone changed networks
+    for _ in WORDS:
+        gate.release()  # the answer goes on without anyone reading
+    assert app.finished.get(timeout=10).finish_reason == "stop"  # whole, not cancelled
+    seen = events(first)
+    again = client.post("/ask", json={"question": "hi"}, headers={"Last-Event-ID": seen[-1].id})
+    assert again.status_code == 200
+    rest = events(again.data)
+    assert [e.id for e in seen + rest] == [
+        f"{answer_id}:{n}" for n in range(1, len(seen + rest) + 1)
+    ]
+    assert text_of(seen + rest) == "".join(WORDS)
+    assert rest[-1].data == "[DONE]"
+    assert len(fake.requests) == 1  # the provider was asked once
+
+
+def test_resume_route_replays_from_any_point(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable().test_client()
+    first = client.post("/api/chat/stream", json={"question": "hi"})
+    answer_id = first.headers["X-AIStream-Answer-Id"]
+    whole = client.get(f"/api/chat/stream/{answer_id}")
+    assert whole.status_code == 200 and whole.data == first.data
+    assert whole.headers["X-AIStream-Answer-Id"] == answer_id
+    tail = client.get(f"/api/chat/stream/{answer_id}?after=4")
+    assert [e.id for e in events(tail.data)] == [e.id for e in events(first.data)[4:]]
+    # An EventSource reconnecting to the resume route sends Last-Event-ID.
+    last_two = client.get(
+        f"/api/chat/stream/{answer_id}", headers={"Last-Event-ID": f"{answer_id}:7"}
+    )
+    assert [e.id for e in events(last_two.data)] == [e.id for e in events(first.data)[7:]]
+    assert client.get(f"/api/chat/stream/{answer_id}?after=x").status_code == 400
+    assert len(fake.requests) == 1
+
+
+def test_nothing_left_is_204_and_asks_nobody(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable().test_client()
+    first = client.post("/api/chat/stream", json={"question": "hi"})
+    last_id = events(first.data)[-1].id
+    answer_id = first.headers["X-AIStream-Answer-Id"]
+    for response in (
+        client.get("/api/chat/stream?question=hi", headers={"Last-Event-ID": last_id}),
+        client.post("/ask", json={"question": "hi"}, headers={"Last-Event-ID": last_id}),
+        client.get(f"/api/chat/stream/{answer_id}?after=99"),
+        client.get(f"/api/chat/stream/ans-{'0' * 32}"),  # never existed
+        client.get("/api/chat/stream/not-an-id"),
+    ):
+        assert response.status_code == 204, response.data
+        assert response.data == b""
+    assert len(fake.requests) == 1
+
+
+def test_an_expired_answer_is_204(resumable, fake, monkeypatch):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    app = resumable(AI_RESUME_TTL=1)
+    client = app.test_client()
+    first = client.post("/ask", json={"question": "hi"})
+    answer_id = first.headers["X-AIStream-Answer-Id"]
+    assert client.get(f"/api/chat/stream/{answer_id}").status_code == 200
+    import flask_aistream.resume as resume
+
+    clock = resume.time.monotonic
+    monkeypatch.setattr(resume.time, "monotonic", lambda: clock() + 2)
+    assert client.get(f"/api/chat/stream/{answer_id}").status_code == 204
+
+
+def test_a_last_event_id_not_ours_is_a_new_question(resumable, fake):
+    fake.reply = Reply(parts=openai_events(["a"]))
+    client = resumable().test_client()
+    for foreign in ("42", "ans-123:4", f"ans-{'0' * 32}:0", "x" * 500):
+        response = client.post("/ask", json={"question": "hi"}, headers={"Last-Event-ID": foreign})
+        assert response.status_code == 200
+        assert text_of(events(response.data)) == "a"
+    assert len(fake.requests) == 4
+
+
+def test_another_users_answer_is_403(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable().test_client()
+    first = client.post("/api/chat/stream", json={"question": "hi"}, headers={"X-User": "alice"})
+    answer_id = first.headers["X-AIStream-Answer-Id"]
+    last = events(first.data)[2].id
+    for user in ("bob", None):
+        headers = {"X-User": user} if user else {}
+        assert client.get(f"/api/chat/stream/{answer_id}", headers=headers).status_code == 403
+        with_id = client.post(
+            "/ask", json={"question": "hi"}, headers={**headers, "Last-Event-ID": last}
+        )
+        assert with_id.status_code == 403
+        assert "someone else" in with_id.get_json()["error"]
+    mine = client.get(f"/api/chat/stream/{answer_id}", headers={"X-User": "alice"})
+    assert mine.status_code == 200 and mine.data == first.data
+
+
+def test_authorize_runs_on_resume_and_cancel(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    app = resumable()
+    ai = app.extensions["ai"]
+    app.register_blueprint(
+        ai.blueprint(name="locked", authorize=lambda req: req.headers.get("X-Key") == "k"),
+        url_prefix="/locked",
+    )
+    client = app.test_client()
+    answer_id = client.post("/ask", json={"question": "hi"}).headers["X-AIStream-Answer-Id"]
+    assert client.get(f"/locked/stream/{answer_id}").status_code == 403
+    assert client.post(f"/locked/stream/{answer_id}/cancel").status_code == 403
+    assert client.get("/locked/chat-1/stream").status_code == 403
+    assert client.get(f"/locked/stream/{answer_id}", headers={"X-Key": "k"}).status_code == 200
+
+
+def test_cancel_stops_the_answer_for_everyone(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS), delay=0.2)
+    app = resumable()
+    client = app.test_client()
+    response = client.post("/api/chat/stream", json={"question": "hi"}, buffered=False)
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    seen = read_until(response, 2)
+    cancelled = client.post(f"/api/chat/stream/{answer_id}/cancel")
+    assert cancelled.status_code == 202
+    assert fake.wait_for_hangup(fake.last) is not None  # the provider was hung up on
+    rest = b"".join(response.response)
+    evs = events(seen + rest)
+    assert evs[-1].data == "[DONE]" and text_of(evs).startswith("w0 w1 ")
+    assert fake.last.parts_sent < len(WORDS)
+    assert app.finished.get(timeout=10).finish_reason == "cancelled"
+    resumed = client.get(f"/api/chat/stream/{answer_id}")
+    assert resumed.data == seen + rest  # a resumer sees the same end
+    assert client.post(f"/api/chat/stream/{answer_id}/cancel").status_code == 204
+    assert client.post(f"/api/chat/stream/ans-{'1' * 32}/cancel").status_code == 204
+
+
+def test_cancel_of_someone_elses_answer_is_403(resumable, fake):
+    reply, gate = gated_reply()
+    fake.reply = reply
+    app = resumable()
+    client = app.test_client()
+    response = client.post(
+        "/api/chat/stream", json={"question": "hi"}, headers={"X-User": "a"}, buffered=False
+    )
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    read_until(response, 1)
+    assert client.post(f"/api/chat/stream/{answer_id}/cancel").status_code == 403
+    assert app.extensions["ai"].cancel(answer_id, owner="a") is True
+    response.close()
+    assert app.finished.get(timeout=10).finish_reason == "cancelled"
+
+
+def test_a_dead_producer_is_reported_interrupted_once(resumable):
+    """The store holds an answer whose producer stopped renewing its lease
+    (its process died): readers get the error and [DONE], every one the same."""
+    app = resumable()
+    store = app.extensions["ai"].resume_store
+    answer_id = "ans-" + "a" * 32
+    store.begin(answer_id, "", "aistream", None)
+    numbering = Numbering(answer_id)
+    store.append(answer_id, numbering.entries(b'data: {"content": "half"}\n\n'), None)
+    store.expire_lease(answer_id)
+    client = app.test_client()
+    first = client.get(f"/api/chat/stream/{answer_id}")
+    evs = events(first.data)
+    assert [json.loads(e.data) for e in evs[:-1]] == [{"content": "half"}, {"error": INTERRUPTED}]
+    assert evs[-1].data == "[DONE]" and evs[-1].id == f"{answer_id}:3"
+    assert client.get(f"/api/chat/stream/{answer_id}").data == first.data
+    done = client.get(f"/api/chat/stream/{answer_id}", headers={"Last-Event-ID": evs[-1].id})
+    assert done.status_code == 204
+
+
+def test_resumes_do_not_count_against_the_rate_limit(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable(AI_RATELIMIT="1 per minute").test_client()
+    first = client.get("/api/chat/stream?question=hi")
+    assert first.status_code == 200
+    answer_id = first.headers["X-AIStream-Answer-Id"]
+    middle = events(first.data)[3].id
+    for _ in range(3):
+        again = client.get("/api/chat/stream?question=hi", headers={"Last-Event-ID": middle})
+        assert again.status_code == 200
+        assert client.get(f"/api/chat/stream/{answer_id}").status_code == 200
+    assert client.get("/api/chat/stream?question=hi").status_code == 429  # a new question is one
+
+
+def test_vercel_start_carries_the_answer_id_and_the_chat_resumes(resumable, fake):
+    reply, gate = gated_reply()
+    fake.reply = reply
+    app = resumable(AI_STREAM_FORMAT="vercel")
+    client = app.test_client()
+    body = {
+        "id": "chat-1",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    }
+    response = client.post("/api/chat/stream", json=body, buffered=False)
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    seen = read_until(response, 1)
+    start = json.loads(events(seen)[0].data)
+    assert start == {"type": "start", "messageId": answer_id}
+    response.close()
+    # useChat({resume: true}) on a reloaded page: the answer from its start.
+    resumed = client.get("/api/chat/chat-1/stream", buffered=False)
+    assert resumed.status_code == 200
+    assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    for _ in WORDS:
+        gate.release()
+    replay = events(b"".join(resumed.response))
+    assert replay[0].id == f"{answer_id}:1"
+    deltas = [json.loads(e.data) for e in replay if e.data != "[DONE]"]
+    assert "".join(d["delta"] for d in deltas if d["type"] == "text-delta") == "".join(WORDS)
+    assert replay[-1].data == "[DONE]"
+    app.finished.get(timeout=10)
+    assert client.get("/api/chat/chat-1/stream").status_code == 204  # it ended
+    assert client.get("/api/chat/chat-2/stream").status_code == 204  # never was
+    other_user = client.get("/api/chat/chat-1/stream", headers={"X-User": "x"})
+    assert other_user.status_code == 204  # chats are per owner
+
+
+def test_unreachable_store_streams_without_resume_and_warns(resumable, fake, log_records):
+    from conftest import free_port
+
+    fake.reply = Reply(parts=openai_events(WORDS))
+    app = resumable(AI_RESUME_STORAGE_URI=f"redis://127.0.0.1:{free_port()}")
+    client = app.test_client()
+    response = client.post("/ask", json={"question": "hi"})
+    assert response.status_code == 200
+    assert "X-AIStream-Answer-Id" not in response.headers
+    evs = events(response.data)
+    assert text_of(evs) == "".join(WORDS) and evs[-1].data == "[DONE]"
+    assert not any(e.id.startswith("ans-") for e in evs)
+    warnings = [
+        r for r in log_records.records if r.levelno == logging.WARNING and "resume" in r.message
+    ]
+    assert len(warnings) == 1 and "without resume" in warnings[0].message
+    resumed = client.get(f"/api/chat/stream/ans-{'2' * 32}")
+    assert resumed.status_code == 503 and resumed.get_json() == {
+        "error": "the answer cannot be resumed right now"
+    }
+
+
+@pytest.mark.parametrize("uri", ["mysql://x", "redis", "memory"])
+def test_a_wrong_storage_uri_fails_at_init(make_app, uri):
+    with pytest.raises(ConfigurationError, match="AI_RESUME_STORAGE_URI"):
+        make_app(AI_RESUME_STORAGE_URI=uri)
+
+
+def test_numbering_splits_and_numbers_every_event():
+    numbering = Numbering("ans-" + "b" * 32)
+    first = numbering.entries(b'data: {"a": 1}\n\ndata: {"b": 2}\n\n')
+    assert [e.seq for e in first] == [1, 2]
+    assert first[0].data.startswith(b"retry: 1000\nid: ans-")
+    end = numbering.entries(b"id: flask-aistream:done\n\ndata: [DONE]\n\n")
+    assert end == [Entry(3, b"id: ans-" + b"b" * 32 + b":3\ndata: [DONE]\n\n", True)]
+
+
+def test_a_page_of_another_origin_can_read_the_answer_id(resumable, fake):
+    fake.reply = Reply(parts=openai_events(WORDS))
+    client = resumable(AI_CORS_ORIGINS=["https://app.example"]).test_client()
+    response = client.post(
+        "/api/chat/stream", json={"question": "hi"}, headers={"Origin": "https://app.example"}
+    )
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    exposed = response.headers["Access-Control-Expose-Headers"].lower()
+    assert "x-aistream-answer-id" in exposed
