@@ -53,6 +53,9 @@ def create_app(config=None):
         AI_RATELIMIT="10 per minute",
         # The page shows the reasoning (collapsed) and a line on how each answer ended.
         AI_STREAM_EVENTS=["reasoning", "finish"],
+        # A reload in the middle of an answer continues it. One process here;
+        # AI_RESUME_STORAGE_URI=redis://... for several workers or hosts.
+        AI_RESUME_STORAGE_URI="memory://",
     )
     app.config.update(settings_from_environment())
     app.config.update(config or {})

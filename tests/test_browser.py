@@ -3,6 +3,7 @@ headless Chromium (Debian's package, driven by Playwright), against a real
 server on loopback whose provider is the loopback fake."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -352,6 +353,32 @@ def test_a_reload_keeps_the_conversation(page, site, fake):
     page.click("#clear")
     page.reload()
     assert page.locator(".message").count() == 0
+
+
+@pytest.mark.parametrize("mode", ["fetch", "eventsource"])
+def test_a_reload_mid_answer_continues_it(page, site, fake, mode):
+    gate = threading.Semaphore(0)
+    fake.reply = Reply(parts=openai_events(ANSWER), gate=gate)
+    page.goto(site())
+    page.select_option("#mode", mode)
+    ask(page, "Tell me")
+    for _ in range(3):
+        gate.release()
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text').textContent.includes('word3')"
+    )
+    page.reload()  # mid-answer: the answer goes on on the server meanwhile
+    for _ in ANSWER:
+        gate.release()
+    page.wait_for_function(
+        f"document.querySelector('.message.assistant .text').textContent === {''.join(ANSWER)!r}"
+    )
+    page.wait_for_function("!document.querySelector('.message.assistant.typing')")
+    assert page.is_enabled("#ask")
+    assert len(fake.requests) == 1  # resumed, never asked again
+    page.reload()  # over now: nothing to resume, nothing asked
+    assert page.locator(".message.assistant .text").all_text_contents() == ["".join(ANSWER)]
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
