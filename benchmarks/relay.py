@@ -53,10 +53,11 @@ def request_bytes(path, model, port):
 
 
 class Bench:
-    def __init__(self, upstream_port, app_port, worker_pid, fastapi=None):
+    def __init__(self, upstream_port, app_port, worker_pid, fastapi=None, redis_pid=None):
         self.upstream_port, self.app_port, self.worker_pid = upstream_port, app_port, worker_pid
         #: (port, pid) of the FastAPI contender's uvicorn, which serves "/ours" too
         self.fastapi = fastapi
+        self.redis_pid = redis_pid
 
     def _server(self, contender):
         if contender == "fastapi":
@@ -73,9 +74,13 @@ class Bench:
         return sock
 
     def cpu(self, contender=None):
-        pid = self._server(contender)[1]
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        total = _cpu_of(self._server(contender)[1])
+        if contender == "resume" and self.redis_pid:
+            total += _cpu_of(self.redis_pid)  # what Redis spends storing the events
+        return total
+
+    def redis_cpu(self):
+        return _cpu_of(self.redis_pid) if self.redis_pid else 0.0
 
     def rss_kb(self):
         for line in Path(f"/proc/{self.worker_pid}/status").read_text().splitlines():
@@ -162,6 +167,28 @@ class Bench:
         return (peak - before) / 1024
 
 
+def _cpu_of(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def start_redis():
+    """A redis-server of the benchmark's own (the resume contender's store)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = subprocess.Popen(args + ["--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"redis://127.0.0.1:{port}"
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
 def parse_upstream(sock):
     """A Python client reading the provider itself, as any consumer must:
     SSE decoding (httpx-sse, the fastest peer decoder) and JSON per event."""
@@ -190,13 +217,15 @@ def parse_upstream(sock):
             return count
 
 
-def start_gunicorn(worker, upstream_url, threads=8):
+def start_gunicorn(worker, upstream_url, threads=8, **env):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", worker, "-b", f"127.0.0.1:{port}"]
     args += ["--threads", str(threads)] if worker == "gthread" else ["--worker-connections", "5000"]
-    env = dict(os.environ, FAKE_PROVIDER_URL=upstream_url, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}")
+    env = dict(
+        os.environ, FAKE_PROVIDER_URL=upstream_url, PYTHONPATH=f"{ROOT}{os.pathsep}{HERE}", **env
+    )
     log = open(os.environ.get("GUNICORN_LOG", os.devnull), "w")
     master = subprocess.Popen(args + ["relayapp:create_app()"], env=env, stderr=log)
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
@@ -242,10 +271,13 @@ def main():
     url = f"http://127.0.0.1:{upstream_port}"
     print(f"{os.cpu_count()} CPUs; {tokens} tokens, median of {runs} runs; gunicorn -w 1")
     uvicorn, fastapi_port = start_uvicorn(url)
+    redis, redis_url = start_redis()
     try:
         for worker in ("gthread", "gevent"):
-            master, port, pid = start_gunicorn(worker, url)
-            bench = Bench(upstream_port, port, pid, fastapi=(fastapi_port, uvicorn.pid))
+            master, port, pid = start_gunicorn(worker, url, RESUME_STORAGE_URI=redis_url)
+            bench = Bench(
+                upstream_port, port, pid, fastapi=(fastapi_port, uvicorn.pid), redis_pid=redis.pid
+            )
             try:
                 report(bench, worker, tokens, runs)
             finally:
@@ -253,18 +285,23 @@ def main():
                 master.wait(10)
     finally:
         uvicorn.terminate()
+        redis.terminate()
         upstream.terminate()
 
 
 def report(bench, worker, tokens, runs):
-    contenders = ["direct", "direct+parse", "ours", "naive", "sdk", "fastapi"]
+    contenders = ["direct", "direct+parse", "ours", "resume", "naive", "sdk", "fastapi"]
     for c in contenders:  # warm up: imports, connection pools
         bench.throughput(c, 2000)
     rates = {c: [] for c in contenders}
     cpus = {c: [] for c in contenders}
+    redis_cpus = []
     for _ in range(runs):
         for c in contenders:
+            redis_before = bench.redis_cpu()
             rate, cpu, count = bench.throughput(c, tokens)
+            if c == "resume":
+                redis_cpus.append((bench.redis_cpu() - redis_before) / tokens)
             assert count == tokens, f"{c} relayed {count} of {tokens} tokens"
             rates[c].append(rate)
             cpus[c].append(cpu)
@@ -282,15 +319,28 @@ def report(bench, worker, tokens, runs):
         cpu = statistics.median(cpus[c]) if relayed else None
         chunked = bench.latency("direct" if c == "direct+parse" else c, "chunked")
         close = bench.latency("direct" if c == "direct+parse" else c, "close")
-        left = bench.disconnect(c) if relayed else None
+        left = bench.disconnect(c) if relayed and c != "resume" else None
         print(
             f"{c:12} {rate:9.0f} {rate / naive_rate:8.2f} {rate / direct_rate:9.2f} "
             + (f"{cpu * 1e6:10.1f} {cpu / naive_cpu:8.2f} " if cpu else f"{'-':>10} {'-':>8} ")
             + f"{chunked[0]:11.2f} / {chunked[1]:6.2f}     {close[0]:5.2f} / {close[1]:5.2f} "
-            + (f"{left:16.1f}" if left is not None else f"{'never (>3 s)' if relayed else '-':>16}")
+            + (f"{left:16.1f}" if left is not None else f"{_no_leave(c):>16}")
         )
+    ours_rate, ours_cpu = statistics.median(rates["ours"]), statistics.median(cpus["ours"])
+    resume_rate, resume_cpu = statistics.median(rates["resume"]), statistics.median(cpus["resume"])
+    print(
+        f"resume on / off: tokens/s {resume_rate / ours_rate:.2f}x, CPU per token "
+        f"{resume_cpu / ours_cpu:.2f}x ({(resume_cpu - ours_cpu) * 1e6:+.1f} us, of which "
+        f"redis-server {statistics.median(redis_cpus) * 1e6:.1f} us)"
+    )
     for c in ("ours", "naive"):
         print(f"RSS growth over a 200,000-token stream, {c}: {bench.rss_growth(c):.1f} MB")
+
+
+def _no_leave(contender):
+    if contender == "resume":
+        return "goes on"  # by design: the answer is kept for whoever resumes it
+    return "-" if contender.startswith("direct") else "never (>3 s)"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import os
 import requests
 from flask import Flask, Response, request
 
-from flask_aistream import AIStream
+from flask_aistream import AIClient, AIStream
+from flask_aistream.config import Settings
 from flask_aistream.formats import DONE, content_event
 
 UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
@@ -21,6 +22,18 @@ def create_app():
     @app.get("/ours")
     def ours():
         return app.extensions["ai"].ask_stream("go", model=request.args["m"])
+
+    resume_uri = os.environ.get("RESUME_STORAGE_URI")
+    if resume_uri:
+        settings = Settings.from_config(
+            {**app.config, "AI_RESUME_STORAGE_URI": resume_uri}, os.environ
+        )
+        resumable = AIClient(settings, app.logger, app=app)
+
+        @app.get("/resume")
+        def resume():
+            """Ours with resume on: every event numbered and written to Redis."""
+            return resumable.ask_stream("go", model=request.args["m"])
 
     @app.get("/iter")
     def iter_view():

@@ -74,26 +74,53 @@ class Status:
     alive: bool
 
 
+class Batch(NamedTuple):
+    """Events written together: numbered ``first`` to ``first + size - 1``,
+    as one run of bytes (what the live client is sent); ``last``: it ends
+    with the answer's ``[DONE]``."""
+
+    first: int
+    data: bytes
+    size: int
+    last: bool
+
+    def entries(self) -> list[Entry]:
+        """The batch split into its events (each one block ending in a blank line)."""
+        blocks = self.data.split(b"\n\n")[:-1]
+        return [
+            Entry(self.first + i, block + b"\n\n", self.last and i == len(blocks) - 1)
+            for i, block in enumerate(blocks)
+        ]
+
+
 class Numbering:
     """Gives each event of one answer its ``id:`` (and the first its
     ``retry:``). Every event our formats write is one block ending in a blank
-    line, so a chunk splits into events at ``\\n\\n``; the end-of-answer id
-    block of unnumbered streams is dropped, since every event has an id now."""
+    line (JSON never holds a raw newline), so a chunk splits into events at
+    ``\n\n``; the end-of-answer id block of unnumbered streams is dropped,
+    since every event has an id now."""
 
     def __init__(self, answer_id: str, seq: int = 0) -> None:
         self._prefix = f"id: {answer_id}:".encode()
         self.seq = seq
 
-    def entries(self, chunk: bytes) -> list[Entry]:
-        out = []
-        for block in chunk.split(b"\n\n"):
-            if not block or block + b"\n\n" == FINAL_ID:
-                continue
-            self.seq += 1
-            head = b"retry: %d\n" % RETRY_MS if self.seq == 1 else b""
-            event = b"%s%s%d\n%s\n\n" % (head, self._prefix, self.seq, block)
-            out.append(Entry(self.seq, event, block == DONE[:-2]))
-        return out
+    def number(self, chunk: bytes) -> Batch:
+        blocks = chunk.split(b"\n\n")
+        blocks.pop()  # what follows the last blank line: nothing
+        if blocks and blocks[-1] == _DONE_BLOCK and len(blocks) > 1 and blocks[-2] == _FINAL_ID:
+            del blocks[-2]
+        first, prefix = self.seq + 1, self._prefix
+        events = [b"%s%d\n%s\n\n" % (prefix, first + i, block) for i, block in enumerate(blocks)]
+        if first == 1 and events:
+            events[0] = b"retry: %d\n%s" % (RETRY_MS, events[0])
+        self.seq += len(events)
+        return Batch(
+            first, b"".join(events), len(events), bool(blocks) and blocks[-1] == _DONE_BLOCK
+        )
+
+
+_DONE_BLOCK = DONE[:-2]
+_FINAL_ID = FINAL_ID[:-2]
 
 
 def failure_events(format_name: str, message: str) -> bytes:
@@ -117,8 +144,9 @@ class ResumeStore:
         """Record a new answer (raises if the store cannot be reached)."""
         raise NotImplementedError
 
-    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
-        """Add events; after the last one the answer is over (its chat is free)."""
+    def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
+        """Add a batch of events; after the last one the answer is over (its
+        chat is free)."""
         raise NotImplementedError
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
@@ -141,8 +169,8 @@ class ResumeStore:
         """The answer being written for ``chat``, if any."""
         raise NotImplementedError
 
-    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
-        """Append ``entries`` (the interruption) only if the answer's lease is
+    def interrupt(self, answer_id: str, after: int, batch: Batch) -> bool:
+        """Append ``batch`` (the interruption) only if the answer's lease is
         gone and its last event is still ``after``: exactly one reader writes
         it, and a producer that was merely slow is not cut short."""
         raise NotImplementedError
@@ -213,7 +241,8 @@ class MemoryStore(ResumeStore):
             if chat:
                 self._chats[chat] = answer_id
 
-    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
+    def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
+        entries = batch.entries()
         with self._changed:
             record = self._get(answer_id)
             if record is None:
@@ -273,7 +302,8 @@ class MemoryStore(ResumeStore):
             record = self._get(answer_id) if answer_id else None
             return answer_id if record is not None and not record.ended else None
 
-    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
+    def interrupt(self, answer_id: str, after: int, batch: Batch) -> bool:
+        entries = batch.entries()
         with self._changed:
             record = self._get(answer_id)
             if record is None or record.lease_until > time.monotonic():
@@ -294,21 +324,57 @@ class MemoryStore(ResumeStore):
 
 # -- Redis ----------------------------------------------------------------------
 
+#: Adds a batch's events to an answer's stream, entry ``0-<sequence>`` each:
+#: the batch comes as the bytes the live client got, split here, so a read of
+#: fifty tokens is one short command (a pipeline of XADDs costs redis-py
+#: several times the CPU per event). ARGV[1..3]: the bytes, the first
+#: sequence, whether they end the answer.
+_ADD_BATCH = """
+local function add_batch(events, data, seq, ends)
+  local pos = 1
+  while pos <= #data do
+    local stop = string.find(data, '\\n\\n', pos, true)
+    local last = (ends == '1' and stop + 1 == #data) and '1' or '0'
+    redis.call('XADD', events, '0-' .. seq, 'd', string.sub(data, pos, stop + 1), 'l', last)
+    pos = stop + 2
+    seq = seq + 1
+  end
+end
+"""
+
+#: After the last batch the answer expires in TTL seconds, and its lease,
+#: cancel request and chat entry (if still this answer's) go. KEYS: events,
+#: meta, lease, cancel, chat (or ""); ARGV: the batch, TTL, answer id.
+_APPEND = (
+    _ADD_BATCH
+    + """
+add_batch(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+if ARGV[3] == '1' then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  redis.call('DEL', KEYS[3], KEYS[4])
+  if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) == ARGV[5] then redis.call('DEL', KEYS[5]) end
+end
+return 1
+"""
+)
+
 #: Appends the interruption if, and only if, the answer's lease is gone and its
-#: last event is the one the reader saw (KEYS: events, lease; ARGV: the last
-#: id seen, the TTL, then id, data, last-flag triples).
-_INTERRUPT = """
+#: last event is the one the reader saw. KEYS: events, lease; ARGV: the
+#: batch, the last id seen, the TTL.
+_INTERRUPT = (
+    _ADD_BATCH
+    + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
-if last_id ~= ARGV[1] then return 0 end
-for i = 3, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], ARGV[i], 'd', ARGV[i + 1], 'l', ARGV[i + 2])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+if last_id ~= ARGV[4] then return 0 end
+add_batch(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
+)
 
 
 class RedisStore(ResumeStore):
@@ -324,6 +390,7 @@ class RedisStore(ResumeStore):
         self._redis: Any = redis.Redis.from_url(
             uri, socket_connect_timeout=2, socket_timeout=FOLLOW_WAIT + 4
         )
+        self._append = self._redis.register_script(_APPEND)
         self._interrupt = self._redis.register_script(_INTERRUPT)
         self._ttl = max(1, int(ttl))
 
@@ -345,18 +412,12 @@ class RedisStore(ResumeStore):
             pipe.set(self._chat_key(chat), answer_id, ex=self._ttl)
         pipe.execute()
 
-    def append(self, answer_id: str, entries: list[Entry], chat: str | None) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        events = self._key(answer_id, "events")
-        for entry in entries:
-            pipe.xadd(events, {"d": entry.data, "l": int(entry.last)}, id=f"0-{entry.seq}")
-        if entries and entries[-1].last:
-            pipe.expire(events, self._ttl)
-            pipe.expire(self._key(answer_id, "meta"), self._ttl)
-            pipe.delete(self._key(answer_id, "lease"), self._key(answer_id, "cancel"))
-            if chat:
-                pipe.delete(self._chat_key(chat))
-        pipe.execute()
+    def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
+        keys = [self._key(answer_id, what) for what in ("events", "meta", "lease", "cancel")]
+        self._append(
+            keys=[*keys, self._chat_key(chat) if chat else ""],
+            args=[batch.data, batch.first, int(batch.last), self._ttl, answer_id],
+        )
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
         events = self._key(answer_id, "events")
@@ -404,11 +465,9 @@ class RedisStore(ResumeStore):
         status = self.status(answer_id.decode())
         return answer_id.decode() if status is not None and not status.ended else None
 
-    def interrupt(self, answer_id: str, after: int, entries: list[Entry]) -> bool:
-        args: list[Any] = [f"0-{after}", self._ttl]
-        for entry in entries:
-            args += [f"0-{entry.seq}", entry.data, int(entry.last)]
+    def interrupt(self, answer_id: str, after: int, batch: Batch) -> bool:
         keys = [self._key(answer_id, "events"), self._key(answer_id, "lease")]
+        args: list[Any] = [batch.data, batch.first, int(batch.last), f"0-{after}", self._ttl]
         return bool(self._interrupt(keys=keys, args=args))
 
 
@@ -507,21 +566,21 @@ class Recorder:
                 finish = item.__class__ is Finish
                 chunk = self._output.end(item.answer) if finish else self._output.parts(item)
                 if chunk:
-                    entries = self._numbering.entries(chunk)
-                    yield b"".join(entry.data for entry in entries)
+                    batch = self._numbering.number(chunk)
+                    yield batch.data
                     # The reader is back for more: the live client has these.
-                    self._save(entries)
+                    self._save(batch)
                 if finish:
                     yield item
                     return
         finally:
             self._keeper.forget(self._answer_id)
 
-    def _save(self, entries: list[Entry]) -> None:
+    def _save(self, batch: Batch) -> None:
         if not self._storing:
             return
         try:
-            self._store.append(self._answer_id, entries, self._chat)
+            self._store.append(self._answer_id, batch, self._chat)
         except Exception as exc:  # noqa: BLE001 - the live client keeps its answer
             self._storing = False
             self._keeper.forget(self._answer_id)  # its lease runs out: resumers are told
@@ -558,13 +617,16 @@ def follow(
             entries = store.read(answer_id, after, wait)
             if not entries:
                 status = store.status(answer_id)
-                if status is None or (not status.alive and not status.ended):
-                    numbering = Numbering(answer_id, after)
-                    ending = numbering.entries(failure_events(format_name, INTERRUPTED))
-                    if status is None or not store.interrupt(answer_id, after, ending):
-                        if status is None:  # expired under us: nothing left to append to
-                            yield b"".join(entry.data for entry in ending)
-                            return
+                if status is not None and status.ended:
+                    return  # nothing after ``after``: it was past the end
+                if status is None or not status.alive:
+                    ending = Numbering(answer_id, after).number(
+                        failure_events(format_name, INTERRUPTED)
+                    )
+                    if status is None:  # expired under us: nothing left to append to
+                        yield ending.data
+                        return
+                    store.interrupt(answer_id, after, ending)
                     continue  # read what was appended, by us or by whoever came first
         except Exception as exc:  # noqa: BLE001 - a reader gets a clear end, never a hang
             logger.warning(

@@ -254,7 +254,7 @@ def test_a_dead_producer_is_reported_interrupted_once(resumable):
     answer_id = "ans-" + "a" * 32
     store.begin(answer_id, "", "aistream", None)
     numbering = Numbering(answer_id)
-    store.append(answer_id, numbering.entries(b'data: {"content": "half"}\n\n'), None)
+    store.append(answer_id, numbering.number(b'data: {"content": "half"}\n\n'), None)
     store.expire_lease(answer_id)
     client = app.test_client()
     first = client.get(f"/api/chat/stream/{answer_id}")
@@ -343,12 +343,17 @@ def test_a_wrong_storage_uri_fails_at_init(make_app, uri):
 
 
 def test_numbering_splits_and_numbers_every_event():
-    numbering = Numbering("ans-" + "b" * 32)
-    first = numbering.entries(b'data: {"a": 1}\n\ndata: {"b": 2}\n\n')
-    assert [e.seq for e in first] == [1, 2]
-    assert first[0].data.startswith(b"retry: 1000\nid: ans-")
-    end = numbering.entries(b"id: flask-aistream:done\n\ndata: [DONE]\n\n")
-    assert end == [Entry(3, b"id: ans-" + b"b" * 32 + b":3\ndata: [DONE]\n\n", True)]
+    answer_id = "ans-" + "b" * 32
+    numbering = Numbering(answer_id)
+    first = numbering.number(b'data: {"a": 1}\n\ndata: {"b": 2}\n\n')
+    assert (first.first, first.size, first.last) == (1, 2, False)
+    assert first.data.startswith(b"retry: 1000\nid: ans-")
+    assert [e.seq for e in first.entries()] == [1, 2]
+    end = numbering.number(b'data: {"error": "x"}\n\nid: flask-aistream:done\n\ndata: [DONE]\n\n')
+    assert end.entries() == [
+        Entry(3, f"id: {answer_id}:3\n".encode() + b'data: {"error": "x"}\n\n', False),
+        Entry(4, f"id: {answer_id}:4\n".encode() + b"data: [DONE]\n\n", True),
+    ]
 
 
 def test_a_page_of_another_origin_can_read_the_answer_id(resumable, fake):
