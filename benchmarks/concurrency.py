@@ -24,21 +24,22 @@ import subprocess
 import sys
 import time
 
-from relay import HERE, Bench, scenario, start_gunicorn, start_uvicorn
+from relay import HERE, Bench, scenario, start_gunicorn, start_redis, start_uvicorn
 
 TOKENS, INTERVAL_MS, BOUND_MS = 30, 100, 50
 OPEN_GAP = 0.002  # seconds between two clients arriving: 500 new streams a second
 #: "ours" is ask_stream; "naive" the requests + iter_lines view, for comparison;
 #: "fastapi" FastAPI + httpx + sse-starlette under uvicorn (run once per level,
 #: whatever the worker); "iter" (not by default) ours without its reader
-#: thread: see relayapp.py
+#: thread: see relayapp.py; "resume" (not by default) ours with resume on, its
+#: events in a redis-server of the benchmark's own (whose CPU the CPU column adds)
 CONTENDERS = os.environ.get("CONTENDERS", "ours naive fastapi").split()
 WORKERS = os.environ.get("WORKERS", "gevent gthread").split()
 
 
 def run_level(bench: Bench, contender: str, count: int):
     selector = selectors.DefaultSelector()
-    rss_before, cpu_before = bench.rss_kb(), bench.cpu()
+    rss_before, cpu_before = bench.rss_kb(), bench.cpu(contender)
     stamped, complete, rss_peak, opened, open_streams = [], 0, 0, 0, 0
     started = time.monotonic()
     ramp_end = None  # when the last client really arrived: tokens sent after it, all are open
@@ -77,7 +78,7 @@ def run_level(bench: Bench, contender: str, count: int):
     delays = [delay for sent, delay in stamped if sent >= ramp_end]
     ramp_delays = [delay for sent, delay in stamped if sent < ramp_end]
     per_stream_kb = (rss_peak - rss_before) / count
-    cpu_share = (bench.cpu() - cpu_before) / (time.monotonic() - started) * 100
+    cpu_share = (bench.cpu(contender) - cpu_before) / (time.monotonic() - started) * 100
     return p99_and_worst(delays), p99_and_worst(ramp_delays), complete, per_stream_kb, cpu_share
 
 
@@ -105,6 +106,7 @@ def main():
         f"{'worker':8} {'view':7} {'streams':>7} {'whole':>6} {'all open: p99 / worst ms':>24} "
         f"{'arriving: p99 / worst':>22} {'RSS/stream kB':>14} {'worker CPU%':>11}"
     )
+    redis, redis_url = start_redis() if "resume" in CONTENDERS else (None, None)
     try:
         runs = [(w, c) for w in WORKERS for c in CONTENDERS if c != "fastapi"]
         if "fastapi" in CONTENDERS:
@@ -115,8 +117,9 @@ def main():
                     master, port = start_uvicorn(url)
                     bench = Bench(0, port, master.pid, fastapi=(port, master.pid))
                 else:
-                    master, port, pid = start_gunicorn(worker, url, threads=count + 8)
-                    bench = Bench(0, port, pid)
+                    env = {"RESUME_STORAGE_URI": redis_url} if redis_url else {}
+                    master, port, pid = start_gunicorn(worker, url, threads=count + 8, **env)
+                    bench = Bench(0, port, pid, redis_pid=redis.pid if redis else None)
                 try:
                     steady, ramp, complete, per_stream, cpu_share = run_level(
                         bench, contender, count
@@ -135,6 +138,8 @@ def main():
                 )
     finally:
         upstream.terminate()
+        if redis is not None:
+            redis.terminate()
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ from .resume import (
     CHAT_ID,
     UNAVAILABLE,
     Encoded,
-    LeaseKeeper,
     Recorder,
     ResumeStore,
+    StoreWriter,
     follow,
     parsed_event_id,
     resume_store_for,
@@ -83,7 +83,7 @@ class AIClient:
         app: Flask | None = None,
         providers: dict[str, Provider] | None = None,
         resume_store: ResumeStore | None = None,
-        keeper: LeaseKeeper | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
@@ -98,12 +98,12 @@ class AIClient:
             providers if providers is not None else build_providers(settings, settings.providers)
         )
         #: Where answers are kept for clients that reconnect (``None``: resume
-        #: is off), and the thread renewing the leases of this process's answers.
+        #: is off), and the thread writing this process's answers to it.
         self.resume_store = resume_store or resume_store_for(
             settings.resume_storage_uri, settings.resume_ttl
         )
-        self._keeper = keeper or (
-            LeaseKeeper(self.resume_store, logger) if self.resume_store is not None else None
+        self._writer = writer or (
+            StoreWriter(self.resume_store, logger) if self.resume_store is not None else None
         )
 
     def provider(self, name: str) -> AIClient:
@@ -117,7 +117,7 @@ class AIClient:
             app=self.app,
             providers=self.providers,
             resume_store=self.resume_store,
-            keeper=self._keeper,
+            writer=self._writer,
         )
 
     def register_provider(self, name: str, cls: type[Provider]) -> None:
@@ -246,8 +246,8 @@ class AIClient:
         """The answer as numbered events, kept in the resume store as they
         go, produced to its end whether or not its client stays; ``None``
         when the store cannot be reached (the answer then streams without)."""
-        store, keeper = self.resume_store, self._keeper
-        assert store is not None and keeper is not None
+        store, writer = self.resume_store, self._writer
+        assert store is not None and writer is not None
         answer_id = new_id("ans")
         owner = owner_key(options.get("owner"))
         chat = f"{owner}:{options['chat_id']}" if options.get("chat_id") else None
@@ -270,7 +270,7 @@ class AIClient:
             client=client_socket(environ),
             on_disconnect="finish",  # the answer goes on for whoever resumes it
             send_timeout=self.settings.send_timeout,
-            producer=Recorder(run, output, store, answer_id, chat, keeper, self.logger),
+            producer=Recorder(run, output, answer_id, chat, writer),
         )
         response.headers["X-AIStream-Answer-Id"] = answer_id
         return response
@@ -333,8 +333,8 @@ class AIClient:
         if status.owner != owner_key(owner):
             raise PermissionError("this answer belongs to someone else")
         cancelled = store.cancel(answer_id)
-        if cancelled and self._keeper is not None:
-            self._keeper.cancel_here(answer_id)
+        if cancelled and self._writer is not None:
+            self._writer.cancel_here(answer_id)
         return cancelled
 
     def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]:

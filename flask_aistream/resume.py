@@ -9,8 +9,10 @@ again. The producer keeps the answer going when its client leaves, renews a
 lease while it is alive, and stops when someone cancels the answer.
 
 The order on the per-token path: the producer hands the events to its live
-client first, then writes them to the store, all events of one read in one
-pipelined round trip, so Redis never delays the browser.
+client first; a thread per process writes them to the store behind it, the
+events of every answer that arrived within 50 ms in one pipelined round
+trip, so Redis never delays the browser, and a thousand slow streams cost
+twenty round trips a second, not ten thousand.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ RETRY_MS = 1000
 #: interrupted: its process died.
 LEASE_SECONDS = 3.0
 RENEW_EVERY = 0.5
+#: How far the store may trail an answer's live client: events that arrived
+#: within this many seconds are written together, whatever their answer.
+WRITE_EVERY = 0.05
 #: Longest a reader waits on the store before it looks at the lease again.
 FOLLOW_WAIT = 1.0
 #: What readers of an answer get when its producer died, or the store failed.
@@ -148,6 +153,16 @@ class ResumeStore:
         """Add a batch of events; after the last one the answer is over (its
         chat is free)."""
         raise NotImplementedError
+
+    def append_many(self, batches: list[tuple[str, Batch, str | None]]) -> dict[str, BaseException]:
+        """Append each ``(answer id, batch, chat)``; the answers that failed."""
+        failed: dict[str, BaseException] = {}
+        for answer_id, batch, chat in batches:
+            try:
+                self.append(answer_id, batch, chat)
+            except Exception as exc:  # noqa: BLE001 - reported to the writer
+                failed[answer_id] = exc
+        return failed
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
         """The events after ``after``, waiting up to ``timeout`` for one."""
@@ -326,36 +341,58 @@ class MemoryStore(ResumeStore):
 
 #: Adds a batch's events to an answer's stream, entry ``0-<sequence>`` each:
 #: the batch comes as the bytes the live client got, split here, so a read of
-#: fifty tokens is one short command (a pipeline of XADDs costs redis-py
-#: several times the CPU per event). ARGV[1..3]: the bytes, the first
-#: sequence, whether they end the answer.
+#: fifty tokens is one short argument (a pipeline of XADDs costs redis-py
+#: several times the CPU per event). False if Redis refused one (an answer
+#: already ended by a reader who found its producer dead).
 _ADD_BATCH = """
 local function add_batch(events, data, seq, ends)
   local pos = 1
   while pos <= #data do
     local stop = string.find(data, '\\n\\n', pos, true)
     local last = (ends == '1' and stop + 1 == #data) and '1' or '0'
-    redis.call('XADD', events, '0-' .. seq, 'd', string.sub(data, pos, stop + 1), 'l', last)
+    local added = redis.pcall(
+      'XADD', events, '0-' .. seq, 'd', string.sub(data, pos, stop + 1), 'l', last)
+    if type(added) == 'table' and added.err then return false end
     pos = stop + 2
     seq = seq + 1
   end
+  return true
 end
 """
 
-#: After the last batch the answer expires in TTL seconds, and its lease,
-#: cancel request and chat entry (if still this answer's) go. KEYS: events,
-#: meta, lease, cancel, chat (or ""); ARGV: the batch, TTL, answer id.
+#: The batches of many answers in one command (one flush of the writer), as
+#: one argument: per answer a line ``<answer id> <first sequence> <ends: 0|1>
+#: <chat key length> <batch length>``, then the chat key and the batch
+#: (redis-py packs a command's every argument at a cost: one argument keeps a
+#: flush of a thousand answers cheap). After an answer's last batch it
+#: expires in TTL seconds, and its lease, cancel request and chat entry (if
+#: still this answer's) go. ARGV: the key prefix, the TTL, the batches.
+#: Returns the answers that failed.
 _APPEND = (
     _ADD_BATCH
     + """
-add_batch(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3])
-if ARGV[3] == '1' then
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-  redis.call('DEL', KEYS[3], KEYS[4])
-  if KEYS[5] ~= '' and redis.call('GET', KEYS[5]) == ARGV[5] then redis.call('DEL', KEYS[5]) end
+local prefix, ttl, blob = ARGV[1], ARGV[2], ARGV[3]
+local failed = {}
+local pos = 1
+while pos <= #blob do
+  local eol = string.find(blob, '\\n', pos, true)
+  local answer, first, ends, chat_size, size = string.match(
+    string.sub(blob, pos, eol - 1), '^(%S+) (%d+) (%d) (%d+) (%d+)$')
+  chat_size, size = tonumber(chat_size), tonumber(size)
+  local chat = string.sub(blob, eol + 1, eol + chat_size)
+  local data = string.sub(blob, eol + chat_size + 1, eol + chat_size + size)
+  pos = eol + chat_size + size + 1
+  local key = prefix .. ':' .. answer .. ':'
+  if not add_batch(key .. 'events', data, tonumber(first), ends) then
+    table.insert(failed, answer)
+  elseif ends == '1' then
+    redis.call('EXPIRE', key .. 'events', ttl)
+    redis.call('EXPIRE', key .. 'meta', ttl)
+    redis.call('DEL', key .. 'lease', key .. 'cancel')
+    if chat ~= '' and redis.call('GET', chat) == answer then redis.call('DEL', chat) end
+  end
 end
-return 1
+return failed
 """
 )
 
@@ -377,6 +414,23 @@ return 1
 )
 
 
+#: Renews the leases of a process's answers (space-separated ids) in one
+#: command, keeps their events and meta from expiring, and returns those
+#: with a cancel request. ARGV: the key prefix, the lease in ms, the TTL, the ids.
+_RENEW = """
+local prefix, lease, ttl = ARGV[1], ARGV[2], ARGV[3]
+local cancelled = {}
+for answer in string.gmatch(ARGV[4], '%S+') do
+  local key = prefix .. ':' .. answer .. ':'
+  redis.call('SET', key .. 'lease', 1, 'PX', lease)
+  redis.call('EXPIRE', key .. 'events', ttl)
+  redis.call('EXPIRE', key .. 'meta', ttl)
+  if redis.call('EXISTS', key .. 'cancel') == 1 then table.insert(cancelled, answer) end
+end
+return cancelled
+"""
+
+
 class RedisStore(ResumeStore):
     """A Redis Stream per answer: entry ``0-<sequence>`` holds one event. Its
     meta (owner, format) is a hash; the producer's lease and a cancel request
@@ -391,6 +445,7 @@ class RedisStore(ResumeStore):
             uri, socket_connect_timeout=2, socket_timeout=FOLLOW_WAIT + 4
         )
         self._append = self._redis.register_script(_APPEND)
+        self._renew = self._redis.register_script(_RENEW)
         self._interrupt = self._redis.register_script(_INTERRUPT)
         self._ttl = max(1, int(ttl))
 
@@ -413,11 +468,28 @@ class RedisStore(ResumeStore):
         pipe.execute()
 
     def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
-        keys = [self._key(answer_id, what) for what in ("events", "meta", "lease", "cancel")]
-        self._append(
-            keys=[*keys, self._chat_key(chat) if chat else ""],
-            args=[batch.data, batch.first, int(batch.last), self._ttl, answer_id],
-        )
+        failed = self.append_many([(answer_id, batch, chat)])
+        if failed:
+            raise failed[answer_id]
+
+    def append_many(self, batches: list[tuple[str, Batch, str | None]]) -> dict[str, BaseException]:
+        """Every answer's batch in one command."""
+        records = []
+        for answer_id, batch, chat in batches:
+            chat_key = self._chat_key(chat).encode() if chat else b""
+            head = b"%s %d %d %d %d\n" % (
+                answer_id.encode(),
+                batch.first,
+                batch.last,
+                len(chat_key),
+                len(batch.data),
+            )
+            records += [head, chat_key, batch.data]
+        failed = self._append(args=[KEY_PREFIX, self._ttl, b"".join(records)])
+        return {
+            answer.decode(): LookupError(f"answer {answer.decode()} was already ended")
+            for answer in failed
+        }
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
         events = self._key(answer_id, "events")
@@ -442,14 +514,10 @@ class RedisStore(ResumeStore):
         )
 
     def renew(self, answer_ids: list[str]) -> set[str]:
-        pipe = self._redis.pipeline(transaction=False)
-        for answer_id in answer_ids:
-            pipe.set(self._key(answer_id, "lease"), 1, px=int(LEASE_SECONDS * 1000))
-            pipe.expire(self._key(answer_id, "events"), self._ttl)
-            pipe.expire(self._key(answer_id, "meta"), self._ttl)
-            pipe.exists(self._key(answer_id, "cancel"))
-        results = pipe.execute()
-        return {a for a, cancelled in zip(answer_ids, results[3::4]) if cancelled}
+        cancelled = self._renew(
+            args=[KEY_PREFIX, int(LEASE_SECONDS * 1000), self._ttl, " ".join(answer_ids)]
+        )
+        return {answer.decode() for answer in cancelled}
 
     def cancel(self, answer_id: str) -> bool:
         status = self.status(answer_id)
@@ -478,31 +546,56 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
 # -- the producer's side -----------------------------------------------------------
 
 
-class LeaseKeeper:
-    """One thread per store renews the leases of every answer this process
-    is producing, in one round trip every ``RENEW_EVERY`` seconds, and
-    cancels those someone asked to stop (from any worker)."""
+class StoreWriter:
+    """This process's side of the store, on one thread per store: it writes
+    the events of every answer this process produces, behind their live
+    clients, all that arrived in the last ``WRITE_EVERY`` seconds in one
+    round trip (a round trip per token would cost a slow stream more than
+    relaying it); renews their leases every ``RENEW_EVERY`` seconds; and
+    cancels those someone asked to stop, from any worker.
+
+    An answer whose events could not be written is given up: its lease is no
+    longer renewed, so its readers are told it was interrupted; its live
+    client is not affected.
+    """
 
     def __init__(self, store: ResumeStore, logger: logging.Logger) -> None:
         self._store = store
         self._logger = logger
-        self._runs: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._runs: dict[str, Any] = {}  # answer id -> its AnswerRun
+        self._pending: list[tuple[str, Batch, str | None]] = []
+        self._given_up: set[str] = set()
+        self._lock = threading.Lock()  # guards the three above
+        self._writing = threading.Lock()  # one write at a time, in order
+        self._work = threading.Event()  # set while any answer is produced here
         self._thread: threading.Thread | None = None
-        self._failing = False
 
     def watch(self, answer_id: str, run: Any) -> None:
         with self._lock:
             self._runs[answer_id] = run
+            self._work.set()
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._loop, name="flask-aistream leases", daemon=True
+                    target=self._loop, name="flask-aistream resume store", daemon=True
                 )
                 self._thread.start()
 
     def forget(self, answer_id: str) -> None:
         with self._lock:
             self._runs.pop(answer_id, None)
+            self._given_up.discard(answer_id)
+
+    def write(self, answer_id: str, batch: Batch, chat: str | None) -> None:
+        """Queue ``batch`` for the next write (the live client already has it)."""
+        with self._lock:
+            if answer_id not in self._given_up:
+                self._pending.append((answer_id, batch, chat))
+
+    def write_now(self, answer_id: str, batch: Batch, chat: str | None) -> None:
+        """Write ``batch`` (an answer's end) and everything queued before it,
+        before returning: once an answer is over, any reader finds it whole."""
+        self.write(answer_id, batch, chat)
+        self._flush()
 
     def cancel_here(self, answer_id: str) -> bool:
         """Cancel the answer at once if this process produces it."""
@@ -513,54 +606,94 @@ class LeaseKeeper:
         return run is not None
 
     def _loop(self) -> None:
+        renewed = time.monotonic()
         while True:
-            time.sleep(RENEW_EVERY)
+            self._work.wait()
+            time.sleep(WRITE_EVERY)
+            self._flush()
+            if time.monotonic() - renewed >= RENEW_EVERY:
+                renewed = time.monotonic()
+                self._renew()
             with self._lock:
-                runs = dict(self._runs)
-            if not runs:
-                continue
+                if not self._runs and not self._pending:
+                    self._work.clear()
+
+    def _flush(self) -> None:
+        with self._writing:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            batches = _joined(pending)
             try:
-                cancelled = self._store.renew(list(runs))
-            except Exception as exc:  # noqa: BLE001 - the store failing must not stop the answers
-                if not self._failing:
-                    self._logger.warning(
-                        "flask-aistream: cannot renew answer leases in the resume store: %r", exc
-                    )
-                self._failing = True
-                continue
-            self._failing = False
-            for answer_id in cancelled:
-                runs[answer_id].cancel()
+                failed = self._store.append_many(batches)
+            except Exception as exc:  # noqa: BLE001 - the live clients keep their answers
+                failed = dict.fromkeys((answer_id for answer_id, _, _ in batches), exc)
+            for answer_id, error in failed.items():
+                self._give_up(answer_id, error)
+
+    def _give_up(self, answer_id: str, exc: BaseException) -> None:
+        with self._lock:
+            if answer_id not in self._runs or answer_id in self._given_up:
+                return
+            self._given_up.add(answer_id)
+        self._logger.warning(
+            "flask-aistream: lost the resume store mid-answer (answer %s); it goes on for "
+            "the live client only: %r",
+            answer_id,
+            exc,
+        )
+
+    def _renew(self) -> None:
+        with self._lock:
+            runs = {a: r for a, r in self._runs.items() if a not in self._given_up}
+        if not runs:
+            return
+        try:
+            cancelled = self._store.renew(list(runs))
+        except Exception as exc:  # noqa: BLE001 - the store failing must not stop the answers
+            self._logger.warning("flask-aistream: cannot renew answer leases: %r", exc)
+            return
+        for answer_id in cancelled:
+            runs[answer_id].cancel()
+
+
+def _joined(pending: list[tuple[str, Batch, str | None]]) -> list[tuple[str, Batch, str | None]]:
+    """Consecutive batches of one answer as one (their events are numbered in a row)."""
+    joined: dict[str, tuple[str, Batch, str | None]] = {}
+    for answer_id, batch, chat in pending:
+        before = joined.get(answer_id)
+        if before is not None:
+            first = before[1]
+            batch = Batch(first.first, first.data + batch.data, first.size + batch.size, batch.last)
+        joined[answer_id] = (answer_id, batch, chat)
+    return list(joined.values())
 
 
 class Recorder:
     """The producer of a resumable answer: turns the run's parts into
-    numbered events in the answer's format, hands them on (to the live
-    client, through the reader), then stores them. It runs to the end of the
-    answer whether or not a client still reads (the ``"finish"`` policy)."""
+    numbered events in the answer's format and hands them on (to the live
+    client, through the reader), then to the :class:`StoreWriter`. It runs to
+    the end of the answer whether or not a client still reads (the
+    ``"finish"`` policy)."""
 
     def __init__(
         self,
         run: Any,
         output: Any,
-        store: ResumeStore,
         answer_id: str,
         chat: str | None,
-        keeper: LeaseKeeper,
-        logger: logging.Logger,
+        writer: StoreWriter,
     ) -> None:
         self._run = run
         self._output = output
-        self._store = store
         self._answer_id = answer_id
         self._chat = chat
-        self._keeper = keeper
-        self._logger = logger
+        self._writer = writer
         self._numbering = Numbering(answer_id)
-        self._storing = True
 
     def __iter__(self) -> Iterator[Any]:
-        self._keeper.watch(self._answer_id, self._run)
+        self._writer.watch(self._answer_id, self._run)
         try:
             for item in self._run:
                 finish = item.__class__ is Finish
@@ -569,27 +702,15 @@ class Recorder:
                     batch = self._numbering.number(chunk)
                     yield batch.data
                     # The reader is back for more: the live client has these.
-                    self._save(batch)
+                    if finish:
+                        self._writer.write_now(self._answer_id, batch, self._chat)
+                    else:
+                        self._writer.write(self._answer_id, batch, self._chat)
                 if finish:
                     yield item
                     return
         finally:
-            self._keeper.forget(self._answer_id)
-
-    def _save(self, batch: Batch) -> None:
-        if not self._storing:
-            return
-        try:
-            self._store.append(self._answer_id, batch, self._chat)
-        except Exception as exc:  # noqa: BLE001 - the live client keeps its answer
-            self._storing = False
-            self._keeper.forget(self._answer_id)  # its lease runs out: resumers are told
-            self._logger.warning(
-                "flask-aistream: lost the resume store mid-answer (answer %s); "
-                "it goes on for the live client only: %r",
-                self._answer_id,
-                exc,
-            )
+            self._writer.forget(self._answer_id)
 
     def close(self) -> None:
         self._run.close()
