@@ -10,9 +10,9 @@ lease while it is alive, and stops when someone cancels the answer.
 
 The order on the per-token path: the producer hands the events to its live
 client first; a thread per process writes them to the store behind it, the
-events of every answer that arrived within 50 ms in one pipelined round
-trip, so Redis never delays the browser, and a thousand slow streams cost
-twenty round trips a second, not ten thousand.
+events of every answer that arrived within 50 ms in one command, so Redis
+never delays the browser, and a thousand slow streams cost twenty round
+trips a second, not ten thousand.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ FOLLOW_WAIT = 1.0
 #: What readers of an answer get when its producer died, or the store failed.
 INTERRUPTED = "the answer was interrupted"
 UNAVAILABLE = "the answer cannot be resumed right now"
-DEFAULT_RESUME_TTL = 600.0
 KEY_PREFIX = "flask-aistream"
 
 ANSWER_ID = re.compile(r"ans-[0-9a-f]{32}\Z")
@@ -65,7 +64,7 @@ class Entry(NamedTuple):
 
     seq: int
     data: bytes
-    last: bool = False
+    last: bool
 
 
 @dataclass
@@ -102,8 +101,8 @@ class Numbering:
     """Gives each event of one answer its ``id:`` (and the first its
     ``retry:``). Every event our formats write is one block ending in a blank
     line (JSON never holds a raw newline), so a chunk splits into events at
-    ``\n\n``; the end-of-answer id block of unnumbered streams is dropped,
-    since every event has an id now."""
+    its blank lines; the end-of-answer id block of unnumbered streams is
+    dropped, since every event has an id now."""
 
     def __init__(self, answer_id: str, seq: int = 0) -> None:
         self._prefix = f"id: {answer_id}:".encode()
@@ -212,7 +211,6 @@ def resume_store_for(uri: str | None, ttl: float) -> ResumeStore | None:
 class _Record:
     owner: str
     format: str
-    chat: str | None
     entries: list[Entry] = field(default_factory=list)
     lease_until: float = 0.0
     expires: float = 0.0
@@ -251,7 +249,7 @@ class MemoryStore(ResumeStore):
         with self._changed:
             self._expire_old()
             self._answers[answer_id] = _Record(
-                owner, format_name, chat, lease_until=now + LEASE_SECONDS, expires=now + self.ttl
+                owner, format_name, lease_until=now + LEASE_SECONDS, expires=now + self.ttl
             )
             if chat:
                 self._chats[chat] = answer_id

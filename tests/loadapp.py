@@ -2,8 +2,9 @@
 loopback fake whose URL is in ``FAKE_PROVIDER_URL``. With ``ANSWERS_FILE``
 set, each answer's ending is appended to that file as a JSON line (the
 ``on_finish`` hook, seen from the test's process); ``AI_ON_DISCONNECT``
-comes from the environment too, as does ``AI_RESUME_STORAGE_URI``. The
-blueprint serves ``/api/chat`` (and its Vercel format ``/api/vercel``)."""
+comes from the environment too, as do ``AI_RESUME_STORAGE_URI`` and
+``AI_RESUME_TTL``. The blueprint serves ``/api/chat`` (and its Vercel format
+``/api/vercel``); an answer's owner is the ``X-User`` header."""
 
 import gc
 import json
@@ -24,6 +25,7 @@ def create_app():
         AI_ON_DISCONNECT=os.environ.get("AI_ON_DISCONNECT", "cancel"),
         AI_SEND_TIMEOUT=float(os.environ.get("AI_SEND_TIMEOUT", 30)),
         AI_RESUME_STORAGE_URI=os.environ.get("AI_RESUME_STORAGE_URI"),
+        AI_RESUME_TTL=float(os.environ.get("AI_RESUME_TTL", 600)),
         AI_RATELIMIT=None,
     )
     AIStream(app)
@@ -50,11 +52,14 @@ def create_app():
 
     hook = save if answers_file else None
 
+    def user():
+        return request.headers.get("X-User")
+
     @app.post("/chat")
     def chat():
-        return ai.ask_stream(request.get_json()["question"], on_finish=hook)
+        return ai.ask_stream(request.get_json()["question"], on_finish=hook, owner=user())
 
-    app.register_blueprint(ai.blueprint(on_finish=hook), url_prefix="/api/chat")
+    app.register_blueprint(ai.blueprint(on_finish=hook, owner=user), url_prefix="/api/chat")
     app.register_blueprint(
         ai.blueprint(name="vercel", format="vercel", on_finish=hook), url_prefix="/api/vercel"
     )

@@ -365,3 +365,23 @@ def test_a_page_of_another_origin_can_read_the_answer_id(resumable, fake):
     assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
     exposed = response.headers["Access-Control-Expose-Headers"].lower()
     assert "x-aistream-answer-id" in exposed
+
+
+def test_a_follower_hears_heartbeats_while_the_provider_is_silent(resumable, fake):
+    reply, gate = gated_reply(["a ", "b "])
+    fake.reply = reply
+    app = resumable(AI_HEARTBEAT_INTERVAL=0.1)
+    client = app.test_client()
+    live = client.post("/ask", json={"question": "hi"}, buffered=False)
+    answer_id = live.headers["X-AIStream-Answer-Id"]
+    read_until(live, 1)
+    follower = client.get(f"/api/chat/stream/{answer_id}", buffered=False)
+    chunks = iter(follower.response)
+    body = b""
+    while b": ping" not in body:  # the provider says nothing: pings keep the line open
+        body += next(chunks)
+    gate.release()
+    gate.release()
+    body += b"".join(chunks)
+    assert text_of(events(body)) == "a b " and events(body)[-1].data == "[DONE]"
+    live.close()

@@ -31,8 +31,8 @@ JS = Path(__file__).parent / "js"
 class Stream:
     """An SSE response read as it arrives, which the test may drop."""
 
-    def __init__(self, method, url, last_id=None, **kwargs):
-        headers = {"Last-Event-ID": last_id} if last_id else {}
+    def __init__(self, method, url, last_id=None, headers=None, **kwargs):
+        headers = {**(headers or {}), **({"Last-Event-ID": last_id} if last_id else {})}
         self.response = requests.request(
             method, url, headers=headers, stream=True, timeout=30, **kwargs
         )
@@ -130,6 +130,33 @@ def test_an_answer_begun_on_one_host_ends_on_another(pair, fake):
         )
         assert again.status_code == 204
     assert len(fake.requests) == 1
+
+
+def test_owners_and_expiry_in_redis(fake, redis_server):
+    env = {"AI_RESUME_STORAGE_URI": redis_server.url, "AI_RESUME_TTL": "1"}
+    with gunicorn_server("gthread", fake, **env) as (address, _):
+        base = f"http://{address[0]}:{address[1]}"
+        fake.reply = Reply(parts=openai_events(WORDS))
+        first = Stream("POST", base + "/chat", json={"question": "hi"}, headers={"X-User": "ann"})
+        events = first.to_end()
+        route = f"{base}/api/chat/stream/{first.answer_id}"
+        for user, status in (("bob", 403), (None, 403), ("ann", 200)):
+            headers = {"X-User": user} if user else {}
+            assert requests.get(route, headers=headers, timeout=10).status_code == status
+            again = requests.post(
+                base + "/chat",
+                json={"question": "hi"},
+                headers={**headers, "Last-Event-ID": events[2].id},
+                timeout=10,
+            )
+            assert again.status_code == status
+        cancel = requests.post(route + "/cancel", headers={"X-User": "bob"}, timeout=10)
+        assert cancel.status_code == 204  # over already: nothing to cancel, nothing said
+        deadline = time.monotonic() + 10
+        while requests.get(route, headers={"X-User": "ann"}, timeout=10).status_code != 204:
+            assert time.monotonic() < deadline, "the answer never expired"
+            time.sleep(0.2)
+        assert len(fake.requests) == 1
 
 
 def test_a_killed_producer_is_reported_interrupted(pair, fake):
