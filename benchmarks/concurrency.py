@@ -10,8 +10,9 @@ a stream, 2 ms apart; the provider (its own process) sends 30 stamped tokens
 100 ms apart on each. Prints how many streams arrived whole; the p99 and
 worst token delay once all N streams are open and, apart, while they were
 still arriving (500 new streams a second; split at the moment the last
-client really arrived, "-" when no token was sent before it); the worker's RSS per open stream
-and its CPU share. The verdict: "ok" when every token of both phases came
+client really arrived, "-" when no token was sent before it); the worker's RSS per open stream,
+its CPU share, and the median time from a client's request to its first token (ms; the
+provider waits 100 ms before every token, the first included). The verdict: "ok" when every token of both phases came
 within 50 ms, "ok once open" when only those sent after the last stream
 opened did, else "MISSED".
 """
@@ -41,15 +42,18 @@ def run_level(bench: Bench, contender: str, count: int):
     selector = selectors.DefaultSelector()
     rss_before, cpu_before = bench.rss_kb(), bench.cpu(contender)
     stamped, complete, rss_peak, opened, open_streams = [], 0, 0, 0, 0
+    first_tokens = []  # (when the client arrived, ms until its first token)
     started = time.monotonic()
     ramp_end = None  # when the last client really arrived: tokens sent after it, all are open
     deadline = started + count * OPEN_GAP + TOKENS * INTERVAL_MS / 1000 + 30
     while (opened < count or open_streams) and time.monotonic() < deadline:
         # Clients arrive over time, while the ones already here keep reading.
         while opened < count and time.monotonic() >= started + opened * OPEN_GAP:
+            opened_at = time.monotonic()
             sock = bench.open(contender, scenario(TOKENS, delay_ms=INTERVAL_MS, stamp=1))
             sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ, {"buffer": b"", "tokens": 0})
+            state = {"buffer": b"", "tokens": 0, "opened": opened_at}
+            selector.register(sock, selectors.EVENT_READ, state)
             opened += 1
             open_streams += 1
             if opened == count:
@@ -67,6 +71,8 @@ def run_level(bench: Bench, contender: str, count: int):
                     break
                 sent = float(state["buffer"][start:end])
                 stamped.append((sent, (now - sent) * 1000))
+                if not state["tokens"]:
+                    first_tokens.append((state["opened"], (now - state["opened"]) * 1000))
                 state["tokens"] += 1
                 state["buffer"] = state["buffer"][end:]
             if not data or b"[DONE]" in state["buffer"]:
@@ -79,7 +85,16 @@ def run_level(bench: Bench, contender: str, count: int):
     ramp_delays = [delay for sent, delay in stamped if sent < ramp_end]
     per_stream_kb = (rss_peak - rss_before) / count
     cpu_share = (bench.cpu(contender) - cpu_before) / (time.monotonic() - started) * 100
-    return p99_and_worst(delays), p99_and_worst(ramp_delays), complete, per_stream_kb, cpu_share
+    waits = sorted(ms for _, ms in first_tokens)
+    first_p50 = waits[len(waits) // 2] if waits else float("nan")
+    return (
+        p99_and_worst(delays),
+        p99_and_worst(ramp_delays),
+        complete,
+        per_stream_kb,
+        cpu_share,
+        first_p50,
+    )
 
 
 def p99_and_worst(delays):
@@ -104,7 +119,8 @@ def main():
     print(f"{os.cpu_count()} CPUs; {TOKENS} tokens per stream, one every {INTERVAL_MS} ms")
     print(
         f"{'worker':8} {'view':7} {'streams':>7} {'whole':>6} {'all open: p99 / worst ms':>24} "
-        f"{'arriving: p99 / worst':>22} {'RSS/stream kB':>14} {'worker CPU%':>11}"
+        f"{'arriving: p99 / worst':>22} {'RSS/stream kB':>14} {'worker CPU%':>11} "
+        f"{'1st token p50':>14}"
     )
     redis, redis_url = start_redis() if "resume" in CONTENDERS else (None, None)
     try:
@@ -121,7 +137,9 @@ def main():
                     master, port, pid = start_gunicorn(worker, url, threads=count + 8, **env)
                     bench = Bench(0, port, pid, redis_pid=redis.pid if redis else None)
                 try:
-                    steady, ramp, complete, per_stream, cpu_share = run_level(
+                    for _ in range(3):  # warm up: imports, the first request's setup
+                        bench.throughput(contender, 10)
+                    steady, ramp, complete, per_stream, cpu_share, first_p50 = run_level(
                         bench, contender, count
                     )
                 finally:
@@ -134,7 +152,7 @@ def main():
                 print(
                     f"{worker:8} {contender:7} {count:7} {complete:6} "
                     f"{shown(steady):>24} {shown(ramp):>22} "
-                    f"{per_stream:14.0f} {cpu_share:11.0f}  {ok}"
+                    f"{per_stream:14.0f} {cpu_share:11.0f} {first_p50:14.0f}  {ok}"
                 )
     finally:
         upstream.terminate()
