@@ -246,20 +246,13 @@ class AIClient:
         """The answer as numbered events, kept in the resume store as they
         go, produced to its end whether or not its client stays; ``None``
         when the store cannot be reached (the answer then streams without)."""
-        store, writer = self.resume_store, self._writer
-        assert store is not None and writer is not None
+        writer = self._writer
+        assert writer is not None
         answer_id = new_id("ans")
         owner = owner_key(options.get("owner"))
         chat = f"{owner}:{options['chat_id']}" if options.get("chat_id") else None
         format_name = options.get("format") or self.settings.stream_format
-        try:
-            store.begin(answer_id, owner, format_name, chat)
-        except Exception as exc:  # noqa: BLE001 - fail open, like the rate limit
-            self.logger.warning(
-                "flask-aistream: the resume store is unavailable; this answer streams "
-                "without resume: %r",
-                exc,
-            )
+        if not writer.begin(answer_id, owner, format_name, chat):
             return None
         output = self._format(options, run, message_id=answer_id)
         response = sse_response(

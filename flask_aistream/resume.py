@@ -39,6 +39,10 @@ RENEW_EVERY = 0.5
 #: How far the store may trail an answer's live client: events that arrived
 #: within this many seconds are written together, whatever their answer.
 WRITE_EVERY = 0.05
+#: After the store failed to record an answer, answers go without resume for
+#: this many seconds (at once, rather than each waiting on a dead store), then
+#: it is tried again.
+RETRY_STORE_AFTER = 2.0
 #: Longest a reader waits on the store before it looks at the lease again.
 FOLLOW_WAIT = 1.0
 #: What readers of an answer get when its producer died, or the store failed.
@@ -567,6 +571,28 @@ class StoreWriter:
         self._writing = threading.Lock()  # one write at a time, in order
         self._work = threading.Event()  # set while any answer is produced here
         self._thread: threading.Thread | None = None
+        self._down_until = 0.0  # the store failed: no resume before then
+
+    def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> bool:
+        """Record a new answer in the store; false when it cannot be (the
+        answer then streams without resume), with one warning per outage."""
+        if self._down_until and time.monotonic() < self._down_until:
+            return False
+        try:
+            self._store.begin(answer_id, owner, format_name, chat)
+        except Exception as exc:  # noqa: BLE001 - fail open, like the rate limit
+            if not self._down_until:
+                self._logger.warning(
+                    "flask-aistream: the resume store is unavailable; answers stream without "
+                    "resume until it is back: %r",
+                    exc,
+                )
+            self._down_until = time.monotonic() + RETRY_STORE_AFTER
+            return False
+        if self._down_until:
+            self._down_until = 0.0
+            self._logger.warning("flask-aistream: the resume store is back")
+        return True
 
     def watch(self, answer_id: str, run: Any) -> None:
         with self._lock:

@@ -201,6 +201,10 @@ def test_redis_down_before_and_during_an_answer(fake, redis_server, tmp_path):
         assert not any(e.id.startswith("ans-") for e in events)
 
         redis_server.start()
+        deadline = time.monotonic() + 15  # resume is tried again a moment after a failure
+        while Stream("POST", base + "/chat", json={"question": "hi"}).answer_id is None:
+            assert time.monotonic() < deadline, "resume never came back with Redis"
+            time.sleep(0.2)
         reply, gate = gated()
         fake.reply = reply
         live = Stream("POST", base + "/chat", json={"question": "hi"})
