@@ -143,8 +143,10 @@ class AIClient:
         ``events`` (optional events of the stream), ``on_finish`` (a hook
         for every answer it serves), ``on_disconnect``, and ``allow_images``
         with ``max_image_bytes`` (images a browser may send, decoded, in all),
-        ``providers`` (names a browser may pick with ``"provider"``), and
-        ``format`` (``"vercel"``: it then takes what ``useChat`` sends).
+        ``providers`` (names a browser may pick with ``"provider"``),
+        ``format`` (``"vercel"``: it then takes what ``useChat`` sends), and
+        ``owner`` (a function returning the current user's id: with resume
+        on, whose answers a request may resume or cancel).
         """
         from .blueprint import make_blueprint
 
