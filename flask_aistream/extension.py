@@ -90,6 +90,14 @@ class AIStream:
     def iter_events(self, prompt: str | None = None, **options: Any) -> Iterator[Event]:
         return self.client.iter_events(prompt, **options)
 
+    def resume(self, answer_id: str, after: int = 0, owner: Any = None) -> Response:
+        """See :meth:`AIClient.resume`."""
+        return self.client.resume(answer_id, after, owner=owner)
+
+    def cancel(self, answer_id: str, owner: Any = None) -> bool:
+        """See :meth:`AIClient.cancel`."""
+        return self.client.cancel(answer_id, owner=owner)
+
     def blueprint(self, **options: Any) -> Blueprint:
         """The chat blueprint (see :meth:`AIClient.blueprint`), served on each
         app it is registered on by that app's client: it may be made outside

@@ -386,3 +386,35 @@ def test_a_follower_hears_heartbeats_while_the_provider_is_silent(resumable, fak
     body += b"".join(chunks)
     assert text_of(events(body)) == "a b " and events(body)[-1].data == "[DONE]"
     live.close()
+
+
+def test_the_extension_object_resumes_and_cancels_for_the_current_app(make_app, fake):
+    """``ai = AIStream(app)`` offers resume() and cancel() like the client."""
+    from flask_aistream import AIStream
+
+    fake.reply = Reply(parts=openai_events(WORDS), delay=0.2)
+    app = make_app(AI_RESUME_STORAGE_URI="memory://", AI_MAX_RETRIES=0)
+    ai = AIStream()
+    finished = queue.Queue()
+
+    @app.post("/go")
+    def go():
+        return ai.ask_stream("hi", on_finish=finished.put)
+
+    @app.get("/again/<answer_id>")
+    def again(answer_id):
+        return ai.resume(answer_id, int(request.args["after"]))
+
+    @app.post("/stop/<answer_id>")
+    def stop(answer_id):
+        return {"cancelled": ai.cancel(answer_id)}
+
+    client = app.test_client()
+    live = client.post("/go", buffered=False)
+    answer_id = live.headers["X-AIStream-Answer-Id"]
+    seen = read_until(live, 1)
+    assert client.post(f"/stop/{answer_id}").get_json() == {"cancelled": True}
+    rest = b"".join(live.response)  # [DONE] after what was sent
+    assert finished.get(timeout=10).finish_reason == "cancelled"
+    assert client.get(f"/again/{answer_id}?after=0").data == seen + rest
+    assert client.post(f"/stop/{answer_id}").get_json() == {"cancelled": False}
