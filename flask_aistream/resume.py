@@ -572,6 +572,7 @@ class StoreWriter:
         self._work = threading.Event()  # set while any answer is produced here
         self._thread: threading.Thread | None = None
         self._down_until = 0.0  # the store failed: no resume before then
+        self._renewals_failing = False
 
     def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> bool:
         """Record a new answer in the store; false when it cannot be (the
@@ -676,8 +677,11 @@ class StoreWriter:
         try:
             cancelled = self._store.renew(list(runs))
         except Exception as exc:  # noqa: BLE001 - the store failing must not stop the answers
-            self._logger.warning("flask-aistream: cannot renew answer leases: %r", exc)
+            if not self._renewals_failing:  # once per outage, not twice a second
+                self._logger.warning("flask-aistream: cannot renew answer leases: %r", exc)
+            self._renewals_failing = True
             return
+        self._renewals_failing = False
         for answer_id in cancelled:
             runs[answer_id].cancel()
 
