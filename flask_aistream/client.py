@@ -26,6 +26,7 @@ from .errors import (
 )
 from .formats import (
     DONE_ID,
+    FORMAT_CLASSES,
     FORMATS,
     AIStreamFormat,
     OpenAIFormat,
@@ -218,6 +219,8 @@ class AIClient:
         begun) and ``output`` (a format object) are the blueprints' business."""
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
+        # A blueprint that brings its own output (the OpenAI endpoint) is not
+        # resumable: OpenAI clients do not resume.
         resumable = self.resume_store is not None and output is None
         if resumable:
             resumed = self.resume_request(options.get("owner"))
@@ -297,7 +300,7 @@ class AIClient:
             return Response(status=204)
         if status.owner != owner_key(owner):
             return _json_error("This answer belongs to someone else.", 403)
-        output = FORMAT_HEADERS.get(status.format, AIStreamFormat)
+        output = FORMAT_CLASSES.get(status.format, AIStreamFormat)
         response = Response(
             follow(
                 store,
@@ -580,14 +583,6 @@ def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
 def owner_key(owner: Any) -> str:
     """How an answer's owner is stored and compared ("": anyone holding its id)."""
     return "" if owner is None else str(owner)
-
-
-#: Each format's content type and headers, for a resumed answer.
-FORMAT_HEADERS: dict[str, Any] = {
-    "aistream": AIStreamFormat,
-    "vercel": VercelFormat,
-    "openai": OpenAIFormat,
-}
 
 
 def _json_error(message: str, status: int) -> Response:

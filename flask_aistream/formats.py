@@ -124,16 +124,19 @@ class AIStreamFormat:
             )
         return b""
 
+    @staticmethod
+    def error(message: str, kind: str = "") -> bytes:
+        """A failure, as this format tells it (the same safe text everywhere)."""
+        return error_event(message)
+
     def end(self, answer: Answer) -> bytes:
         """Everything after the last part, in one write."""
-        tail = error_event(answer.error.message) if answer.error is not None else b""
+        tail = self.error(answer.error.message) if answer.error is not None else b""
         if self._finish:
             tail += data_event({"finish": finish_info(answer)})
         return tail + FINAL_ID + DONE
 
 
-#: ``AI_STREAM_FORMAT`` / ``format=`` values.
-FORMATS = ("aistream", "vercel", "openai")
 #: The Vercel AI SDK majors ``AI_VERCEL_PROTOCOL`` may name.
 VERCEL_PROTOCOLS = (5, 6, 7)
 VERCEL_HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
@@ -243,11 +246,15 @@ class VercelFormat:
                 )
             )
 
+    @staticmethod
+    def error(message: str, kind: str = "") -> bytes:
+        return data_event({"type": "error", "errorText": message})
+
     def end(self, answer: Answer) -> bytes:
         out = [] if self._started else [self._start()]
         self._close(out)
         if answer.error is not None:
-            out.append(data_event({"type": "error", "errorText": answer.error.message}))
+            out.append(self.error(answer.error.message))
         out.append(data_event({"type": "finish-step"}))
         finish: dict[str, Any] = {"type": "finish", "messageMetadata": finish_info(answer)}
         if self._protocol >= 6:
@@ -338,15 +345,28 @@ class OpenAIFormat:
             "function": {"name": part.name or "", "arguments": part.arguments},
         }
 
+    @staticmethod
+    def error(message: str, kind: str = "") -> bytes:
+        return data_event(openai_error(message, kind))
+
     def end(self, answer: Answer) -> bytes:
         if answer.error is not None:
-            error = openai_error(answer.error.message, answer.error.kind)
-            return data_event(error) + DONE
+            return self.error(answer.error.message, answer.error.kind) + DONE
         reason = OPENAI_FINISH_REASONS.get(answer.finish_reason, "stop")
         out = [self._chunk({}, reason)]
         if self._include_usage:
             out.append(data_event({**self._envelope, "choices": [], "usage": openai_usage(answer)}))
         return b"".join(out) + DONE
+
+
+#: Each ``format=`` name's class: its content type, headers and ``error()``.
+FORMAT_CLASSES: dict[str, Any] = {
+    "aistream": AIStreamFormat,
+    "vercel": VercelFormat,
+    "openai": OpenAIFormat,
+}
+#: ``AI_STREAM_FORMAT`` / ``format=`` values.
+FORMATS = tuple(FORMAT_CLASSES)
 
 
 def openai_usage(answer: Answer) -> dict[str, Any] | None:

@@ -12,36 +12,15 @@ Parsing the JSON is the reader's business: a line is handed over as text.
 from __future__ import annotations
 
 from .errors import StreamFormatError
-from .sse import MAX_LINE_BYTES
+from .sse import LineBuffer
 
 
-class NDJSONDecoder:
+class NDJSONDecoder(LineBuffer):
     """Turns bytes, as they arrive, into complete lines of text."""
-
-    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._partial: list[bytes] = []  # reads of a line whose end has not come
-        self._partial_bytes = 0
 
     def feed(self, chunk: bytes) -> list[str]:
         """Consume ``chunk`` and return the lines it completed, in order."""
-        partial = self._partial
-        if b"\n" not in chunk:
-            if chunk:
-                partial.append(chunk)
-                self._partial_bytes += len(chunk)
-                self._check_line_length(self._partial_bytes)
-            return []
-        if partial:
-            partial.append(chunk)
-            chunk = b"".join(partial)
-            partial.clear()
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        self._partial_bytes = len(rest)
-        if rest:
-            partial.append(rest)
-            self._check_line_length(len(rest))
+        lines = self._lines(chunk)
         for line in lines:
             if len(line) > self.max_line_bytes:
                 raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
@@ -53,12 +32,6 @@ class NDJSONDecoder:
         self._partial.clear()
         self._partial_bytes = 0
         return [_text(line)] if line.strip() else []
-
-    def _check_line_length(self, size: int) -> None:
-        if size > self.max_line_bytes:
-            self._partial.clear()
-            self._partial_bytes = 0
-            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
 
 
 def _text(line: bytes) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import ConfigurationError
-from .formats import DONE, FINAL_ID, PING, data_event, error_event, openai_error
+from .formats import DONE, FINAL_ID, FORMAT_CLASSES, PING
 from .parts import Finish
 
 #: ``retry:`` sent with an answer's first event: how soon (ms) EventSource reconnects.
@@ -134,11 +134,7 @@ _FINAL_ID = FINAL_ID[:-2]
 def failure_events(format_name: str, message: str) -> bytes:
     """An error and ``[DONE]`` in the answer's own format, for readers of an
     answer that cannot go on."""
-    if format_name == "vercel":
-        return data_event({"type": "error", "errorText": message}) + DONE
-    if format_name == "openai":
-        return data_event(openai_error(message, "interrupted")) + DONE
-    return error_event(message) + DONE
+    return FORMAT_CLASSES[format_name].error(message, "interrupted") + DONE
 
 
 class ResumeStore:
@@ -152,20 +148,10 @@ class ResumeStore:
         """Record a new answer (raises if the store cannot be reached)."""
         raise NotImplementedError
 
-    def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
-        """Add a batch of events; after the last one the answer is over (its
-        chat is free)."""
-        raise NotImplementedError
-
     def append_many(self, batches: list[tuple[str, Batch, str | None]]) -> dict[str, BaseException]:
-        """Append each ``(answer id, batch, chat)``; the answers that failed."""
-        failed: dict[str, BaseException] = {}
-        for answer_id, batch, chat in batches:
-            try:
-                self.append(answer_id, batch, chat)
-            except Exception as exc:  # noqa: BLE001 - reported to the writer
-                failed[answer_id] = exc
-        return failed
+        """Add each ``(answer id, batch, chat)``; after an answer's last event
+        it is over (its chat is free). Returns the answers that failed."""
+        raise NotImplementedError
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
         """The events after ``after``, waiting up to ``timeout`` for one."""
@@ -257,6 +243,15 @@ class MemoryStore(ResumeStore):
             )
             if chat:
                 self._chats[chat] = answer_id
+
+    def append_many(self, batches: list[tuple[str, Batch, str | None]]) -> dict[str, BaseException]:
+        failed: dict[str, BaseException] = {}
+        for answer_id, batch, chat in batches:
+            try:
+                self.append(answer_id, batch, chat)
+            except LookupError as exc:
+                failed[answer_id] = exc
+        return failed
 
     def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
         entries = batch.entries()
@@ -468,11 +463,6 @@ class RedisStore(ResumeStore):
         if chat:
             pipe.set(self._chat_key(chat), answer_id, ex=self._ttl)
         pipe.execute()
-
-    def append(self, answer_id: str, batch: Batch, chat: str | None) -> None:
-        failed = self.append_many([(answer_id, batch, chat)])
-        if failed:
-            raise failed[answer_id]
 
     def append_many(self, batches: list[tuple[str, Batch, str | None]]) -> dict[str, BaseException]:
         """Every answer's batch in one command."""

@@ -37,7 +37,46 @@ class ServerSentEvent(NamedTuple):
 _new_event = tuple.__new__
 
 
-class SSEDecoder:
+class LineBuffer:
+    """The lines of a byte stream that arrives in pieces, each bounded: what
+    the SSE and NDJSON decoders share. A line's reads are kept as they are and
+    joined once its LF comes (a long line arriving in small reads is then
+    copied once, not once per read)."""
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._partial: list[bytes] = []  # reads of a line whose end has not come
+        self._partial_bytes = 0
+
+    def _lines(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (split at LF), the rest kept for later."""
+        partial = self._partial
+        if b"\n" not in chunk:
+            if chunk:
+                partial.append(chunk)
+                self._partial_bytes += len(chunk)
+                self._check_line_length(self._partial_bytes)
+            return []
+        if partial:
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            partial.clear()
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        self._partial_bytes = len(rest)
+        if rest:
+            partial.append(rest)
+            self._check_line_length(len(rest))
+        return lines
+
+    def _check_line_length(self, size: int) -> None:
+        if size > self.max_line_bytes:
+            self._partial.clear()
+            self._partial_bytes = 0
+            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
+
+
+class SSEDecoder(LineBuffer):
     """Turns bytes, as they arrive, into complete :class:`ServerSentEvent`.
 
     Lines end at LF, CR or CRLF and nowhere else (not at U+2028 or U+0085, as
@@ -47,9 +86,7 @@ class SSEDecoder:
     """
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self.max_line_bytes = max_line_bytes
-        self._partial: list[bytes] = []  # reads of a line whose end has not come
-        self._partial_bytes = 0
+        super().__init__(max_line_bytes)
         self._bom_pending = True  # the stream's first bytes may be a BOM
         self._skip_lf = False  # the last feed ended in CR: a leading LF ends nothing
         self._event = b""
@@ -80,25 +117,9 @@ class SSEDecoder:
             # an LF starting the next chunk is not taken for another line end.
             self._skip_lf = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in chunk:
-            # No line ends here: keep the read as it is, and join the pieces
-            # once the line ends (a long line arriving in small reads is then
-            # copied once, not once per read).
-            if chunk:
-                partial.append(chunk)
-                self._partial_bytes += len(chunk)
-                self._check_line_length(self._partial_bytes)
+        lines = self._lines(chunk)
+        if not lines:
             return []
-        if partial:
-            partial.append(chunk)
-            chunk = b"".join(partial)
-            partial.clear()
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        self._partial_bytes = len(rest)
-        if rest:
-            partial.append(rest)
-            self._check_line_length(len(rest))
 
         events: list[ServerSentEvent] = []
         data = carried = self._data
@@ -142,12 +163,6 @@ class SSEDecoder:
         self._partial.clear()
         self._data = []
         return []
-
-    def _check_line_length(self, size: int) -> None:
-        if size > self.max_line_bytes:
-            self._partial.clear()
-            self._partial_bytes = 0
-            raise StreamFormatError(f"an upstream line exceeded {self.max_line_bytes} bytes")
 
     def _field(self, line: bytes) -> None:
         name, _, value = line.partition(b":")

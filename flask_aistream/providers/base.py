@@ -69,11 +69,20 @@ def in_stream_error(provider: str, error: Any) -> ProviderError:
         error_kind = "auth"
     else:
         error_kind = "unavailable"
+    return reported_error(provider, error, safe_kind, error_kind, retryable)
+
+
+def reported_error(
+    provider: str, error: Any, label: str, kind: str, retryable: bool
+) -> ProviderError:
+    """A failure the provider reported mid-answer, told the client safely:
+    only ``label`` (a type or status already checked to be a bare word) of
+    what the provider sent is shown."""
     return ProviderError(
         "The AI provider reported an error during the answer"
-        + (f" ({safe_kind})" if safe_kind else "")
+        + (f" ({label})" if label else "")
         + ("; try again." if retryable else "."),
-        kind=error_kind,
+        kind=kind,
         provider=provider,
         retryable=retryable,
         detail=repr(error),

@@ -29,6 +29,7 @@ from .base import (
     key_header,
     metadata,
     parse_json,
+    reported_error,
     token_counts,
 )
 
@@ -155,15 +156,7 @@ def stream_error(provider: str, error: Any) -> ProviderError:
         kind = "bad_request"
     elif safe in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         kind = "auth"
-    return ProviderError(
-        "The AI provider reported an error during the answer"
-        + (f" ({safe})" if safe else "")
-        + ("; try again." if retryable else "."),
-        kind=kind,
-        provider=provider,
-        retryable=retryable,
-        detail=repr(error),
-    )
+    return reported_error(provider, error, safe, kind, retryable)
 
 
 def _retry_delay(error: dict[str, Any]) -> float | None:
