@@ -19,12 +19,12 @@ import statistics
 import sys
 import time
 
-from flask_aistream.ndjson import NDJSONDecoder
 from flask_aistream.providers.anthropic import MessagesReader
 from flask_aistream.providers.gemini import GenerateContentReader
+from flask_aistream.providers.ndjson import NDJSONDecoder
 from flask_aistream.providers.ollama import ChatReader
 from flask_aistream.providers.openai import ChatCompletionsReader
-from flask_aistream.sse import SSEDecoder
+from flask_aistream.providers.sse import SSEDecoder
 
 
 def openai_body(events: int) -> bytes:

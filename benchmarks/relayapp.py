@@ -9,7 +9,8 @@ from flask import Flask, Response, request
 
 from flask_aistream import AIClient, AIStream
 from flask_aistream.config import Settings
-from flask_aistream.formats import DONE, content_event
+from flask_aistream.formats.sse import DONE, content_event
+from flask_aistream.providers.registry import provider_settings
 
 UPSTREAM = os.environ["FAKE_PROVIDER_URL"] + "/v1"
 
@@ -25,9 +26,8 @@ def create_app():
 
     resume_uri = os.environ.get("RESUME_STORAGE_URI")
     if resume_uri:
-        settings = Settings.from_config(
-            {**app.config, "AI_RESUME_STORAGE_URI": resume_uri}, os.environ
-        )
+        config = {**app.config, "AI_RESUME_STORAGE_URI": resume_uri}
+        settings = Settings.from_config(config, provider_settings(config, os.environ))
         resumable = AIClient(settings, app.logger, app=app)
 
         @app.get("/resume")

@@ -17,8 +17,8 @@ from .errors import (
 from .extension import AIStream
 from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
 from .providers import HTTPProvider, PartStream, Provider
+from .providers.sse import ServerSentEvent, SSEDecoder
 from .signals import answer_finished
-from .sse import ServerSentEvent, SSEDecoder
 
 __version__ = "0.1.0"
 

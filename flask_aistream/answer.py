@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from .errors import ProviderError
-from .parts import Answer, AnswerBuilder, Finish
+from .parts import Answer, AnswerBuilder, Finish, Part, shows
 from .providers.base import PartStream
 
 
@@ -45,6 +45,8 @@ class AnswerRun:
         self._cancelled = False
         self._cancel_error: ProviderError | None = None
         self._hooks_ran = False
+        self._begun: Iterator[list[Part] | Finish] | None = None
+        self._read: list[list[Part] | Finish] = []
 
     @property
     def provider(self) -> str:
@@ -55,7 +57,31 @@ class AnswerRun:
         """The model asked for (the provider may answer with a dated name)."""
         return self._builder.requested_model
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[list[Part] | Finish]:
+        if self._begun is None:
+            return self._parts()
+        return self._after_begin(self._begun)
+
+    def begin(self) -> Answer | None:
+        """Read up to the first visible part, or the end (then its answer is
+        returned: one that failed before it showed anything, say), so a
+        caller can answer a failure before any byte is sent; iterating then
+        yields what was read first."""
+        self._begun = self._parts()
+        for item in self._begun:
+            self._read.append(item)
+            if item.__class__ is Finish:
+                return item.answer  # type: ignore[union-attr]
+            if shows(item):  # type: ignore[arg-type]
+                break
+        return None
+
+    def _after_begin(self, rest: Iterator[list[Part] | Finish]) -> Iterator[list[Part] | Finish]:
+        read, self._read = self._read, []
+        yield from read
+        yield from rest
+
+    def _parts(self) -> Iterator[list[Part] | Finish]:
         add = self._builder.add
         error: ProviderError | None = None
         try:

@@ -1,20 +1,21 @@
-"""The ``AI_*`` configuration keys, their defaults, and the settings read
-from them once, in ``init_app``."""
+"""The ``AI_*`` configuration keys, their defaults, the readers that check
+each value, and the settings read from them once, in ``init_app``.
+
+A leaf: it imports nothing of the package but :mod:`~flask_aistream.errors`,
+so any module may read settings without pulling in the relay or the
+providers (which hand their own settings in, already read)."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from limits import parse, parse_many
 
 from .errors import ConfigurationError
-from .formats import FORMATS, VERCEL_PROTOCOLS, checked_events
-from .providers import BUILT_IN, Provider, ProviderSettings, provider_settings
-from .ratelimit import checked_limit
-from .relay import DISCONNECT_POLICIES
 
 
 class ConfigVars:
@@ -75,6 +76,15 @@ class ConfigVars:
 
 
 DEFAULT_PROVIDER = "openai"
+#: ``AI_ON_DISCONNECT`` values: hang up on the provider, or read the answer to
+#: its end for the hooks.
+DISCONNECT_POLICIES = ("cancel", "finish")
+#: ``AI_STREAM_FORMAT`` values (``formats.FORMATS`` has a class for each).
+STREAM_FORMATS = ("aistream", "vercel", "openai")
+#: The versions of the AI SDK's UI message stream ``AI_VERCEL_PROTOCOL`` names.
+VERCEL_PROTOCOLS = (5, 6, 7)
+#: The events ``AI_STREAM_EVENTS`` / ``events=`` may add to the default format.
+OPTIONAL_EVENTS = ("reasoning", "tool_calls", "finish")
 #: Longest silence from the provider, in seconds, before giving up. Not a cap
 #: on the whole answer, which may stream for minutes.
 DEFAULT_HTTP_TIMEOUT = 30.0
@@ -113,6 +123,19 @@ DEFAULT_RESUME_TTL = 600.0
 _KEY_SHAPES = re.compile(
     r"\b(?:(?:sk|gsk|sk-ant|sk-proj|sk-or|xai)[-_][A-Za-z0-9_\-]{8,}|AIza[A-Za-z0-9_\-]{20,})"
 )
+
+
+class ConfiguredProvider(Protocol):
+    """What the settings need of a provider's own settings (``ProviderSettings``)."""
+
+    @property
+    def api_key(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def default_model(self) -> str | None: ...
+    @property
+    def model_hint(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -156,18 +179,16 @@ class Settings:
     #: Where answers are kept for reconnecting clients (``None``: nowhere).
     resume_storage_uri: str | None = None
     resume_ttl: float = DEFAULT_RESUME_TTL
-    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    #: Every provider name the app can use, with its own settings
+    #: (``providers.registry.provider_settings``).
+    providers: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(
-        cls,
-        config: Mapping[str, Any],
-        environ: Mapping[str, str],
-        registered: Mapping[str, type[Provider]] = {},
+        cls, config: Mapping[str, Any], providers: Mapping[str, ConfiguredProvider]
     ) -> Settings:
-        """Read every ``AI_*`` key; provider keys fall back to ``environ``.
-        ``registered`` are provider classes the app added by name."""
-        providers = provider_settings(config, environ, registered)
+        """Read every ``AI_*`` key; ``providers`` are the app's providers,
+        already read (``providers.registry.provider_settings``)."""
         provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
         checked_provider(provider, providers, ConfigVars.PROVIDER)  # at start-up, not per call
         return cls(
@@ -230,7 +251,7 @@ class Settings:
             ),
             allow_images=flag(config, ConfigVars.ALLOW_IMAGES, False),
             pool_maxsize=_number(config, ConfigVars.POOL_MAXSIZE, int, DEFAULT_POOL_MAXSIZE, 1),
-            stream_format=_choice(config, ConfigVars.STREAM_FORMAT, FORMATS, "aistream"),
+            stream_format=_choice(config, ConfigVars.STREAM_FORMAT, STREAM_FORMATS, "aistream"),
             vercel_protocol=_choice(config, ConfigVars.VERCEL_PROTOCOL, VERCEL_PROTOCOLS, 5),
             models=checked_models(config.get(ConfigVars.MODELS), providers, ConfigVars.MODELS),
             max_image_bytes=_number(
@@ -238,7 +259,7 @@ class Settings:
             ),
             resume_storage_uri=config.get(ConfigVars.RESUME_STORAGE_URI) or None,
             resume_ttl=_number(config, ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
-            providers=providers,
+            providers=dict(providers),
         )
 
     def model_for(self, provider: str, explicit: str | None = None) -> str:
@@ -394,32 +415,37 @@ def base_url_value(value: Any, key: str) -> str:
     return value
 
 
-def known_keys(providers: Iterable[str] = BUILT_IN) -> set[str]:
-    """Every ``AI_*`` key flask-aistream reads, with per-provider keys for
-    ``providers`` (those named by ``AI_PROVIDERS`` entries are not read)."""
-    keys = {
-        value
-        for name, value in vars(ConfigVars).items()
-        if name.isupper() and isinstance(value, str)
-    }
-    for provider in providers:
-        keys |= {
-            ConfigVars.api_key(provider),
-            ConfigVars.base_url(provider),
-            ConfigVars.model(provider),
-            ConfigVars.stream_usage(provider),
-        }
-    return keys
+def checked_events(value: Any, source: str) -> tuple[str, ...]:
+    """``value`` as a tuple of optional event names; a wrong one raises,
+    naming ``source`` (the config key or the option)."""
+    if value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
+        raise ConfigurationError(f"{source} must be a list of event names, not {value!r}.")
+    unknown = sorted(set(names) - set(OPTIONAL_EVENTS))
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: unknown event(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(OPTIONAL_EVENTS)}."
+        )
+    return tuple(names)
 
 
-def unknown_keys(
-    config: Mapping[str, Any], providers: Iterable[str] = BUILT_IN
-) -> list[tuple[str, str | None]]:
-    """The ``AI_*`` keys of ``config`` we do not read, each with the known key
-    closest to it (a typo silently does nothing otherwise)."""
-    known = known_keys(providers)
-    return [
-        (key, next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.75)), None))
-        for key in sorted(config)
-        if isinstance(key, str) and key.startswith("AI_") and key not in known
-    ]
+def parsed_limit(value: Any, what: str, many: bool = True) -> Any:
+    """``value`` parsed as one (or several) ``limits`` items; a wrong one
+    raises, naming the setting or option."""
+    try:
+        return parse_many(value) if many else parse(value)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f'{what} must be a limit such as "10 per minute", not {value!r}.'
+        ) from None
+
+
+def checked_limit(value: Any, what: str, many: bool = True) -> Any:
+    """``value`` as given (``None``: no limit), once it parses: checked when
+    the app starts, since a limit nobody can read would be no limit at all."""
+    if value is not None:
+        parsed_limit(value, what, many)
+    return value

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
 from .client import AIClient, Task
-from .config import Settings, unknown_keys
+from .config import ConfigVars, Settings
 from .errors import ExtensionError
 from .parts import Event
-from .providers import BUILT_IN, Provider, entry_point_providers
+from .providers.base import Provider
+from .providers.registry import BUILT_IN, entry_point_providers, provider_settings
 
 EXTENSION_KEY = "ai"
 
@@ -64,7 +66,8 @@ class AIStream:
                 "and use the existing one."
             )
         registered = {**entry_point_providers(), **self._registered}
-        settings = Settings.from_config(app.config, os.environ, registered)
+        providers = provider_settings(app.config, os.environ, registered)
+        settings = Settings.from_config(app.config, providers)
         for key, closest in unknown_keys(app.config, [*BUILT_IN, *registered]):
             app.logger.warning(
                 "flask-aistream: unknown setting %s (ignored)%s",
@@ -102,14 +105,14 @@ class AIStream:
         """The chat blueprint (see :meth:`AIClient.blueprint`), served on each
         app it is registered on by that app's client: it may be made outside
         any app context, as in an app factory."""
-        from .blueprint import make_blueprint
+        from .endpoints.chat import make_blueprint
 
         return make_blueprint(None, **options)
 
     def openai_blueprint(self, **options: Any) -> Blueprint:
         """The OpenAI-compatible blueprint (see :meth:`AIClient.openai_blueprint`),
         served on each app it is registered on by that app's client."""
-        from .openai_api import make_openai_blueprint
+        from .endpoints.openai import make_openai_blueprint
 
         return make_openai_blueprint(None, **options)
 
@@ -118,3 +121,34 @@ class AIStream:
 
     def provider(self, name: str) -> AIClient:
         return self.client.provider(name)
+
+
+def known_keys(providers: Iterable[str]) -> set[str]:
+    """Every ``AI_*`` key flask-aistream reads, with per-provider keys for
+    ``providers`` (those named by ``AI_PROVIDERS`` entries are not read)."""
+    keys = {
+        value
+        for name, value in vars(ConfigVars).items()
+        if name.isupper() and isinstance(value, str)
+    }
+    for provider in providers:
+        keys |= {
+            ConfigVars.api_key(provider),
+            ConfigVars.base_url(provider),
+            ConfigVars.model(provider),
+            ConfigVars.stream_usage(provider),
+        }
+    return keys
+
+
+def unknown_keys(
+    config: Mapping[str, Any], providers: Iterable[str]
+) -> list[tuple[str, str | None]]:
+    """The ``AI_*`` keys of ``config`` we do not read, each with the known key
+    closest to it (a typo silently does nothing otherwise)."""
+    known = known_keys(providers)
+    return [
+        (key, next(iter(difflib.get_close_matches(key, known, n=1, cutoff=0.75)), None))
+        for key in sorted(config)
+        if isinstance(key, str) and key.startswith("AI_") and key not in known
+    ]

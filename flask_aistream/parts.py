@@ -141,12 +141,16 @@ class Stop(NamedTuple):
 #: What :meth:`AIClient.iter_events` yields.
 Event = Union[TextDelta, ReasoningDelta, ToolCall, Finish]
 
+#: What a provider's stream yields, in lists, one list per read: text as a
+#: bare ``str``, everything else a NamedTuple.
+Part = Union[str, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate, Metadata, Source, Stop]
+
 #: Parts a person sees (or a client renders): once one was handed on, a retry
 #: would show a different answer glued to the first.
 VISIBLE = frozenset({str, ReasoningDelta, ToolCall, ToolCallDelta})
 
 
-def shows(parts: list[Any]) -> bool:
+def shows(parts: list[Part]) -> bool:
     """Whether a batch holds anything the client sees: past it, nothing may
     be retried or asked of another provider."""
     return any(part.__class__ in VISIBLE for part in parts)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .errors import ProviderError
 from .parts import Source, shows
 from .providers.base import PartStream
-from .upstream import Opening
+from .transport import Opening
 
 #: Longest wait a provider's ``Retry-After`` may impose on a waiting person.
 MAX_RETRY_AFTER = 30.0

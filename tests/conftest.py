@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from fakeprovider import FakeProvider
 from flask_aistream import AIStream
-from flask_aistream.sse import SSEDecoder
+from flask_aistream.providers.sse import SSEDecoder
 
 SECRET_KEYS = {
     "openai": "sk-proj-TESTKEY0123456789abcdefSECRET",

@@ -41,7 +41,7 @@ def create_app():
         """How many of our provider readers are still alive in this worker
         (threads, or greenlets under gevent): a leak shows here, and the
         worker's own pool, which load may grow, does not."""
-        from flask_aistream.background import BackgroundReader
+        from flask_aistream.serving.reader import BackgroundReader
 
         alive = [
             obj

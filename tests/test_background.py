@@ -10,14 +10,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from flask_aistream.background import (
+from flask_aistream.providers.base import PartStream
+from flask_aistream.serving.reader import (
     CLIENT_GONE,
     END,
     MAX_PENDING_READS,
     BackgroundReader,
     SocketWakeup,
 )
-from flask_aistream.providers.base import PartStream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import test_background as t
-from flask_aistream.background import GeventWakeup
+from flask_aistream.serving.reader import GeventWakeup
 
 t.check_every_delta_then_the_end(GeventWakeup)
 t.check_the_client_leaving_while_the_provider_is_silent()

@@ -219,8 +219,8 @@ def test_200_with_a_json_error_body_instead_of_a_stream(client, fake, log_record
 
 
 def test_a_line_that_never_ends(make_app, fake, monkeypatch):
-    monkeypatch.setattr("flask_aistream.sse.MAX_LINE_BYTES", 64 * 1024)
-    monkeypatch.setattr("flask_aistream.sse.SSEDecoder.__init__.__defaults__", (64 * 1024,))
+    monkeypatch.setattr("flask_aistream.providers.sse.MAX_LINE_BYTES", 64 * 1024)
+    monkeypatch.setattr("flask_aistream.providers.sse.SSEDecoder.__init__.__defaults__", (64 * 1024,))
     fake.reply = Reply(
         parts=[b'data: {"choices":[{"index":0,"delta":{"content":"x' + b"x" * 8192] * 20, hold=True
     )

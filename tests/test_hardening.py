@@ -46,7 +46,7 @@ def test_empty_data_lines_count_against_the_event_bound():
     """200 MB of ``data:\\n`` with no blank line added 343 MB to a worker: each
     line counts at least its newline."""
     from flask_aistream import StreamFormatError
-    from flask_aistream.sse import SSEDecoder
+    from flask_aistream.providers.sse import SSEDecoder
 
     decoder = SSEDecoder(max_line_bytes=1000)
     with pytest.raises(StreamFormatError):

@@ -381,7 +381,7 @@ def test_memory_stays_bounded_over_a_long_stream(make_app, fake):
 
 
 def test_sync_worker_warning_once(app, log_records):
-    from flask_aistream import deployment
+    from flask_aistream.serving import server as deployment
 
     deployment._warned = False
     environ = {"SERVER_SOFTWARE": "gunicorn/23.0.0", "wsgi.multithread": False}

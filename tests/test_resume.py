@@ -14,8 +14,9 @@ from flask import request
 
 from fakeprovider import Reply, openai_events
 from flask_aistream import ConfigurationError
-from flask_aistream.resume import ANSWER_ID, INTERRUPTED, Entry, Numbering
-from flask_aistream.sse import SSEDecoder
+from flask_aistream.formats.sse import Entry, Numbering
+from flask_aistream.providers.sse import SSEDecoder
+from flask_aistream.resume import ANSWER_ID, INTERRUPTED
 
 WORDS = [f"w{i} " for i in range(8)]
 
@@ -158,7 +159,7 @@ def test_an_expired_answer_is_204(resumable, fake, monkeypatch):
     first = client.post("/ask", json={"question": "hi"})
     answer_id = first.headers["X-AIStream-Answer-Id"]
     assert client.get(f"/api/chat/stream/{answer_id}").status_code == 200
-    import flask_aistream.resume as resume
+    import flask_aistream.resume.store as resume
 
     clock = resume.time.monotonic
     monkeypatch.setattr(resume.time, "monotonic", lambda: clock() + 2)

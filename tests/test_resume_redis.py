@@ -21,8 +21,8 @@ import requests
 
 from conftest import gunicorn_server
 from fakeprovider import Reply, openai_events
+from flask_aistream.providers.sse import SSEDecoder
 from flask_aistream.resume import INTERRUPTED, UNAVAILABLE
-from flask_aistream.sse import SSEDecoder
 
 WORDS = [f"w{i} " for i in range(10)]
 JS = Path(__file__).parent / "js"

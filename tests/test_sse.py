@@ -5,8 +5,8 @@ import json
 import pytest
 
 from flask_aistream.errors import StreamFormatError
-from flask_aistream.formats import DONE, content_event, error_event
-from flask_aistream.sse import ServerSentEvent, SSEDecoder
+from flask_aistream.formats.sse import DONE, content_event, error_event
+from flask_aistream.providers.sse import ServerSentEvent, SSEDecoder
 
 
 def decode(body: bytes, reads=None):

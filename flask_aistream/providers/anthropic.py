@@ -15,12 +15,9 @@ from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
 from ..parts import Metadata, ReasoningDelta, UsageUpdate
-from ..sse import ServerSentEvent
-from .base import (
-    REQUEST_OPTIONS,
-    ChatRequest,
-    EventReader,
-    HTTPProvider,
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .sse import ServerSentEvent
+from .wire import (
     ToolCallAssembler,
     in_stream_error,
     key_header,

@@ -20,18 +20,9 @@ from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
 from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
-from ..sse import ServerSentEvent
-from .base import (
-    REQUEST_OPTIONS,
-    ChatRequest,
-    EventReader,
-    HTTPProvider,
-    key_header,
-    metadata,
-    parse_json,
-    reported_error,
-    token_counts,
-)
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .sse import ServerSentEvent
+from .wire import key_header, metadata, parse_json, reported_error, token_counts
 
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
 #: Finish reasons that mean the provider withheld (the rest of) the answer.

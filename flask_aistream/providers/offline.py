@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..parts import Metadata, ReasoningDelta, Stop, ToolCall, ToolCallDelta, UsageUpdate
-from .base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider, text_of
+from .base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider
+from .wire import text_of
 
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 

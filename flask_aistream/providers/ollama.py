@@ -15,13 +15,10 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
-from ..ndjson import NDJSONDecoder
 from ..parts import Metadata, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
-from .base import (
-    REQUEST_OPTIONS,
-    ChatRequest,
-    EventReader,
-    HTTPProvider,
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .ndjson import NDJSONDecoder
+from .wire import (
     bearer,
     image_parts,
     in_stream_error,
@@ -154,7 +151,7 @@ class OllamaProvider(HTTPProvider):
         if chat.response_format is not None:
             body["format"] = chat.response_format
         if chat.tools is not None:
-            body["tools"] = json_schema_tools(chat)
+            body["tools"] = json_schema_tools(chat.tools)
         if chat.reasoning is not None:
             body["think"] = chat.reasoning
         return body

@@ -17,12 +17,9 @@ from typing import Any
 
 from ..errors import StreamFormatError
 from ..parts import ReasoningDelta, UsageUpdate
-from ..sse import ServerSentEvent
-from .base import (
-    REQUEST_OPTIONS,
-    ChatRequest,
-    EventReader,
-    HTTPProvider,
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .sse import ServerSentEvent
+from .wire import (
     ToolCallAssembler,
     bearer,
     data_url,
@@ -234,7 +231,7 @@ class ChatCompletionsProvider(HTTPProvider):
                 "json_schema": {"name": "response", "schema": chat.response_format},
             }
         if chat.tools is not None:
-            body["tools"] = json_schema_tools(chat)
+            body["tools"] = json_schema_tools(chat.tools)
         if isinstance(chat.tool_choice, dict):
             body["tool_choice"] = {
                 "type": "function",

@@ -17,53 +17,49 @@ hold image parts), up to ``max_image_bytes`` in all.
 
 from __future__ import annotations
 
-import json
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from .client import AIClient, checked_answer_options, is_done_reconnect, owner_key
-from .config import checked_provider
-from .errors import ConfigurationError, InvalidRequestError
-from .extension import client_of
-from .providers.base import text_of
-from .ratelimit import ClientLimits, Refusal, checked_limit, parsed_limit, storage_for
-from .request import checked_content, image_bytes
-from .resume import CHAT_ID, UNAVAILABLE, parsed_event_id
+from ..calls import checked_answer_options
+from ..config import checked_limit, checked_provider
+from ..errors import ConfigurationError
+from ..extension import client_of
+from ..parts import Answer
+from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
+from .chat_input import (
+    BadInput,
+    InputLimits,
+    check_image_bytes,
+    chosen_provider,
+    cross_site_get,
+    history_messages,
+    json_body,
+    provider_choices,
+    question_images,
+    question_text,
+    ui_messages,
+    usable_chat_id,
+)
+from .limits import ClientLimits, client_limits, key_func, refusal_response
 
-HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
-
-
-class BadInput(Exception):
-    """What the browser sent is unusable; ``status`` and a message for it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+if TYPE_CHECKING:
+    from ..client import AIClient
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class Endpoint(InputLimits):
     """What the blueprint serves one app with, read when it is registered."""
 
     client: AIClient
     limits: ClientLimits | None
     key: Callable[[], str]
     system: str | None
-    max_question_chars: int
-    max_history: int
-    max_history_chars: int
-    max_request_bytes: int
-    #: The most image bytes (decoded) a request may carry; 0: no images.
-    max_image_bytes: int
     origins: tuple[str, ...] | None
     cors: Any  # flask-cors' computed options, or None
 
@@ -81,7 +77,7 @@ def make_blueprint(
     ratelimit: str | None | bool = True,
     cors_origins: Any = True,
     events: Any = None,
-    on_finish: Callable[[Any], Any] | None = None,
+    on_finish: Callable[[Answer], Any] | None = None,
     on_disconnect: str | None = None,
     ratelimit_key: Callable[[], Any] | None = None,
     max_streams_per_client: int | None | bool = True,
@@ -110,7 +106,7 @@ def make_blueprint(
             f"max_streams_per_client must be a whole number >= 1, not {max_streams_per_client!r}."
         )
     hook = answer_options.pop("on_finish", None)
-    choices = _choices(providers)
+    choices = provider_choices(providers)
     endpoints: weakref.WeakKeyDictionary[Flask, Endpoint] = weakref.WeakKeyDictionary()
     bp = Blueprint(name, __name__)
 
@@ -132,7 +128,7 @@ def make_blueprint(
             limits=client_limits(
                 app, state.name, settings, ratelimit, max_streams_per_client, token_budget
             ),
-            key=_key_func(app, ratelimit_key),
+            key=key_func(app, ratelimit_key),
             system=system if system is not None else settings.system_prompt,
             max_question_chars=max_question_chars or settings.max_question_chars,
             max_history=settings.max_history if max_history is None else max_history,
@@ -161,7 +157,7 @@ def make_blueprint(
         if is_done_reconnect():
             return Response(status=204)  # an EventSource back after [DONE]: ask nothing
         conf = endpoint()
-        if _cross_site_get(request, conf.origins):
+        if cross_site_get(request, conf.origins):
             return jsonify(error="This chat cannot be started from another site."), 403
         refused = forbidden()
         if refused is not None:
@@ -174,26 +170,26 @@ def make_blueprint(
         chat_id = None
         try:
             if request.method == "GET":
-                chosen = _chosen(request.args.get("provider"), choices)
-                question = _question(request.args.get("question"), conf.max_question_chars)
+                chosen = chosen_provider(request.args.get("provider"), choices)
+                question = question_text(request.args.get("question"), conf.max_question_chars)
                 history: list[dict[str, Any]] = []
                 images: list[dict[str, Any]] = []
             else:
                 body = json_body(request, conf.max_request_bytes)
-                chosen = _chosen(body.get("provider"), choices)
+                chosen = chosen_provider(body.get("provider"), choices)
                 if _format(conf) == "vercel":  # what useChat sends
                     question, history, images = ui_messages(body.get("messages"), conf)
-                    chat_id = _chat_id(body.get("id"))
+                    chat_id = usable_chat_id(body.get("id"))
                 else:
-                    question = _question(body.get("question"), conf.max_question_chars)
-                    history = _history(
+                    question = question_text(body.get("question"), conf.max_question_chars)
+                    history = history_messages(
                         body.get("history"),
                         conf.max_history,
                         conf.max_history_chars,
                         conf.max_image_bytes,
                     )
-                    images = _images(body.get("images"), conf.max_image_bytes)
-                _check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
+                    images = question_images(body.get("images"), conf.max_image_bytes)
+                check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
         messages = history
@@ -220,7 +216,7 @@ def make_blueprint(
         client_key = conf.key()
         refusal = limits.admit(client_key)
         if refusal is not None:
-            return _refused(refusal)
+            return refusal_response(refusal)
 
         def finished(answer: Any) -> None:
             if answer.usage is not None:
@@ -253,7 +249,7 @@ def make_blueprint(
             return refused
         client = endpoint().client
         store = client.resume_store
-        if store is None or _chat_id(chat_id) is None:
+        if store is None or usable_chat_id(chat_id) is None:
             return Response(status=204)
         try:
             answer_id = store.chat_answer(f"{owner_key(current_owner())}:{chat_id}")
@@ -339,239 +335,3 @@ def _cors_options(app: Any, origins: tuple[str, ...]) -> Any:
             "expose_headers": ["X-AIStream-Answer-Id"],
         },
     )
-
-
-def _cross_site_get(req: Request, origins: Any) -> bool:
-    """A GET that another site's page made: an ``<img src>`` or a link can
-    start a paid stream with no script at all (and send no ``Origin``). A
-    POST with JSON cannot be sent cross-site without CORS allowing it."""
-    if req.method != "GET":
-        return False
-    origin = req.headers.get("Origin")
-    if origin is not None and origins and (origin in origins or "*" in origins):
-        return False  # CORS lets that site in
-    if req.headers.get("Sec-Fetch-Site") == "cross-site":
-        return True
-    return origin is not None and urlsplit(origin).netloc != req.host
-
-
-def client_limits(
-    app: Flask,
-    scope: str,
-    settings: Any,
-    ratelimit: Any,  # a limit string (checked when the blueprint was made), None, or True
-    max_streams: int | None | bool,
-    token_budget: Any,  # likewise
-) -> ClientLimits | None:
-    """A blueprint's limits on ``app`` (``True``: the setting's), counted in
-    the app's own ``Limiter``'s storage when it has one, else in
-    ``AI_RATELIMIT_STORAGE_URI``."""
-    if ratelimit is True:
-        ratelimit = settings.ratelimit
-    if max_streams is True:
-        max_streams = settings.max_streams_per_client
-    if token_budget is True:
-        token_budget = settings.token_budget
-    if not (ratelimit or max_streams or token_budget):
-        return None
-    limiter = next(iter(app.extensions.get("limiter") or ()), None)
-    storage = (
-        limiter.storage if limiter is not None else storage_for(settings.ratelimit_storage_uri)
-    )
-    return ClientLimits(
-        storage,
-        scope=scope,
-        rate=parsed_limit(ratelimit, "ratelimit") if ratelimit else [],
-        max_streams=max_streams,
-        token_budget=parsed_limit(token_budget, "token_budget", many=False)
-        if token_budget
-        else None,
-        fail_open=settings.ratelimit_fail_open,
-        logger=app.logger,
-    )
-
-
-def _key_func(app: Flask, ratelimit_key: Callable[[], Any] | None) -> Callable[[], str]:
-    """Whom a limit counts: ``ratelimit_key`` (e.g. the signed-in user's id),
-    else the app's own ``Limiter``'s key function, else the client address."""
-    if ratelimit_key is not None:
-        return lambda: str(ratelimit_key())
-    limiter = next(iter(app.extensions.get("limiter") or ()), None)
-    key_func = getattr(limiter, "_key_func", None)
-    if key_func is not None:
-        return lambda: str(key_func())
-    return lambda: request.remote_addr or "unknown"
-
-
-def _refused(refusal: Refusal) -> tuple[Response, int]:
-    response = jsonify(error=refusal.message)
-    if refusal.retry_after is not None:
-        response.headers["Retry-After"] = str(refusal.retry_after)
-    return response, refusal.status
-
-
-def json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
-    if not req.is_json:
-        raise BadInput(415, "Send the question as JSON (Content-Type: application/json).")
-    too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
-    if req.content_length is not None and req.content_length > max_bytes:
-        raise too_large  # said up front: not read at all
-    raw = req.stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise too_large  # chunked, or a Content-Length that lied
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
-        raise BadInput(400, "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadInput(400, 'Send a JSON object: {"question": "..."}.')
-    return body
-
-
-def _question(value: Any, max_chars: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadInput(400, "Ask a question: 'question' must be a non-empty string.")
-    question = value.strip()
-    if len(question) > max_chars:
-        raise BadInput(400, f"The question is too long (at most {max_chars} characters).")
-    return question
-
-
-def ui_messages(
-    value: Any, conf: Endpoint
-) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
-    question, the history before it and the question's images. Earlier
-    assistant turns keep their text only (reasoning, steps, tools, sources
-    and data parts are dropped; a turn left empty goes); a ``system`` message
-    is refused (a browser never sets the system prompt), as is a user part
-    that is not text, unless images are allowed."""
-    if not isinstance(value, list) or not value:
-        raise BadInput(400, "Send the conversation: 'messages' must be a list of UI messages.")
-    turns: list[dict[str, Any]] = []
-    for message in value:
-        role = message.get("role") if isinstance(message, dict) else None
-        parts = message.get("parts") if isinstance(message, dict) else None
-        if role == "system":
-            raise BadInput(400, "A system message cannot be sent from the browser.")
-        if role not in HISTORY_ROLES or not isinstance(parts, list):
-            raise BadInput(400, "Each message needs a role of 'user' or 'assistant' and parts.")
-        text = "".join(
-            part["text"]
-            for part in parts
-            if isinstance(part, dict)
-            and part.get("type") == "text"
-            and isinstance(part.get("text"), str)
-        )
-        if role == "assistant":
-            if text:
-                turns.append({"role": "assistant", "content": text})
-            continue
-        images = []
-        for part in parts:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text":
-                continue
-            if kind == "file" and conf.max_image_bytes:
-                images.append({"url": part.get("url"), "media_type": part.get("mediaType")})
-            elif kind not in ("step-start",):
-                raise BadInput(400, "Only text can be sent in a message.")
-        image_parts = _images(images, conf.max_image_bytes)
-        content: Any = [{"type": "text", "text": text}, *image_parts] if image_parts else text
-        turns.append({"role": "user", "content": content})
-    if not turns or turns[-1]["role"] != "user":
-        raise BadInput(400, "The last message must be the user's question.")
-    last = turns.pop()
-    question = _question(text_of(last["content"]), conf.max_question_chars)
-    images = (
-        [part for part in last["content"] if part["type"] == "image"]
-        if isinstance(last["content"], list)
-        else []
-    )
-    if len(turns) > conf.max_history:
-        raise BadInput(400, f"The history is too long (at most {conf.max_history} messages).")
-    if sum(len(text_of(turn["content"])) for turn in turns) > conf.max_history_chars:
-        raise BadInput(
-            400, f"The history is too long (at most {conf.max_history_chars} characters)."
-        )
-    return question, turns, images
-
-
-def _chat_id(value: Any) -> str | None:
-    """useChat's chat id, if it sent a usable one (it keys the resume route)."""
-    return value if isinstance(value, str) and CHAT_ID.match(value) else None
-
-
-def _choices(providers: Any) -> tuple[str, ...]:
-    """The providers a browser may pick from (``"provider"`` in its request)."""
-    if providers is None:
-        return ()
-    if isinstance(providers, str) or not all(isinstance(name, str) for name in providers):
-        raise ConfigurationError(f"providers must be a list of provider names, not {providers!r}.")
-    return tuple(providers)
-
-
-def _chosen(value: Any, choices: tuple[str, ...]) -> str | None:
-    """The provider the browser picked, if it may pick one; ``None``: the
-    default. Like ``system`` and ``model``, it is ignored where the server
-    offers no choice."""
-    if value is None or not choices:
-        return None
-    if value not in choices:
-        raise BadInput(400, "This chat cannot use that provider.")
-    return value  # type: ignore[no-any-return]
-
-
-def _images(value: Any, max_bytes: int) -> list[dict[str, Any]]:
-    """The images sent with the question: data only (``{"data", "media_type"}``
-    or a ``data:`` URL), never a URL the provider would fetch for a stranger."""
-    if value is None or value == []:
-        return []
-    if not max_bytes:
-        raise BadInput(400, "This chat does not take images.")
-    if not isinstance(value, list):
-        raise BadInput(400, "'images' must be a list of images.")
-    parts = [{"type": "image", **image} if isinstance(image, dict) else image for image in value]
-    return [part for part in _content_parts(parts) if part["type"] == "image"]
-
-
-def _content_parts(parts: Any) -> list[dict[str, Any]]:
-    try:
-        checked = checked_content(parts)
-    except InvalidRequestError as exc:
-        raise BadInput(400, f"Bad message content: {exc}") from None
-    if isinstance(checked, str) or any("url" in part for part in checked):
-        raise BadInput(400, "Send images as data (base64) with a media_type, not as URLs.")
-    return checked
-
-
-def _check_image_bytes(messages: list[dict[str, Any]], max_bytes: int) -> None:
-    if sum(image_bytes(message["content"]) for message in messages) > max_bytes:
-        raise BadInput(413, f"The images are too large (at most {max_bytes} bytes in all).")
-
-
-def _history(
-    value: Any, max_messages: int, max_chars: int, max_image_bytes: int = 0
-) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise BadInput(400, "'history' must be a list of messages.")
-    if len(value) > max_messages:
-        raise BadInput(400, f"The history is too long (at most {max_messages} messages).")
-    history, total = [], 0
-    for message in value:
-        if not isinstance(message, dict) or message.get("role") not in HISTORY_ROLES:
-            raise BadInput(
-                400, "Each history message needs a role of 'user' or 'assistant' and a content."
-            )
-        content = message.get("content")
-        if isinstance(content, list) and max_image_bytes:
-            content = _content_parts(content)
-        elif not isinstance(content, str):
-            raise BadInput(400, "Each history message's content must be a string.")
-        total += len(text_of(content))
-        history.append({"role": message["role"], "content": content})
-    if total > max_chars:
-        raise BadInput(400, f"The history is too long (at most {max_chars} characters).")
-    return history

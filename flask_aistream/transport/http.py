@@ -1,8 +1,8 @@
 """The one module that talks HTTP to providers (with ``requests``).
 
-It knows no provider's JSON: a provider builds the request, names the
-decoder its body needs (SSE, NDJSON) and maps its own error statuses; the
-stream here feeds the decoder and the provider's reader.
+It knows no provider: a provider hands it a URL, headers and a JSON body,
+and a function that maps an error status to its own error; what comes back
+is the response :class:`Body`, whose bytes a provider's stream decodes.
 
 ``requests`` is only the transport here. ``iter_lines()`` invents an empty
 line when a CRLF is split between two reads (an empty line dispatches an SSE
@@ -14,25 +14,19 @@ the lines.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import socket
 import ssl
-import struct
-import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
-from .errors import ProviderError, StreamFormatError
-from .providers.base import HTTPProvider, PartStream
+from ..errors import ProviderError
+from .opening import Opening, WatchedAdapter, attaching, hang_up
 from .watchdog import WATCHDOG
 
 #: Most bytes taken from the socket in one read: more than a burst of tokens,
@@ -40,10 +34,6 @@ from .watchdog import WATCHDOG
 READ_SIZE = 65536
 #: How much of an error body we read, to log it.
 MAX_ERROR_BODY = 64 * 1024
-#: How long the end marker may take once a finish reason came (OpenAI's usage
-#: chunk and ``[DONE]`` follow at once); a provider that holds the connection
-#: open longer has still given a complete answer.
-FINISHED_GRACE = 2.0
 #: How long the end of the body (the chunked terminator) may take once the
 #: answer is complete, for the connection to be kept for the next answer.
 #: It follows at once; a provider slower than this loses its connection.
@@ -51,129 +41,15 @@ END_GRACE = 0.5
 #: Connections kept per provider host (``AI_POOL_MAXSIZE``): at least as many
 #: as streams run at once (one past it is closed, quietly, not returned).
 DEFAULT_POOL_MAXSIZE = 256
+#: What a read of a :class:`Body` raises when the provider was silent too
+#: long, and when the connection broke (``ValueError``: urllib3 raises it
+#: reading a response we closed).
+READ_TIMEOUT = (ReadTimeoutError, socket.timeout)
+CONNECTION_LOST = (URLLib3Error, OSError, ValueError)
 
-
-class Opening:
-    """A provider call being opened (connecting, sending, waiting for the
-    status line, reading an error body), so that another thread can abort it
-    in any of those phases: the socket is shut down the moment it exists.
-    Before this, a client that left early still paid for the whole answer."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self.aborted = False
-        self.expired = False  # aborted because the head took too long
-        self.deadline: float | None = None
-
-    def check(self, now: float) -> bool:
-        """The watchdog's look: past the deadline, abort. False once done."""
-        if self.deadline is not None and now > self.deadline and not self.aborted:
-            self.expired = True
-            self.abort()
-        return not self.aborted
-
-    def attach(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sock = sock
-            aborted = self.aborted
-        if aborted:
-            _shut_down(sock)
-
-    def abort(self) -> None:
-        with self._lock:
-            self.aborted = True
-            sock = self._sock
-        if sock is not None:
-            _shut_down(sock)
-
-
-#: SO_LINGER on, 0 s: closing sends a reset, not a FIN. A provider blocked
-#: writing to us (our window full) sees a FIN only when it next reads; a
-#: reset fails its write at once, and leaves no half-closed connection.
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
-
-
-def _shut_down(sock: socket.socket) -> None:
-    """Hang up on the provider: wake a read blocked on ``sock``, and make its
-    close a reset."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # not connected yet, or already closed
-
-
-#: The call the current thread (or greenlet) is opening, for the connections below.
-_current_opening: contextvars.ContextVar[Opening | None] = contextvars.ContextVar(
-    "flask_aistream_opening", default=None
-)
-
-
-def _attach(sock: socket.socket | None) -> None:
-    opening = _current_opening.get()
-    if opening is not None and sock is not None:
-        opening.attach(sock)
-
-
-class _AttachOnConnect:
-    """A connection that hands its socket to the current :class:`Opening`
-    the moment it exists: before TLS, so a handshake can be aborted too."""
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()  # type: ignore[misc]
-        _attach(sock)
-        return sock  # type: ignore[no-any-return]
-
-
-class _AttachOnCheckout:
-    """A pool that hands a kept-alive (already connected) socket over too, and
-    closes a connection it has no room for without logging "pool is full"
-    (the pool is a cache: a spare connection is no fault)."""
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        _attach(getattr(conn, "sock", None))
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        pool = getattr(self, "pool", None)
-        if conn is not None and pool is not None and pool.full():
-            conn.close()
-            return
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _WatchedConnection(_AttachOnConnect, HTTPConnection):
-    pass
-
-
-class _WatchedTLSConnection(_AttachOnConnect, HTTPSConnection):
-    pass
-
-
-class _WatchedPool(_AttachOnCheckout, HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-class _WatchedTLSPool(_AttachOnCheckout, HTTPSConnectionPool):
-    ConnectionCls = _WatchedTLSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedTLSPool}
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """``requests``' adapter, with pools whose sockets an :class:`Opening` can reach."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
+#: Maps an error status, its body (for the log) and its headers to the
+#: provider's own error.
+ErrorMapper = Callable[[int, str, Mapping[str, str]], ProviderError]
 
 
 class Transport:
@@ -197,7 +73,7 @@ class Transport:
         self.open_timeout = connect_timeout + idle_timeout
         self.session = requests.Session()
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, _WatchedAdapter(pool_maxsize=pool_maxsize))
+            self.session.mount(prefix, WatchedAdapter(pool_maxsize=pool_maxsize))
         self.session.trust_env = False  # the environment is read in _environment
         # A compressor buffers tokens; ask for none (and decode one if sent anyway).
         self.session.headers["Accept-Encoding"] = "identity"
@@ -216,12 +92,14 @@ class Transport:
 
     def open(
         self,
-        provider: HTTPProvider,
         url: str,
-        headers: dict[str, str],
-        body: dict[str, Any],
+        headers: Mapping[str, str],
+        body: Mapping[str, Any],
         opening: Opening | None = None,
-    ) -> HTTPStream:
+        *,
+        provider: str,
+        on_error: ErrorMapper,
+    ) -> Body:
         """Send the request and read the response head; ``opening.abort()``,
         from another thread, ends this at once in any phase. The head must
         come within the connect and idle timeouts together, however slowly it
@@ -229,33 +107,36 @@ class Transport:
         opening = opening or Opening()
         opening.deadline = time.monotonic() + self.open_timeout
         WATCHDOG.watch(opening)
-        token = _current_opening.set(opening)
-        stream: HTTPStream | None = None
+        response: Body | None = None
         try:
-            stream = self._open(provider, url, headers, body)
+            with attaching(opening):
+                response = self._open(url, headers, body, provider, on_error)
         except ProviderError:
             if not opening.expired:
                 raise
         finally:
-            _current_opening.reset(token)
             WATCHDOG.forget(opening)
         if opening.expired:  # cut mid-head, it may even look like a response
-            if stream is not None:
-                stream.close()
+            if response is not None:
+                response.close()
             raise ProviderError(
                 f"The AI provider did not start answering within {self.open_timeout:g} s; "
                 "try again later.",
                 kind="timeout",
-                provider=provider.name,
+                provider=provider,
                 detail=f"no complete response head in {self.open_timeout:g} s",
             )
-        assert stream is not None  # _open returned, or raised and we re-raised
-        return stream
+        assert response is not None  # _open returned, or raised and we re-raised
+        return response
 
     def _open(
-        self, provider: HTTPProvider, url: str, headers: dict[str, str], body: dict[str, Any]
-    ) -> HTTPStream:
-        name = provider.name
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any],
+        name: str,
+        on_error: ErrorMapper,
+    ) -> Body:
         # Prepared here and sent by the adapter: the session's cookie jar,
         # hooks and redirect logic cost a tenth of a stream's setup and do
         # nothing for us. A redirect is never followed: it would take the key
@@ -284,7 +165,7 @@ class Transport:
             raise self._failure(name, "connection", exc) from None
 
         if response.status_code >= 300:
-            error = provider.http_error(
+            error = on_error(
                 response.status_code, self._read_body(response), response.headers
             )
             response.close()
@@ -302,7 +183,7 @@ class Transport:
                 status=response.status_code,
                 detail=body_text,
             )
-        return HTTPStream(response, provider, self.timeout[1])
+        return Body(response, self.timeout[1])
 
     def _read_body(self, response: requests.Response) -> str:
         try:
@@ -317,91 +198,27 @@ class Transport:
         return ProviderError(message, kind=kind, provider=provider, detail=repr(exc))
 
 
-def _reads(raw: Any) -> Iterator[bytes]:
-    """What arrives, read by read, never waiting for more. A chunked body
-    (the usual framing of a stream) is read a chunk at a time by urllib3's
-    own chunk reader, which costs half as much per token as ``read1``; a
-    chunk the provider already sent whole, in at most READ_SIZE pieces."""
-    if raw.chunked and raw.supports_chunked_reads():
-        yield from raw.read_chunked(READ_SIZE, decode_content=True)
-    else:
-        yield from iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
 
 
-class HTTPStream(PartStream):
-    """A provider's answer being read off the wire."""
+class Body:
+    """A response body being read off the wire, read by read: what a
+    provider's stream decodes. ``abort()`` may come from another thread."""
 
-    def __init__(
-        self, response: requests.Response, provider: HTTPProvider, idle_timeout: float
-    ) -> None:
+    def __init__(self, response: requests.Response, idle_timeout: float) -> None:
         self._response: requests.Response | None = response
-        self._provider = provider
-        self._idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout
 
-    def __iter__(self) -> Iterator[list[Any]]:
-        name = self._provider.name
-        reader = self._provider.reader()
-        parse = reader.parse
-        decoder = self._provider.decoder()
-        feed = decoder.feed
-        assert self._response is not None, "an HTTPStream is read once"
-        reads = _reads(self._response.raw)
-        waiting_for_end = False  # a finish reason came: only the end marker may follow
-        while True:
-            try:
-                chunk = next(reads, b"")
-            except (ReadTimeoutError, socket.timeout) as exc:
-                if waiting_for_end:
-                    break  # the answer is complete; the provider just kept the line open
-                raise ProviderError(
-                    f"The AI provider stopped responding (no data for {self._idle_timeout:g} s).",
-                    kind="timeout",
-                    provider=name,
-                    detail=repr(exc),
-                ) from None
-            except (URLLib3Error, OSError, ValueError) as exc:
-                # ValueError: urllib3 raises it reading a response we closed.
-                raise ProviderError(
-                    "The connection to the AI provider was lost mid-answer.",
-                    kind="connection",
-                    provider=name,
-                    detail=repr(exc),
-                ) from None
-            parts: list[Any] = []
-            try:
-                for event in feed(chunk) if chunk else decoder.flush():
-                    parse(event, parts)
-                    if reader.done:
-                        break
-            except (ProviderError, AttributeError, TypeError, KeyError, IndexError) as exc:
-                if isinstance(exc, ProviderError):
-                    error = exc
-                    error.provider = error.provider or name
-                else:  # an event of a shape the reader did not expect
-                    error = StreamFormatError(f"unexpected event shape: {exc!r}", provider=name)
-                self.close()
-                if parts:
-                    yield parts  # what arrived before the error still counts
-                raise error from None
-            if reader.done:
-                self._release(reads)  # keep the connection for the next answer, or hang up
-            elif reader.finished and not waiting_for_end:
-                waiting_for_end = True
-                self._shorten_timeout(FINISHED_GRACE)
-            # Even an empty list: a read that held only a comment hands control
-            # back, so a caller reading directly can write its heartbeat.
-            yield parts
-            if reader.done:
-                return
-            if not chunk:
-                break
-        self.close()
-        if not reader.finished:
-            raise ProviderError(
-                kind="cut_off",
-                provider=name,
-                detail="end of stream before the end marker or a finish reason",
-            )
+    def reads(self) -> Iterator[bytes]:
+        """What arrives, read by read, never waiting for more. A chunked body
+        (the usual framing of a stream) is read a chunk at a time by urllib3's
+        own chunk reader, which costs half as much per token as ``read1``; a
+        chunk the provider already sent whole, in at most READ_SIZE pieces.
+        Raises one of :data:`READ_TIMEOUT` or :data:`CONNECTION_LOST`."""
+        assert self._response is not None, "a body is read once"
+        raw = self._response.raw
+        if raw.chunked and raw.supports_chunked_reads():
+            return raw.read_chunked(READ_SIZE, decode_content=True)  # type: ignore[no-any-return]
+        return iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
 
     def _socket(self) -> socket.socket | None:
         """The provider socket. It sits inside http.client's file object
@@ -441,7 +258,7 @@ class HTTPStream(PartStream):
                 pass
         return None if waiting else sock
 
-    def _shorten_timeout(self, seconds: float) -> None:
+    def shorten_timeout(self, seconds: float) -> None:
         """Wait at most ``seconds`` for each further read."""
         sock = self._socket()
         if sock is not None:
@@ -450,7 +267,7 @@ class HTTPStream(PartStream):
             except OSError:
                 pass
 
-    def _release(self, reads: Iterator[bytes]) -> None:
+    def release(self, reads: Iterator[bytes]) -> None:
         """The answer is complete: read the end of the body (the chunked
         terminator, or what a Content-Length still counts), which follows at
         once, and hand the connection back to the pool for the next answer.
@@ -464,22 +281,22 @@ class HTTPStream(PartStream):
         if not framed or response.headers.get("Connection", "").lower() == "close":
             self.close()
             return
-        self._shorten_timeout(END_GRACE)
+        self.shorten_timeout(END_GRACE)
         try:
             for _ in reads:
                 pass  # nothing should follow the end marker; whatever does is not ours
-        except (URLLib3Error, OSError, ValueError):
+        except CONNECTION_LOST:
             self.close()
             return
         self._response = None
         raw.release_conn()
 
     def abort(self) -> None:
-        """Hang up and wake the thread blocked reading this stream: it sees
+        """Hang up and wake the thread blocked reading this body: it sees
         the end of the stream and closes it."""
         sock = self._socket()
         if sock is not None:
-            _shut_down(sock)
+            hang_up(sock)
         elif self._response is not None:
             try:
                 self._response.raw.shutdown()  # urllib3's own, where ours cannot reach

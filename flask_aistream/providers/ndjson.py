@@ -11,7 +11,7 @@ Parsing the JSON is the reader's business: a line is handed over as text.
 
 from __future__ import annotations
 
-from .errors import StreamFormatError
+from ..errors import StreamFormatError
 from .sse import LineBuffer
 
 

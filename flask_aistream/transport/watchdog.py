@@ -1,4 +1,6 @@
-"""Deadlines that hold when every thread of a stream is blocked.
+"""Deadlines that hold when every thread of a stream is blocked: one
+watchdog per process, for provider calls being opened (an ``Opening``) and
+for open streams (``serving.guard.StreamGuard``).
 
 The response generator can be parked in the server's blocking write to a
 client that reads nothing, while the reader waits for the provider, or for
@@ -16,60 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 #: Seconds between two looks at the open streams.
 TICK = 0.25
 
 logger = logging.getLogger(__name__)
-
-
-class StreamGuard:
-    """What the watchdog knows of one stream. The generator sets
-    ``writing_since`` around each write (two attribute stores a write)."""
-
-    def __init__(
-        self,
-        run: Any,
-        client: socket.socket | None,
-        send_timeout: float | None,
-        logger: logging.Logger,
-    ) -> None:
-        self.run = run
-        self.client = client
-        self.send_timeout = send_timeout
-        self.logger = logger
-        self.writing_since: float | None = None
-        self.attached = True  # false once the generator is gone ("finish" policy)
-
-    def check(self, now: float) -> bool:
-        """Act if a limit passed; false once there is nothing left to watch."""
-        run = self.run
-        since = self.writing_since
-        writing = since is not None and self.attached
-        if run.answer is not None and not writing:
-            return False  # the answer ended and nothing waits on the client
-        if run.deadline is not None and now > run.deadline:
-            run.cancel(run.timeout_error())
-            if writing:
-                self._hang_up("the total timeout passed while it read nothing")
-            return not writing
-        if writing and self.send_timeout and since is not None and now - since > self.send_timeout:
-            run.cancel()
-            self._hang_up(f"it read nothing for {self.send_timeout:g} s")
-            return False
-        return True
-
-    def _hang_up(self, why: str) -> None:
-        self.logger.warning("flask-aistream: closing a client's stream: %s", why)
-        if self.client is not None:
-            try:
-                self.client.shutdown(socket.SHUT_RDWR)  # the blocked write fails now
-            except OSError:
-                pass
 
 
 class Watched(Protocol):

@@ -17,13 +17,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from limits import RateLimitItem, parse, parse_many
+from flask import Flask, Response, jsonify, request
+from limits import RateLimitItem
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from .errors import ConfigurationError
+from ..config import Settings, parsed_limit
 
 #: Seconds to wait for Redis to connect or answer: a hung Redis must not hang
 #: every question (redis-py waits for ever by default).
@@ -47,25 +48,6 @@ def storage_for(uri: str) -> Storage:
     if uri.startswith(("redis://", "rediss://", "redis+")):
         options = {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
     return storage_from_string(uri, **options)  # type: ignore[return-value]  # never async here
-
-
-def parsed_limit(value: Any, what: str, many: bool = True) -> Any:
-    """``value`` parsed as one (or several) ``limits`` items; a wrong one
-    raises, naming the setting or option."""
-    try:
-        return parse_many(value) if many else parse(value)
-    except (ValueError, TypeError):
-        raise ConfigurationError(
-            f'{what} must be a limit such as "10 per minute", not {value!r}.'
-        ) from None
-
-
-def checked_limit(value: Any, what: str, many: bool = True) -> Any:
-    """``value`` as given (``None``: no limit), once it parses: checked when
-    the app starts, since a limit nobody can read would be no limit at all."""
-    if value is not None:
-        parsed_limit(value, what, many)
-    return value
 
 
 class ClientLimits:
@@ -180,3 +162,60 @@ class ClientLimits:
 def _too_many(message: str, reset_at: float) -> Refusal:
     retry_after = max(1, math.ceil(reset_at - time.time()))
     return Refusal(429, f"{message} Try again in {retry_after} s.", retry_after)
+
+
+def client_limits(
+    app: Flask,
+    scope: str,
+    settings: Settings,
+    ratelimit: Any,  # a limit string (checked when the blueprint was made), None, or True
+    max_streams: int | None | bool,
+    token_budget: Any,  # likewise
+) -> ClientLimits | None:
+    """A blueprint's limits on ``app`` (``True``: the setting's), counted in
+    the app's own ``Limiter``'s storage when it has one, else in
+    ``AI_RATELIMIT_STORAGE_URI``."""
+    if ratelimit is True:
+        ratelimit = settings.ratelimit
+    if max_streams is True:
+        max_streams = settings.max_streams_per_client
+    if token_budget is True:
+        token_budget = settings.token_budget
+    if not (ratelimit or max_streams or token_budget):
+        return None
+    limiter = next(iter(app.extensions.get("limiter") or ()), None)
+    storage = (
+        limiter.storage if limiter is not None else storage_for(settings.ratelimit_storage_uri)
+    )
+    return ClientLimits(
+        storage,
+        scope=scope,
+        rate=parsed_limit(ratelimit, "ratelimit") if ratelimit else [],
+        max_streams=max_streams,
+        token_budget=parsed_limit(token_budget, "token_budget", many=False)
+        if token_budget
+        else None,
+        fail_open=settings.ratelimit_fail_open,
+        logger=app.logger,
+    )
+
+
+def key_func(app: Flask, ratelimit_key: Callable[[], Any] | None) -> Callable[[], str]:
+    """Whom a limit counts: ``ratelimit_key`` (e.g. the signed-in user's id),
+    else the app's own ``Limiter``'s key function, else the client address."""
+    if ratelimit_key is not None:
+        return lambda: str(ratelimit_key())
+    limiter = next(iter(app.extensions.get("limiter") or ()), None)
+    key_func = getattr(limiter, "_key_func", None)
+    if key_func is not None:
+        return lambda: str(key_func())
+    return lambda: request.remote_addr or "unknown"
+
+
+def refusal_response(refusal: Refusal) -> tuple[Response, int]:
+    response = jsonify(error=refusal.message)
+    if refusal.retry_after is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after)
+    return response, refusal.status
+
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .errors import StreamFormatError
+from ..errors import StreamFormatError
 
 BOM = b"\xef\xbb\xbf"
 

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Callable, Protocol
 
-from .parts import shows
+from ..parts import shows
 
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,

@@ -16,21 +16,26 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from collections.abc import Iterator, Mapping
-from typing import Any, Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
-from .answer import AnswerRun
-from .blueprint import BadInput, client_limits, json_body
-from .client import AIClient, new_id
-from .config import checked_models
-from .errors import AIStreamError, ConfigurationError, ProviderError
-from .extension import client_of
-from .formats import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
-from .parts import Answer, Finish, shows
-from .ratelimit import checked_limit
+from ..answer import AnswerRun
+from ..calls import call_options
+from ..config import checked_limit, checked_models
+from ..errors import AIStreamError, ConfigurationError, ProviderError
+from ..extension import client_of
+from ..formats import new_id
+from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
+from ..parts import Answer
+from .chat_input import BadInput, json_body
+from .limits import ClientLimits, client_limits
+
+if TYPE_CHECKING:
+    from ..client import AIClient
 
 #: Our error kinds as HTTP statuses (the provider's own auth failure is the
 #: server's problem, not the client's: a 502).
@@ -71,6 +76,16 @@ class APIError(Exception):
         return jsonify(openai_error(self.message, self.kind, self.code)), self.status
 
 
+@dataclass(frozen=True)
+class OpenAIEndpoint:
+    """What the blueprint serves one app with, read when it is registered."""
+
+    client: AIClient
+    #: alias -> (provider, model or None)
+    models: Mapping[str, tuple[str, str | None]]
+    limits: ClientLimits | None
+
+
 def make_openai_blueprint(
     client: AIClient | None,
     *,
@@ -94,7 +109,7 @@ def make_openai_blueprint(
     if token_budget is not True:
         token_budget = checked_limit(token_budget or None, "token_budget", many=False)
     bp = Blueprint(name, __name__)
-    state_of: weakref.WeakKeyDictionary[Flask, dict[str, Any]] = weakref.WeakKeyDictionary()
+    endpoints: weakref.WeakKeyDictionary[Flask, OpenAIEndpoint] = weakref.WeakKeyDictionary()
 
     @bp.record_once
     def setup(state: BlueprintSetupState) -> None:
@@ -109,16 +124,16 @@ def make_openai_blueprint(
         if not aliases:  # the default provider's model, under its own name
             default = app_client.default_provider
             aliases = {settings.model_for(default): (default, None)}
-        state_of[app] = {
-            "client": app_client,
-            "models": aliases,
-            "limits": client_limits(
+        endpoints[app] = OpenAIEndpoint(
+            client=app_client,
+            models=aliases,
+            limits=client_limits(
                 app, state.name, settings, ratelimit, max_streams_per_client, token_budget
             ),
-        }
+        )
 
-    def conf() -> dict[str, Any]:
-        return state_of[current_app._get_current_object()]  # type: ignore[attr-defined]
+    def conf() -> OpenAIEndpoint:
+        return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
 
     @bp.before_request
     def check_token() -> Any:
@@ -140,7 +155,7 @@ def make_openai_blueprint(
             object="list",
             data=[
                 {"id": alias, "object": "model", "created": 0, "owned_by": provider}
-                for alias, (provider, _) in conf()["models"].items()
+                for alias, (provider, _) in conf().models.items()
             ],
         )
 
@@ -148,11 +163,11 @@ def make_openai_blueprint(
     def chat_completions() -> Any:
         state = conf()
         try:
-            body = json_body(request, state["client"].settings.max_request_bytes)
+            body = json_body(request, state.client.settings.max_request_bytes)
         except BadInput as bad:
             raise APIError(bad.status, bad.message, "bad_request") from None
-        alias, options = _options(body, state["models"], system)
-        limits = state["limits"]
+        alias, options = _options(body, state.models, system)
+        limits = state.limits
         client_key = hashlib.sha256(request.headers["Authorization"].encode()).hexdigest()
         if limits is not None:
             refusal = limits.admit(client_key)
@@ -170,7 +185,7 @@ def make_openai_blueprint(
 
             options["on_finish"] = spend
         try:
-            response = _answer(state["client"], alias, options, body)
+            response = _answer(state.client, alias, options, body)
         except BaseException:
             if limits is not None:
                 limits.release(client_key)
@@ -262,57 +277,33 @@ def _part(part: Any) -> Any:
     return part
 
 
-def _answer(client: AIClient, alias: str, options: dict[str, Any], body: Mapping[str, Any]) -> Any:
+def _answer(
+    client: AIClient, alias: str, options: dict[str, Any], body: Mapping[str, Any]
+) -> Response:
     try:
-        run = client._run(client._chat_options(None, options))
+        call = client.plan(call_options(None, options))
     except AIStreamError as exc:  # the request cannot be sent as it is
         raise APIError(400, str(exc), "bad_request") from None
+    run = client.start(call)
     if not body.get("stream"):
-        return _completion(client, run, alias)
-    first = _first_parts(run)
+        return _completion(run, alias)
+    # Up to the first visible part in the view: a failure by then is an
+    # HTTP error, before any byte is sent.
+    ended = run.begin()
+    if ended is not None and ended.error is not None:
+        run.finish()
+        raise _provider_error(ended.error)
     completion = OpenAIFormat(
-        new_id("chatcmpl"), alias, int(time.time()), include_usage=options["include_usage"]
+        new_id("chatcmpl"), alias, int(time.time()), include_usage=call.include_usage
     )
-    return client.stream_chat(options, run=first, output=completion)
-
-
-class _Started:
-    """A run whose first parts were already read (in the view, to answer an
-    early failure with a status), then the rest of it, for the relay."""
-
-    def __init__(self, run: AnswerRun, parts: Iterator[Any], read: list[Any]) -> None:
-        self._run, self._parts, self._read = run, parts, read
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from self._read
-        yield from self._parts
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._run, name)
-
-
-def _first_parts(run: AnswerRun) -> Any:
-    """Read until the first visible part (or the end): a failure by then is
-    raised as an HTTP error, before any byte is sent."""
-    parts = iter(run)
-    read: list[Any] = []
-    for item in parts:
-        read.append(item)
-        if item.__class__ is Finish:  # the whole answer came, or it failed first
-            if item.answer.error is not None:
-                run.finish()
-                raise _provider_error(item.answer.error)
-            break
-        if shows(item):
-            break
-    return _Started(run, parts, read)
+    return client.stream(call, run, completion)
 
 
 def _provider_error(error: ProviderError) -> APIError:
     return APIError(STATUSES.get(error.kind, 502), error.message, error.kind)
 
 
-def _completion(client: AIClient, run: AnswerRun, alias: str) -> Any:
+def _completion(run: AnswerRun, alias: str) -> Response:
     """A whole ``chat.completion`` object, for a request without ``stream``."""
     for _ in run:
         pass  # the last item is the Finish; the builder holds the answer

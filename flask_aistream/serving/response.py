@@ -11,14 +11,13 @@ from typing import Any
 
 from flask import Response
 
-from .answer import AnswerRun
-from .background import CLIENT_GONE, END, BackgroundReader
-from .parts import Answer, Finish
-from .watchdog import WATCHDOG, StreamGuard
+from ..answer import AnswerRun
+from ..config import DISCONNECT_POLICIES
+from ..parts import Answer, Finish
+from ..transport.watchdog import WATCHDOG
+from .guard import StreamGuard
+from .reader import CLIENT_GONE, END, BackgroundReader
 
-#: ``AI_ON_DISCONNECT`` values: hang up on the provider, or read the answer to
-#: its end for the hooks.
-DISCONNECT_POLICIES = ("cancel", "finish")
 #: How long a ``"finish"`` answer may run on after its client left, when
 #: ``AI_TOTAL_TIMEOUT`` does not say.
 DEFAULT_FINISH_TIMEOUT = 600.0

@@ -1,0 +1,222 @@
+"""What a browser sends, checked and turned into call options: the JSON
+body, the question, the history (ours, or the AI SDK's UI messages), the
+images, the provider it picks. Anything wrong is a :class:`BadInput` (a 4xx
+with a message for the page), never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Request
+
+from ..calls import CHAT_ID, checked_content, image_bytes
+from ..errors import ConfigurationError, InvalidRequestError
+from ..providers.wire import text_of
+
+HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
+
+
+class BadInput(Exception):
+    """What the browser sent is unusable; ``status`` and a message for it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How much a browser may send one endpoint."""
+
+    max_question_chars: int
+    max_history: int
+    max_history_chars: int
+    max_request_bytes: int
+    #: The most image bytes (decoded) a request may carry; 0: no images.
+    max_image_bytes: int
+
+
+def json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
+    if not req.is_json:
+        raise BadInput(415, "Send the question as JSON (Content-Type: application/json).")
+    too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise too_large  # said up front: not read at all
+    raw = req.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise too_large  # chunked, or a Content-Length that lied
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+        raise BadInput(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadInput(400, 'Send a JSON object: {"question": "..."}.')
+    return body
+
+
+def question_text(value: Any, max_chars: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(400, "Ask a question: 'question' must be a non-empty string.")
+    question = value.strip()
+    if len(question) > max_chars:
+        raise BadInput(400, f"The question is too long (at most {max_chars} characters).")
+    return question
+
+
+def ui_messages(
+    value: Any, conf: InputLimits
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
+    question, the history before it and the question's images. Earlier
+    assistant turns keep their text only (reasoning, steps, tools, sources
+    and data parts are dropped; a turn left empty goes); a ``system`` message
+    is refused (a browser never sets the system prompt), as is a user part
+    that is not text, unless images are allowed."""
+    if not isinstance(value, list) or not value:
+        raise BadInput(400, "Send the conversation: 'messages' must be a list of UI messages.")
+    turns: list[dict[str, Any]] = []
+    for message in value:
+        role = message.get("role") if isinstance(message, dict) else None
+        parts = message.get("parts") if isinstance(message, dict) else None
+        if role == "system":
+            raise BadInput(400, "A system message cannot be sent from the browser.")
+        if role not in HISTORY_ROLES or not isinstance(parts, list):
+            raise BadInput(400, "Each message needs a role of 'user' or 'assistant' and parts.")
+        text = "".join(
+            part["text"]
+            for part in parts
+            if isinstance(part, dict)
+            and part.get("type") == "text"
+            and isinstance(part.get("text"), str)
+        )
+        if role == "assistant":
+            if text:
+                turns.append({"role": "assistant", "content": text})
+            continue
+        images = []
+        for part in parts:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                continue
+            if kind == "file" and conf.max_image_bytes:
+                images.append({"url": part.get("url"), "media_type": part.get("mediaType")})
+            elif kind not in ("step-start",):
+                raise BadInput(400, "Only text can be sent in a message.")
+        image_parts = question_images(images, conf.max_image_bytes)
+        content: Any = [{"type": "text", "text": text}, *image_parts] if image_parts else text
+        turns.append({"role": "user", "content": content})
+    if not turns or turns[-1]["role"] != "user":
+        raise BadInput(400, "The last message must be the user's question.")
+    last = turns.pop()
+    question = question_text(text_of(last["content"]), conf.max_question_chars)
+    images = (
+        [part for part in last["content"] if part["type"] == "image"]
+        if isinstance(last["content"], list)
+        else []
+    )
+    if len(turns) > conf.max_history:
+        raise BadInput(400, f"The history is too long (at most {conf.max_history} messages).")
+    if sum(len(text_of(turn["content"])) for turn in turns) > conf.max_history_chars:
+        raise BadInput(
+            400, f"The history is too long (at most {conf.max_history_chars} characters)."
+        )
+    return question, turns, images
+
+
+def usable_chat_id(value: Any) -> str | None:
+    """useChat's chat id, if it sent a usable one (it keys the resume route)."""
+    return value if isinstance(value, str) and CHAT_ID.match(value) else None
+
+
+def provider_choices(providers: Any) -> tuple[str, ...]:
+    """The providers a browser may pick from (``"provider"`` in its request)."""
+    if providers is None:
+        return ()
+    if isinstance(providers, str) or not all(isinstance(name, str) for name in providers):
+        raise ConfigurationError(f"providers must be a list of provider names, not {providers!r}.")
+    return tuple(providers)
+
+
+def chosen_provider(value: Any, choices: tuple[str, ...]) -> str | None:
+    """The provider the browser picked, if it may pick one; ``None``: the
+    default. Like ``system`` and ``model``, it is ignored where the server
+    offers no choice."""
+    if value is None or not choices:
+        return None
+    if value not in choices:
+        raise BadInput(400, "This chat cannot use that provider.")
+    return value  # type: ignore[no-any-return]
+
+
+def question_images(value: Any, max_bytes: int) -> list[dict[str, Any]]:
+    """The images sent with the question: data only (``{"data", "media_type"}``
+    or a ``data:`` URL), never a URL the provider would fetch for a stranger."""
+    if value is None or value == []:
+        return []
+    if not max_bytes:
+        raise BadInput(400, "This chat does not take images.")
+    if not isinstance(value, list):
+        raise BadInput(400, "'images' must be a list of images.")
+    parts = [{"type": "image", **image} if isinstance(image, dict) else image for image in value]
+    return [part for part in content_parts(parts) if part["type"] == "image"]
+
+
+def content_parts(parts: Any) -> list[dict[str, Any]]:
+    try:
+        checked = checked_content(parts)
+    except InvalidRequestError as exc:
+        raise BadInput(400, f"Bad message content: {exc}") from None
+    if isinstance(checked, str) or any("url" in part for part in checked):
+        raise BadInput(400, "Send images as data (base64) with a media_type, not as URLs.")
+    return checked
+
+
+def check_image_bytes(messages: list[dict[str, Any]], max_bytes: int) -> None:
+    if sum(image_bytes(message["content"]) for message in messages) > max_bytes:
+        raise BadInput(413, f"The images are too large (at most {max_bytes} bytes in all).")
+
+
+def history_messages(
+    value: Any, max_messages: int, max_chars: int, max_image_bytes: int = 0
+) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadInput(400, "'history' must be a list of messages.")
+    if len(value) > max_messages:
+        raise BadInput(400, f"The history is too long (at most {max_messages} messages).")
+    history, total = [], 0
+    for message in value:
+        if not isinstance(message, dict) or message.get("role") not in HISTORY_ROLES:
+            raise BadInput(
+                400, "Each history message needs a role of 'user' or 'assistant' and a content."
+            )
+        content = message.get("content")
+        if isinstance(content, list) and max_image_bytes:
+            content = content_parts(content)
+        elif not isinstance(content, str):
+            raise BadInput(400, "Each history message's content must be a string.")
+        total += len(text_of(content))
+        history.append({"role": message["role"], "content": content})
+    if total > max_chars:
+        raise BadInput(400, f"The history is too long (at most {max_chars} characters).")
+    return history
+
+
+def cross_site_get(req: Request, origins: Any) -> bool:
+    """A GET that another site's page made: an ``<img src>`` or a link can
+    start a paid stream with no script at all (and send no ``Origin``). A
+    POST with JSON cannot be sent cross-site without CORS allowing it."""
+    if req.method != "GET":
+        return False
+    origin = req.headers.get("Origin")
+    if origin is not None and origins and (origin in origins or "*" in origins):
+        return False  # CORS lets that site in
+    if req.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    return origin is not None and urlsplit(origin).netloc != req.host

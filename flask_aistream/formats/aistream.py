@@ -1,0 +1,83 @@
+"""The original specification's format, and the default: ``{"content"}``
+per text delta, opt-in ``{"reasoning"}``, ``{"tool_call"}`` and
+``{"finish"}`` events, ``{"error"}``, then ``[DONE]``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..parts import Answer, Part, ReasoningDelta, ToolCall
+from .sse import (
+    DONE,
+    FINAL_ID,
+    PING,
+    SSE_CONTENT_TYPE,
+    SSE_HEADERS,
+    content_event,
+    data_event,
+    error_event,
+)
+
+
+def finish_info(answer: Answer) -> dict[str, Any]:
+    """How an answer ended, as the ``finish`` event (and other formats' metadata) says it."""
+    return {
+        "reason": answer.finish_reason,
+        "usage": answer.usage.as_dict() if answer.usage is not None else None,
+        "model": answer.model,
+    }
+
+
+class AIStreamFormat:
+    """The original specification's format, byte for byte: one
+    ``{"content"}`` event per text delta, one ``{"error"}`` event if the
+    answer failed, then ``[DONE]``. ``events`` adds ``{"reasoning"}`` per
+    reasoning delta, ``{"tool_call"}`` per complete tool call, and one
+    ``{"finish"}`` right before ``[DONE]``; clients that only know the
+    original events skip them."""
+
+    content_type = SSE_CONTENT_TYPE
+    headers = SSE_HEADERS
+    ping = PING
+
+    def __init__(self, events: Iterable[str] = ()) -> None:
+        events = set(events)
+        self._reasoning = "reasoning" in events
+        self._tool_calls = "tool_calls" in events
+        self._finish = "finish" in events
+        self._text_only = not (self._reasoning or self._tool_calls)
+
+    def parts(self, parts: list[Part]) -> bytes:
+        """The bytes for parts that arrived together: one write."""
+        if self._text_only:
+            events = [content_event(part) for part in parts if part.__class__ is str]
+        else:
+            events = [event for event in map(self._event, parts) if event]
+        if not events:
+            return b""
+        return events[0] if len(events) == 1 else b"".join(events)
+
+    def _event(self, part: Part) -> bytes:
+        kind = part.__class__
+        if kind is str:
+            return content_event(part)
+        if kind is ReasoningDelta and self._reasoning:
+            return data_event({"reasoning": part.text})
+        if kind is ToolCall and self._tool_calls:
+            return data_event(
+                {"tool_call": {"id": part.id, "name": part.name, "arguments": part.arguments}}
+            )
+        return b""
+
+    @staticmethod
+    def error(message: str, kind: str = "") -> bytes:
+        """A failure, as this format tells it (the same safe text everywhere)."""
+        return error_event(message)
+
+    def end(self, answer: Answer) -> bytes:
+        """Everything after the last part, in one write."""
+        tail = self.error(answer.error.message) if answer.error is not None else b""
+        if self._finish:
+            tail += data_event({"finish": finish_info(answer)})
+        return tail + FINAL_ID + DONE

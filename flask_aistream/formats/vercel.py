@@ -1,0 +1,146 @@
+"""The Vercel AI SDK's UI message stream, what ``useChat`` reads."""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+from ..parts import Answer, ReasoningDelta, ToolCall, ToolCallDelta
+from .aistream import finish_info
+from .sse import DONE, PING, SSE_CONTENT_TYPE, SSE_HEADERS, data_event
+
+VERCEL_HEADERS = {**SSE_HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
+
+
+#: Our finish reasons as the Vercel protocol's ``finishReason`` (6 and later).
+VERCEL_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content-filter",
+    "tool_calls": "tool-calls",
+    "error": "error",
+}
+
+
+class VercelFormat:
+    """The Vercel AI SDK's UI message stream (``useChat``,
+    ``DefaultChatTransport``): ``start``, ``start-step``, then text,
+    reasoning and tool-input parts, ``finish-step``, ``finish`` and
+    ``[DONE]``. Start and end markers come from a change of part kind.
+
+    Clients before ai 5.0.217 / 6.0.231 / 7.0.32 reject any field they do not
+    know, so only documented fields go out, and ``protocol`` (the client's
+    major) gates the ones later majors added: ``finish.finishReason`` from 6
+    on. Usage, model and finish reason travel in ``finish.messageMetadata``,
+    which every version takes, as the same object as our ``finish`` event.
+    """
+
+    content_type = SSE_CONTENT_TYPE
+    headers = VERCEL_HEADERS
+    ping = PING
+
+    def __init__(self, message_id: str, protocol: int = 5) -> None:
+        self._message_id = message_id
+        self._protocol = protocol
+        self._started = False
+        self._open: tuple[str, str] | None = None  # ("text" | "reasoning", its id)
+        self._blocks = 0
+        self._tools: dict[Any, tuple[str, str]] = {}  # position -> (id, name)
+
+    def _start(self) -> bytes:
+        self._started = True
+        return data_event({"type": "start", "messageId": self._message_id}) + data_event(
+            {"type": "start-step"}
+        )
+
+    def parts(self, parts: list[Any]) -> bytes:
+        out = [] if self._started else [self._start()]
+        for part in parts:
+            kind = part.__class__
+            if kind is str:
+                block = self._block("text", out)
+                out.append(
+                    b'data: {"type":"text-delta","id":"%s","delta":%s}\n\n'
+                    % (block.encode(), encode_basestring_ascii(part).encode())
+                )
+            elif kind is ReasoningDelta:
+                block = self._block("reasoning", out)
+                out.append(data_event({"type": "reasoning-delta", "id": block, "delta": part.text}))
+            elif kind is ToolCallDelta:
+                self._close(out)
+                self._tool_delta(part, out)
+            elif kind is ToolCall:
+                self._close(out)
+                out.append(
+                    data_event(
+                        {
+                            "type": "tool-input-available",
+                            "toolCallId": part.id,
+                            "toolName": part.name,
+                            "input": _json_or_text(part.arguments),
+                        }
+                    )
+                )
+        return b"".join(out)
+
+    def _block(self, kind: str, out: list[bytes]) -> str:
+        """The id of the open text or reasoning block, opening one if needed."""
+        if self._open is None or self._open[0] != kind:
+            self._close(out)
+            self._blocks += 1
+            self._open = (kind, f"{kind}-{self._blocks}")
+            out.append(data_event({"type": f"{kind}-start", "id": self._open[1]}))
+        return self._open[1]
+
+    def _close(self, out: list[bytes]) -> None:
+        if self._open is not None:
+            out.append(data_event({"type": f"{self._open[0]}-end", "id": self._open[1]}))
+            self._open = None
+
+    def _tool_delta(self, part: ToolCallDelta, out: list[bytes]) -> None:
+        if part.position not in self._tools:
+            call = self._tools[part.position] = (
+                part.id or f"call-{part.position}",
+                part.name or "",
+            )
+            out.append(
+                data_event({"type": "tool-input-start", "toolCallId": call[0], "toolName": call[1]})
+            )
+        if part.arguments:
+            call_id = self._tools[part.position][0]
+            out.append(
+                data_event(
+                    {
+                        "type": "tool-input-delta",
+                        "toolCallId": call_id,
+                        "inputTextDelta": part.arguments,
+                    }
+                )
+            )
+
+    @staticmethod
+    def error(message: str, kind: str = "") -> bytes:
+        return data_event({"type": "error", "errorText": message})
+
+    def end(self, answer: Answer) -> bytes:
+        out = [] if self._started else [self._start()]
+        self._close(out)
+        if answer.error is not None:
+            out.append(self.error(answer.error.message))
+        out.append(data_event({"type": "finish-step"}))
+        finish: dict[str, Any] = {"type": "finish", "messageMetadata": finish_info(answer)}
+        if self._protocol >= 6:
+            reason = answer.finish_reason
+            if reason == "cancelled":
+                reason = "interrupted" if self._protocol >= 7 else "other"
+            finish["finishReason"] = VERCEL_FINISH_REASONS.get(reason, reason)
+        out.append(data_event(finish))
+        return b"".join(out) + DONE
+
+
+def _json_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments) if arguments else {}
+    except ValueError:
+        return arguments  # what the model wrote, invalid JSON and all

@@ -1,0 +1,102 @@
+"""Bytes to parts: a provider's answer read off a response :class:`Body`,
+fed to its decoder (SSE, NDJSON), each event given meaning by its
+:class:`~flask_aistream.providers.base.EventReader`; and the rules for an
+answer that ends early or never quite ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ProviderError, StreamFormatError
+from ..parts import Part
+from ..transport import CONNECTION_LOST, READ_TIMEOUT, Body
+from .base import Decoder, EventReader, PartStream
+
+#: How long the end marker may take once a finish reason came (OpenAI's usage
+#: chunk and ``[DONE]`` follow at once); a provider that holds the connection
+#: open longer has still given a complete answer.
+FINISHED_GRACE = 2.0
+
+
+class HTTPStream(PartStream):
+    """A provider's answer being read off the wire."""
+
+    def __init__(self, body: Body, decoder: Decoder[Any], reader: EventReader[Any], name: str) -> None:
+        self._body = body
+        self._decoder = decoder
+        self._reader = reader
+        self._name = name
+
+    def __iter__(self) -> Iterator[list[Part]]:
+        name = self._name
+        reader = self._reader
+        parse = reader.parse
+        decoder = self._decoder
+        feed = decoder.feed
+        body = self._body
+        reads = body.reads()
+        waiting_for_end = False  # a finish reason came: only the end marker may follow
+        while True:
+            try:
+                chunk = next(reads, b"")
+            except READ_TIMEOUT as exc:
+                if waiting_for_end:
+                    break  # the answer is complete; the provider just kept the line open
+                raise ProviderError(
+                    f"The AI provider stopped responding (no data for {body.idle_timeout:g} s).",
+                    kind="timeout",
+                    provider=name,
+                    detail=repr(exc),
+                ) from None
+            except CONNECTION_LOST as exc:
+                raise ProviderError(
+                    "The connection to the AI provider was lost mid-answer.",
+                    kind="connection",
+                    provider=name,
+                    detail=repr(exc),
+                ) from None
+            parts: list[Part] = []
+            try:
+                for event in feed(chunk) if chunk else decoder.flush():
+                    parse(event, parts)
+                    if reader.done:
+                        break
+            except (ProviderError, AttributeError, TypeError, KeyError, IndexError) as exc:
+                if isinstance(exc, ProviderError):
+                    error = exc
+                    error.provider = error.provider or name
+                else:  # an event of a shape the reader did not expect
+                    error = StreamFormatError(f"unexpected event shape: {exc!r}", provider=name)
+                self.close()
+                if parts:
+                    yield parts  # what arrived before the error still counts
+                raise error from None
+            if reader.done:
+                body.release(reads)  # keep the connection for the next answer, or hang up
+            elif reader.finished and not waiting_for_end:
+                waiting_for_end = True
+                body.shorten_timeout(FINISHED_GRACE)
+            # Even an empty list: a read that held only a comment hands control
+            # back, so a caller reading directly can write its heartbeat.
+            yield parts
+            if reader.done:
+                return
+            if not chunk:
+                break
+        self.close()
+        if not reader.finished:
+            raise ProviderError(
+                kind="cut_off",
+                provider=name,
+                detail="end of stream before the end marker or a finish reason",
+            )
+
+    def reading_socket(self) -> Any:
+        return self._body.reading_socket()
+
+    def abort(self) -> None:
+        self._body.abort()
+
+    def close(self) -> None:
+        self._body.close()

@@ -1,0 +1,145 @@
+"""The fluent request builder: ``ai.task().system(...).prompt(...).stream()``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Response
+
+from .calls import OnFinish, call_options
+from .parts import Event
+
+if TYPE_CHECKING:
+    from .client import AIClient
+
+
+class Task:
+    """A fluent request builder, ending in ``stream()``, ``ask()``, ``iter_text()``
+    or ``iter_events()``.
+
+    ::
+
+        ai.task().system("You are terse.").prompt("Why is the sky blue?").stream()
+    """
+
+    def __init__(self, client: AIClient) -> None:
+        self._client = client
+        self._options: dict[str, Any] = {}
+        self._messages: list[dict[str, Any]] = []
+        self._prompt: str | None = None
+
+    def system(self, text: str) -> Task:
+        self._options["system"] = text
+        return self
+
+    def prompt(self, text: str) -> Task:
+        """The question; sent last, after any earlier messages."""
+        self._prompt = text
+        return self
+
+    def message(self, role: str, content: str | list[dict[str, Any]]) -> Task:
+        """An earlier turn; ``content`` may be a list of text and image parts."""
+        self._messages.append({"role": role, "content": content})
+        return self
+
+    def messages(self, messages: Iterable[Mapping[str, Any]]) -> Task:
+        self._messages.extend(dict(m) for m in messages)
+        return self
+
+    def model(self, name: str) -> Task:
+        self._options["model"] = name
+        return self
+
+    def temperature(self, value: float) -> Task:
+        self._options["temperature"] = value
+        return self
+
+    def max_tokens(self, value: int) -> Task:
+        self._options["max_tokens"] = value
+        return self
+
+    def provider(self, name: str) -> Task:
+        self._options["provider"] = name
+        return self
+
+    def top_p(self, value: float) -> Task:
+        self._options["top_p"] = value
+        return self
+
+    def stop(self, *sequences: str) -> Task:
+        """Where the model stops writing (one or more strings)."""
+        self._options["stop"] = list(sequences)
+        return self
+
+    def seed(self, value: int) -> Task:
+        self._options["seed"] = value
+        return self
+
+    def response_format(self, value: str | dict[str, Any]) -> Task:
+        """``"json"``, or a JSON schema the answer must follow."""
+        self._options["response_format"] = value
+        return self
+
+    def tools(self, tools: Iterable[Mapping[str, Any]], choice: Any = None) -> Task:
+        """Tools the model may call (``name``, ``description``, ``parameters``),
+        and optionally ``tool_choice``."""
+        self._options["tools"] = list(tools)
+        if choice is not None:
+            self._options["tool_choice"] = choice
+        return self
+
+    def tool_choice(self, choice: str | dict[str, str]) -> Task:
+        """``"auto"``, ``"none"``, ``"required"`` or ``{"name": ...}``."""
+        self._options["tool_choice"] = choice
+        return self
+
+    def reasoning(self, level: str) -> Task:
+        """``"low"``, ``"medium"`` or ``"high"``."""
+        self._options["reasoning"] = level
+        return self
+
+    def extra_body(self, fields: Mapping[str, Any]) -> Task:
+        """Fields merged into the provider's JSON as they are."""
+        self._options["extra_body"] = dict(fields)
+        return self
+
+    def extra_headers(self, headers: Mapping[str, str]) -> Task:
+        self._options["extra_headers"] = dict(headers)
+        return self
+
+    def fallbacks(self, *providers: str) -> Task:
+        """Who to ask, in order, if the provider fails before its first token
+        (names, or ``"name:model"``)."""
+        self._options["fallbacks"] = list(providers)
+        return self
+
+    def on_finish(self, hook: OnFinish) -> Task:
+        """Call ``hook(answer)`` once the answer ended, however it ended."""
+        self._options["on_finish"] = hook
+        return self
+
+    def on_disconnect(self, policy: str) -> Task:
+        """``"cancel"`` or ``"finish"`` (see ``AI_ON_DISCONNECT``)."""
+        self._options["on_disconnect"] = policy
+        return self
+
+    def events(self, *names: str) -> Task:
+        """Optional events for :meth:`stream`: ``"reasoning"``, ``"tool_calls"``, ``"finish"``."""
+        self._options["events"] = names
+        return self
+
+    def stream(self) -> Response:
+        return self._client.stream_chat(self._build())
+
+    def ask(self) -> str:
+        return "".join(self.iter_text())
+
+    def iter_text(self) -> Iterator[str]:
+        return self._client.iter_chat(self._build())
+
+    def iter_events(self) -> Iterator[Event]:
+        return self._client.iter_chat_events(self._build())
+
+    def _build(self) -> dict[str, Any]:
+        return call_options(self._prompt, dict(self._options, messages=list(self._messages)))
