@@ -2,7 +2,7 @@
 
 import logging
 
-from .client import AIClient, Task
+from .client import AIClient
 from .config import ConfigVars
 from .errors import (
     AIStreamError,
@@ -19,6 +19,7 @@ from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
 from .providers import HTTPProvider, PartStream, Provider
 from .providers.sse import ServerSentEvent, SSEDecoder
 from .signals import answer_finished
+from .task import Task
 
 __version__ = "0.1.0"
 

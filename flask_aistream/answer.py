@@ -71,7 +71,7 @@ class AnswerRun:
         for item in self._begun:
             self._read.append(item)
             if item.__class__ is Finish:
-                return item.answer  # type: ignore[union-attr]
+                return item.answer
             if shows(item):  # type: ignore[arg-type]
                 break
         return None

@@ -282,7 +282,7 @@ class AIClient:
         try:
             for part in parts:
                 if part.__class__ is str:
-                    yield part  # type: ignore[misc]
+                    yield part
         finally:
             parts.close()  # type: ignore[attr-defined]
 
@@ -291,7 +291,7 @@ class AIClient:
         try:
             for part in parts:
                 if part.__class__ is str:
-                    yield TextDelta(part)  # type: ignore[arg-type]
+                    yield TextDelta(part)
                 elif part.__class__ in PUBLIC:
                     yield part  # type: ignore[misc]
         finally:
@@ -308,7 +308,7 @@ class AIClient:
                     answer = run.finish()
                     if answer.error is not None:
                         raise answer.error
-                    yield batch  # type: ignore[misc]
+                    yield batch
                     return
                 yield from batch  # type: ignore[misc]
         finally:

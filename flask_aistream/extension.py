@@ -9,12 +9,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
-from .client import AIClient, Task
+from .client import AIClient
 from .config import ConfigVars, Settings
 from .errors import ExtensionError
 from .parts import Event
 from .providers.base import Provider
 from .providers.registry import BUILT_IN, entry_point_providers, provider_settings
+from .task import Task
 
 EXTENSION_KEY = "ai"
 

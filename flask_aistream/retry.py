@@ -32,7 +32,7 @@ def backoff(attempt: int, base: float, retry_after: float | None) -> float:
     clients failed by one outage do not all come back at the same instant."""
     if retry_after is not None:
         return min(retry_after, MAX_RETRY_AFTER)
-    return min(base * 2**attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
+    return min(base * 2.0**attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
 class _OneAtATime(PartStream):

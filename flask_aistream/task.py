@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from flask import Response
 
 from .calls import OnFinish, call_options
 from .parts import Event
 
-if TYPE_CHECKING:
-    from .client import AIClient
+
+class Asker(Protocol):
+    """What a task asks in the end (an ``AIClient``)."""
+
+    def stream_chat(self, options: Mapping[str, Any]) -> Response: ...
+
+    def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]: ...
+
+    def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]: ...
 
 
 class Task:
@@ -23,7 +30,7 @@ class Task:
         ai.task().system("You are terse.").prompt("Why is the sky blue?").stream()
     """
 
-    def __init__(self, client: AIClient) -> None:
+    def __init__(self, client: Asker) -> None:
         self._client = client
         self._options: dict[str, Any] = {}
         self._messages: list[dict[str, Any]] = []

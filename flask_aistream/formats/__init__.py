@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, Union
 
 from ..config import STREAM_FORMATS, Settings
 from ..parts import Answer, Part
@@ -26,23 +26,21 @@ class OutputFormat(Protocol):
     heartbeat, the bytes for parts that arrived together (one write), and
     everything after the last part."""
 
-    content_type: str
-    headers: Mapping[str, str]
-    ping: bytes
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def ping(self) -> bytes: ...
 
     def parts(self, parts: list[Part]) -> bytes: ...
 
     def end(self, answer: Answer) -> bytes: ...
 
 
-class FormatClass(Protocol):
-    """What a resumed answer needs of a format before any instance exists."""
-
-    content_type: str
-    headers: Mapping[str, str]
-
-    @staticmethod
-    def error(message: str, kind: str = "") -> bytes: ...
+#: A format as a resumed answer needs it before any instance exists: its
+#: content type, headers and ``error()``.
+FormatClass = Union[type[AIStreamFormat], type[VercelFormat], type[OpenAIFormat]]
 
 
 #: Each ``format=`` name's class: its content type, headers and ``error()``.

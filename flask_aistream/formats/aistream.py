@@ -59,12 +59,11 @@ class AIStreamFormat:
         return events[0] if len(events) == 1 else b"".join(events)
 
     def _event(self, part: Part) -> bytes:
-        kind = part.__class__
-        if kind is str:
+        if type(part) is str:
             return content_event(part)
-        if kind is ReasoningDelta and self._reasoning:
+        if type(part) is ReasoningDelta and self._reasoning:
             return data_event({"reasoning": part.text})
-        if kind is ToolCall and self._tool_calls:
+        if type(part) is ToolCall and self._tool_calls:
             return data_event(
                 {"tool_call": {"id": part.id, "name": part.name, "arguments": part.arguments}}
             )

@@ -20,11 +20,11 @@ from .base import (
     ChatRequest,
     Decoder,
     EventReader,
-    HTTPProvider,
     PartStream,
     Provider,
     ProviderSettings,
 )
+from .http import HTTPProvider, HTTPStream
 from .ndjson import NDJSONDecoder
 from .registry import (
     APIS,
@@ -35,7 +35,6 @@ from .registry import (
     provider_settings,
 )
 from .sse import ServerSentEvent, SSEDecoder
-from .stream import HTTPStream
 
 __all__ = [
     "APIS",

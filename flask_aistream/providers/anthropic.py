@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
 from ..parts import Metadata, ReasoningDelta, UsageUpdate
-from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader
+from .http import HTTPProvider
 from .sse import ServerSentEvent
 from .wire import (
     ToolCallAssembler,
@@ -61,7 +62,7 @@ def usage_update(usage: Any) -> UsageUpdate | None:
     )
 
 
-class MessagesReader(EventReader):
+class MessagesReader(EventReader[ServerSentEvent]):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self._tools = ToolCallAssembler()

@@ -1,6 +1,6 @@
 """What every provider is: a way to open a stream of parts for a chat.
 
-This is the provider SPI: :class:`Provider` (and :class:`HTTPProvider` for
+This is the provider SPI: :class:`Provider` (and ``http.HTTPProvider`` for
 one streaming POST), the :class:`PartStream` it opens, the
 :class:`EventReader` that gives one wire format's events meaning, and the
 :class:`ChatRequest` it is asked."""
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ..errors import ConfigurationError, ProviderError, UnsupportedOptionError
+from ..errors import ConfigurationError, UnsupportedOptionError
 from ..parts import Part, Stop
-from .sse import SSEDecoder
-from .wire import http_error, image_parts, retry_after
+from .wire import image_parts
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -208,63 +207,3 @@ class Provider:
         """Start the answer; ``opening.abort()`` (another thread) ends a call
         still being opened."""
         raise NotImplementedError  # pragma: no cover - interface
-
-
-class HTTPProvider(Provider):
-    """A provider reached with one streaming POST; ``transport`` does the I/O.
-    A subclass says where (:meth:`url`), with what (:meth:`headers`,
-    :meth:`body`), how the body is framed (``decoder``) and what its events
-    mean (:meth:`reader`); it may map its own error bodies (:meth:`http_error`)."""
-
-    path: str = ""
-    #: The framing of the streamed body: SSE, or NDJSON for Ollama.
-    decoder: Callable[[], Decoder[Any]] = SSEDecoder
-
-    def check(self, chat: ChatRequest) -> None:
-        if not self.conf.base_url:
-            raise ConfigurationError(
-                f"No base URL for the {self.name!r} provider: set {self.conf.base_url_hint}."
-            )
-        super().check(chat)
-
-    def url(self, chat: ChatRequest) -> str:
-        return self.conf.base_url.rstrip("/") + self.path
-
-    def headers(self) -> dict[str, str]:  # pragma: no cover
-        raise NotImplementedError
-
-    def body(self, chat: ChatRequest) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def reader(self) -> EventReader[Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def http_error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
-        """The error for an HTTP status of 300 or more and its body."""
-        error = http_error(
-            self.name, status, body, headers.get("Location") if status < 400 else None
-        )
-        error.retry_after = retry_after(headers)
-        return error
-
-    def request(self, chat: ChatRequest) -> tuple[str, dict[str, str], dict[str, Any]]:
-        """URL, headers and JSON body, with the configured headers and the
-        call's ``extra_headers`` and ``extra_body`` (merged last: the escape
-        hatch wins)."""
-        headers = {**self.headers(), **self.conf.headers, **(chat.extra_headers or {})}
-        body = self.body(chat)
-        if chat.extra_body:
-            body.update(chat.extra_body)
-        return self.url(chat), headers, body
-
-    def open(
-        self, chat: ChatRequest, transport: Transport, opening: Opening | None = None
-    ) -> PartStream:
-        from .stream import HTTPStream
-
-        url, headers, body = self.request(chat)
-        response = transport.open(
-            url, headers, body, opening, provider=self.name, on_error=self.http_error
-        )
-        return HTTPStream(response, self.decoder(), self.reader(), self.name)
-

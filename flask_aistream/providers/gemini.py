@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
 from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
-from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader
+from .http import HTTPProvider
 from .sse import ServerSentEvent
 from .wire import key_header, metadata, parse_json, reported_error, token_counts
 
@@ -76,7 +77,7 @@ def usage_update(usage: Any) -> UsageUpdate | None:
     )
 
 
-class GenerateContentReader(EventReader):
+class GenerateContentReader(EventReader[ServerSentEvent]):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self._first = True

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..parts import Metadata, ReasoningDelta, Stop, ToolCall, ToolCallDelta, UsageUpdate
+from ..transport import Opening, Transport
 from .base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider
 from .wire import text_of
 
@@ -87,8 +88,11 @@ class OfflineProvider(Provider):
     default_model = "offline"
     supports = frozenset(REQUEST_OPTIONS)
 
-    def open(self, chat: ChatRequest, transport: Any, opening: Any = None) -> OfflineStream:
+    def open(
+        self, chat: ChatRequest, transport: Transport, opening: Opening | None = None
+    ) -> OfflineStream:
         settings = self.settings
+        assert settings is not None, "built by build_providers, with the app's settings"
         return OfflineStream(
             chat, offline_answer(chat, settings.offline_text), settings.offline_delay
         )

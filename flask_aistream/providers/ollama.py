@@ -16,7 +16,8 @@ from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
 from ..parts import Metadata, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
-from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader
+from .http import HTTPProvider
 from .ndjson import NDJSONDecoder
 from .wire import (
     bearer,
@@ -32,13 +33,13 @@ from .wire import (
 FINISH_REASONS = {"stop": "stop", "length": "length"}
 
 
-class ChatReader(EventReader):
+class ChatReader(EventReader[str]):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self._first = True
         self._calls = 0
 
-    def parse(self, event: str, out: list[Any]) -> None:  # type: ignore[override]
+    def parse(self, event: str, out: list[Any]) -> None:
         try:
             line = parse_json(event)
             error = line.get("error")

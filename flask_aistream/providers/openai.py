@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import StreamFormatError
 from ..parts import ReasoningDelta, UsageUpdate
-from .base import REQUEST_OPTIONS, ChatRequest, EventReader, HTTPProvider
+from .base import REQUEST_OPTIONS, ChatRequest, EventReader
+from .http import HTTPProvider
 from .sse import ServerSentEvent
 from .wire import (
     ToolCallAssembler,
@@ -61,7 +62,7 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class ChatCompletionsReader(EventReader):
+class ChatCompletionsReader(EventReader[ServerSentEvent]):
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self._first = True  # the first chunk names the model and the response

@@ -103,8 +103,8 @@ class GeventWakeup:
     watcher on the client socket sets too."""
 
     def __init__(self, client: socket.socket | None) -> None:
-        from gevent import get_hub  # type: ignore[import-untyped]
-        from gevent.event import Event  # type: ignore[import-untyped]
+        from gevent import get_hub
+        from gevent.event import Event
 
         self._event = Event()
         self._client_readable = False

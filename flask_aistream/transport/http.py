@@ -217,7 +217,7 @@ class Body:
         assert self._response is not None, "a body is read once"
         raw = self._response.raw
         if raw.chunked and raw.supports_chunked_reads():
-            return raw.read_chunked(READ_SIZE, decode_content=True)  # type: ignore[no-any-return]
+            return raw.read_chunked(READ_SIZE, decode_content=True)
         return iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
 
     def _socket(self) -> socket.socket | None:

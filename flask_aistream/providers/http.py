@@ -1,17 +1,20 @@
-"""Bytes to parts: a provider's answer read off a response :class:`Body`,
-fed to its decoder (SSE, NDJSON), each event given meaning by its
-:class:`~flask_aistream.providers.base.EventReader`; and the rules for an
-answer that ends early or never quite ends."""
+"""Providers reached with one streaming POST: :class:`HTTPProvider` builds
+the request, and :class:`HTTPStream` turns the response :class:`Body` into
+parts: bytes fed to its decoder (SSE, NDJSON), each event given meaning by
+its :class:`~flask_aistream.providers.base.EventReader`, with the rules for
+an answer that ends early or never quite ends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable
 
-from ..errors import ProviderError, StreamFormatError
+from ..errors import ConfigurationError, ProviderError, StreamFormatError
 from ..parts import Part
-from ..transport import CONNECTION_LOST, READ_TIMEOUT, Body
-from .base import Decoder, EventReader, PartStream
+from ..transport import CONNECTION_LOST, READ_TIMEOUT, Body, Opening, Transport
+from .base import ChatRequest, Decoder, EventReader, PartStream, Provider
+from .sse import SSEDecoder
+from .wire import http_error, retry_after
 
 #: How long the end marker may take once a finish reason came (OpenAI's usage
 #: chunk and ``[DONE]`` follow at once); a provider that holds the connection
@@ -100,3 +103,61 @@ class HTTPStream(PartStream):
 
     def close(self) -> None:
         self._body.close()
+
+
+class HTTPProvider(Provider):
+    """A provider reached with one streaming POST; ``transport`` does the I/O.
+    A subclass says where (:meth:`url`), with what (:meth:`headers`,
+    :meth:`body`), how the body is framed (``decoder``) and what its events
+    mean (:meth:`reader`); it may map its own error bodies (:meth:`http_error`)."""
+
+    path: str = ""
+    #: The framing of the streamed body: SSE, or NDJSON for Ollama.
+    decoder: Callable[[], Decoder[Any]] = SSEDecoder
+
+    def check(self, chat: ChatRequest) -> None:
+        if not self.conf.base_url:
+            raise ConfigurationError(
+                f"No base URL for the {self.name!r} provider: set {self.conf.base_url_hint}."
+            )
+        super().check(chat)
+
+    def url(self, chat: ChatRequest) -> str:
+        return self.conf.base_url.rstrip("/") + self.path
+
+    def headers(self) -> dict[str, str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def body(self, chat: ChatRequest) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def reader(self) -> EventReader[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def http_error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
+        """The error for an HTTP status of 300 or more and its body."""
+        error = http_error(
+            self.name, status, body, headers.get("Location") if status < 400 else None
+        )
+        error.retry_after = retry_after(headers)
+        return error
+
+    def request(self, chat: ChatRequest) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """URL, headers and JSON body, with the configured headers and the
+        call's ``extra_headers`` and ``extra_body`` (merged last: the escape
+        hatch wins)."""
+        headers = {**self.headers(), **self.conf.headers, **(chat.extra_headers or {})}
+        body = self.body(chat)
+        if chat.extra_body:
+            body.update(chat.extra_body)
+        return self.url(chat), headers, body
+
+    def open(
+        self, chat: ChatRequest, transport: Transport, opening: Opening | None = None
+    ) -> HTTPStream:
+        url, headers, body = self.request(chat)
+        response = transport.open(
+            url, headers, body, opening, provider=self.name, on_error=self.http_error
+        )
+        return HTTPStream(response, self.decoder(), self.reader(), self.name)
+
