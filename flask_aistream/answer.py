@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Callable
 
 from .errors import ProviderError
 from .parts import Answer, AnswerBuilder, Finish, Part, shows
@@ -137,7 +138,7 @@ class AnswerRun:
     def close(self) -> None:
         self._stream.close()
 
-    def reading_socket(self) -> Any:
+    def reading_socket(self) -> socket.socket | None:
         return self._stream.reading_socket()
 
     def finish(self) -> Answer:

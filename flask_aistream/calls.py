@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, Union
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 from .config import (
     DISCONNECT_POLICIES,
@@ -22,7 +25,7 @@ from .config import (
     checked_provider,
 )
 from .errors import ConfigurationError, InvalidRequestError, UnknownOptionError
-from .parts import Answer
+from .parts import Answer, Content, JSONObject, Options
 from .providers.base import REQUEST_OPTIONS as PROVIDER_OPTIONS
 from .providers.base import ChatRequest, Provider
 from .providers.wire import printable
@@ -53,9 +56,9 @@ _TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+);base64,(.*)", re.DOTALL)
 
 
-def checked_request_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def checked_request_options(options: Options) -> JSONObject:
     """The request options that are set, checked and normalized."""
-    checked: dict[str, Any] = {}
+    checked: JSONObject = {}
     for name in REQUEST_OPTIONS:
         value = options.get(name)
         if value is not None:
@@ -70,13 +73,13 @@ def checked_request_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def _top_p(value: Any) -> float:
+def _top_p(value: object) -> float:
     if not is_number(value) or not 0 <= value <= 1:
         raise ConfigurationError(f"top_p must be a number from 0 to 1, not {value!r}")
     return float(value)
 
 
-def _stop(value: Any) -> tuple[str, ...]:
+def _stop(value: object) -> tuple[str, ...]:
     stops = (value,) if isinstance(value, str) else value
     if (
         not isinstance(stops, (list, tuple))
@@ -87,13 +90,13 @@ def _stop(value: Any) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def _seed(value: Any) -> int:
+def _seed(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigurationError(f"seed must be a whole number, not {value!r}")
     return value
 
 
-def _response_format(value: Any) -> Any:
+def _response_format(value: object) -> Any:
     if value == "json":
         return value
     if isinstance(value, Mapping):
@@ -103,13 +106,13 @@ def _response_format(value: Any) -> Any:
     )
 
 
-def _tools(value: Any) -> tuple[dict[str, Any], ...]:
+def _tools(value: object) -> tuple[JSONObject, ...]:
     if not isinstance(value, (list, tuple)):
         raise ConfigurationError(f"tools must be a list of tools, not {value!r}")
     return tuple(_tool(tool) for tool in value)
 
 
-def _tool(tool: Any) -> dict[str, Any]:
+def _tool(tool: object) -> JSONObject:
     """A neutral tool; OpenAI's shape (``{"type": "function", "function":
     {...}}``) is taken too, as code moving from the SDK will pass it."""
     if isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
@@ -127,7 +130,7 @@ def _tool(tool: Any) -> dict[str, Any]:
         raise ConfigurationError(
             f"a tool's name must be 1-64 letters, digits, '_', '.' or '-', not {name!r}"
         )
-    checked: dict[str, Any] = {"name": name}
+    checked: JSONObject = {"name": name}
     if tool.get("description") is not None:
         if not isinstance(tool["description"], str):
             raise ConfigurationError(f"tool {name!r}: the description must be a string")
@@ -139,7 +142,7 @@ def _tool(tool: Any) -> dict[str, Any]:
     return checked
 
 
-def _tool_choice(value: Any) -> Any:
+def _tool_choice(value: object) -> Any:
     if value in TOOL_CHOICES:
         return value
     if isinstance(value, Mapping) and isinstance(value.get("name"), str) and len(value) == 1:
@@ -149,21 +152,21 @@ def _tool_choice(value: Any) -> Any:
     )
 
 
-def _reasoning(value: Any) -> str:
+def _reasoning(value: object) -> str:
     if value not in REASONING_LEVELS:
         raise ConfigurationError(
             f"reasoning must be one of {', '.join(REASONING_LEVELS)}, not {value!r}"
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
-def _extra_body(value: Any) -> dict[str, Any]:
+def _extra_body(value: object) -> JSONObject:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"extra_body must be a dict, not {value!r}")
     return dict(value)
 
 
-def _extra_headers(value: Any) -> dict[str, str]:
+def _extra_headers(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) and k and printable(k + v)
         for k, v in value.items()
@@ -185,7 +188,7 @@ _CHECKS = {
 }
 
 
-def checked_content(content: Any) -> str | list[dict[str, Any]]:
+def checked_content(content: object) -> Content:
     """A message's content: a string, or a list of text and image parts.
     An image given as a ``data:`` URL becomes data and a media type, the one
     shape every provider takes."""
@@ -198,7 +201,7 @@ def checked_content(content: Any) -> str | list[dict[str, Any]]:
     return [_part(part) for part in content]
 
 
-def _part(part: Any) -> dict[str, Any]:
+def _part(part: Any) -> JSONObject:
     kind = part.get("type") if isinstance(part, Mapping) else None
     if kind == "text" and isinstance(part.get("text"), str) and set(part) == {"type", "text"}:
         return {"type": "text", "text": part["text"]}
@@ -220,7 +223,7 @@ def _part(part: Any) -> dict[str, Any]:
     return _image_data(part.get("data"), part.get("media_type"))
 
 
-def _image_data(data: Any, media_type: Any) -> dict[str, Any]:
+def _image_data(data: object, media_type: object) -> JSONObject:
     if media_type not in IMAGE_TYPES:
         raise InvalidRequestError(
             f"an image's media_type must be one of {', '.join(IMAGE_TYPES)}, not {media_type!r}"
@@ -234,7 +237,7 @@ def _image_data(data: Any, media_type: Any) -> dict[str, Any]:
     return {"type": "image", "data": data, "media_type": media_type}
 
 
-def image_bytes(content: Any) -> int:
+def image_bytes(content: Content) -> int:
     """How many bytes the images of a content carry, decoded."""
     if isinstance(content, str):
         return 0
@@ -243,11 +246,43 @@ def image_bytes(content: Any) -> int:
     )
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 OnFinish = Callable[[Answer], Any]
+#: Whose answer it is (a user id), for resume and cancel.
+Owner = Union[str, int, None]
+
+
+class AskOptions(TypedDict, total=False):
+    """The keyword options of ``ask_stream``, ``ask``, ``iter_text`` and
+    ``iter_events``, for IDEs and type checkers (each is checked at run time
+    too, whoever calls). ``None`` is the same as leaving an option out."""
+
+    provider: str | None
+    model: str | None
+    temperature: float | None
+    max_tokens: int | None
+    system: str | None
+    messages: Sequence[Options] | None
+    fallbacks: Sequence[str] | None
+    top_p: float | None
+    stop: str | Sequence[str] | None
+    seed: int | None
+    response_format: str | Options | None
+    tools: Sequence[Options] | None
+    tool_choice: str | Mapping[str, str] | None
+    reasoning: Literal["low", "medium", "high"] | None
+    extra_body: Options | None
+    extra_headers: Mapping[str, str] | None
+    on_finish: OnFinish | None
+    on_disconnect: Literal["cancel", "finish"] | None
+    events: Sequence[str] | None
+    format: Literal["aistream", "vercel", "openai"] | None
+    include_usage: bool | None
+    owner: str | int | None
+    chat_id: str | None
 
 
 @dataclass(frozen=True)
@@ -261,7 +296,7 @@ class Call:
     events: tuple[str, ...] | None = None
     format: str | None = None
     include_usage: bool = False
-    owner: str | int | None = None
+    owner: Owner = None
     chat_id: str | None = None
 
     @property
@@ -273,7 +308,7 @@ class Call:
         return self.attempts[0][1]
 
 
-def call_options(prompt: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
+def call_options(prompt: str | None, options: Options) -> JSONObject:
     """The options of ``ask_*(prompt, **options)``, with the prompt as the
     last user message; an option we do not know raises."""
     unknown = set(options) - OPTIONS
@@ -295,7 +330,7 @@ def call_options(prompt: str | None, options: Mapping[str, Any]) -> dict[str, An
 def plan(
     settings: Settings,
     providers: Mapping[str, Provider],
-    options: Mapping[str, Any],
+    options: Options,
     default_provider: str | None = None,
 ) -> Call:
     """Check everything a call needs before anything is sent, so a mistake
@@ -349,7 +384,7 @@ def plan(
     return Call(tuple(attempts), **answer_options)
 
 
-def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def checked_answer_options(options: Options) -> JSONObject:
     """The answer options that are set, checked (a mistake raises now)."""
     on_finish = options.get("on_finish")
     if on_finish is not None and not callable(on_finish):
@@ -382,7 +417,7 @@ def checked_answer_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def _checked_messages(messages: Iterable[Any]) -> Iterator[dict[str, Any]]:
+def _checked_messages(messages: Iterable[object]) -> Iterator[JSONObject]:
     for message in messages:
         if not isinstance(message, Mapping):
             raise InvalidRequestError(

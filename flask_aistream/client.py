@@ -9,20 +9,33 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context
 from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerRun
-from .calls import Call, OnFinish, call_options, plan
+from .calls import AskOptions, Call, OnFinish, Owner, call_options, plan
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat
-from .parts import PUBLIC, Answer, AnswerBuilder, Event, Finish, Part, TextDelta
+from .parts import (
+    PUBLIC,
+    Answer,
+    AnswerBuilder,
+    Event,
+    Finish,
+    Options,
+    Part,
+    TextDelta,
+)
 from .providers.base import ChatRequest, PartStream, Provider
 from .providers.registry import build_providers, provider_settings
 from .resume import ResumeStore, StoreWriter, owner_key, resume_store_for
@@ -134,7 +147,7 @@ class AIClient:
         """A builder for a request: ``ai.task().system(...).prompt(...).stream()``."""
         return Task(self)
 
-    def ask_stream(self, prompt: str | None = None, **options: Any) -> Response:
+    def ask_stream(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> Response:
         """Stream the answer to ``prompt`` as a ``text/event-stream`` response.
 
         Options: ``provider``, ``model``, ``temperature``, ``max_tokens``,
@@ -157,15 +170,17 @@ class AIClient:
         """
         return self.stream_chat(call_options(prompt, options))
 
-    def ask(self, prompt: str | None = None, **options: Any) -> str:
+    def ask(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> str:
         """The whole answer as one string; raises :class:`ProviderError` on failure."""
         return "".join(self.iter_text(prompt, **options))
 
-    def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
+    def iter_text(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> Iterator[str]:
         """The answer's text deltas as they arrive, for code that is not a view."""
         return self.iter_chat(call_options(prompt, options))
 
-    def iter_events(self, prompt: str | None = None, **options: Any) -> Iterator[Event]:
+    def iter_events(
+        self, prompt: str | None = None, **options: Unpack[AskOptions]
+    ) -> Iterator[Event]:
         """The answer's events as they arrive: :class:`~flask_aistream.TextDelta`,
         :class:`~flask_aistream.ReasoningDelta`, :class:`~flask_aistream.ToolCall`
         and, last, one :class:`~flask_aistream.Finish`. A provider failure
@@ -175,7 +190,7 @@ class AIClient:
 
     # -- the ways an answer leaves: as a response, as events, as text -----------
 
-    def stream_chat(self, options: Mapping[str, Any]) -> Response:
+    def stream_chat(self, options: Options) -> Response:
         """The streamed response for ``options`` (as
         :func:`~flask_aistream.calls.call_options` returns them), unless the
         request reconnects to an answer: then that answer, or a 204."""
@@ -196,11 +211,7 @@ class AIClient:
         run = run or self.start(call)
         environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
-        relay: dict[str, Any] = dict(
-            heartbeat=self.settings.heartbeat_interval,
-            client=client_socket(environ),
-            send_timeout=self.settings.send_timeout,
-        )
+        client, settings = client_socket(environ), self.settings
         # An endpoint that brings its own output (the OpenAI endpoint) is not
         # resumable: OpenAI clients do not resume.
         if self.writer is not None and output is None:
@@ -211,9 +222,11 @@ class AIClient:
                 self.writer,
                 owner,
                 f"{owner}:{call.chat_id}" if call.chat_id else None,
-                call.format or self.settings.stream_format,
+                call.format or settings.stream_format,
                 self.logger,
-                **relay,
+                heartbeat=settings.heartbeat_interval,
+                client=client,
+                send_timeout=settings.send_timeout,
             )
             if response is not None:
                 return response
@@ -221,8 +234,10 @@ class AIClient:
             run,
             output or self.output(call, run),
             self.logger,
-            on_disconnect=call.on_disconnect or self.settings.on_disconnect,
-            **relay,
+            heartbeat=settings.heartbeat_interval,
+            client=client,
+            on_disconnect=call.on_disconnect or settings.on_disconnect,
+            send_timeout=settings.send_timeout,
         )
 
     def output(self, call: Call, run: AnswerRun, message_id: str | None = None) -> OutputFormat:
@@ -238,7 +253,7 @@ class AIClient:
 
     # -- resumable answers ----------------------------------------------------------
 
-    def resume_request(self, owner: Any = None) -> Response | None:
+    def resume_request(self, owner: Owner = None) -> Response | None:
         """The resumed answer, if the current request carries a
         ``Last-Event-ID`` of ours (an ``EventSource`` reconnecting); else ``None``."""
         if self.resume_store is None or not has_request_context():
@@ -246,7 +261,7 @@ class AIClient:
         seen = resume.parsed_event_id(flask_request.headers.get("Last-Event-ID"))
         return None if seen is None else self.resume(seen[0], seen[1], owner=owner)
 
-    def resume(self, answer_id: str, after: int = 0, owner: Any = None) -> Response:
+    def resume(self, answer_id: str, after: int = 0, owner: Owner = None) -> Response:
         """What answer ``answer_id`` wrote after its event ``after``, then
         the rest as it is written, from whichever worker produces it; the
         provider is not asked again. 204 when nothing is left to send (the
@@ -264,7 +279,7 @@ class AIClient:
             self.logger,
         )
 
-    def cancel(self, answer_id: str, owner: Any = None) -> bool:
+    def cancel(self, answer_id: str, owner: Owner = None) -> bool:
         """Stop a resumable answer for good, from any worker, within a
         second (at once in the process producing it): its readers get
         ``[DONE]`` after what was sent, its hooks see ``"cancelled"``. False
@@ -274,10 +289,10 @@ class AIClient:
             return False
         return resume.cancel(self.resume_store, self.writer, answer_id, owner_key(owner))
 
-    def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]:
+    def iter_chat_events(self, options: Options) -> Iterator[Event]:
         return self._iter_events(self.start(self.plan(options)))
 
-    def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]:
+    def iter_chat(self, options: Options) -> Iterator[str]:
         parts = self._iter_parts(self.start(self.plan(options)))
         try:
             for part in parts:
@@ -317,7 +332,7 @@ class AIClient:
 
     # -- running a checked call -------------------------------------------------
 
-    def plan(self, options: Mapping[str, Any]) -> Call:
+    def plan(self, options: Options) -> Call:
         """``options`` checked into a :class:`~flask_aistream.calls.Call`."""
         return plan(self.settings, self.providers, options, self.default_provider)
 

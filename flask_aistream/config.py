@@ -17,6 +17,9 @@ from limits import parse, parse_many
 
 from .errors import ConfigurationError
 
+#: ``app.config``, or any mapping of ``AI_*`` keys.
+Config = Mapping[str, Any]
+
 
 class ConfigVars:
     """Names of the configuration keys, so a typo is an ``AttributeError``."""
@@ -184,9 +187,7 @@ class Settings:
     providers: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(
-        cls, config: Mapping[str, Any], providers: Mapping[str, ConfiguredProvider]
-    ) -> Settings:
+    def from_config(cls, config: Config, providers: Mapping[str, ConfiguredProvider]) -> Settings:
         """Read every ``AI_*`` key; ``providers`` are the app's providers,
         already read (``providers.registry.provider_settings``)."""
         provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
@@ -290,17 +291,17 @@ class Settings:
         return _KEY_SHAPES.sub("[redacted]", text)
 
 
-def checked_provider(name: Any, providers: Mapping[str, Any], source: str) -> str:
+def checked_provider(name: object, providers: Config, source: str) -> str:
     if name not in providers:
         raise ConfigurationError(
             f"Unknown AI provider {name!r} ({source}); known providers: "
             f"{', '.join(sorted(providers))}."
         )
-    return name  # type: ignore[no-any-return]
+    return name  # type: ignore[return-value]
 
 
 def checked_fallbacks(
-    value: Any, providers: Mapping[str, Any], source: str
+    value: object, providers: Config, source: str
 ) -> tuple[tuple[str, str | None], ...]:
     """A list of provider names, each optionally ``"name:model"``."""
     if value is None:
@@ -316,7 +317,7 @@ def checked_fallbacks(
     return tuple(fallbacks)
 
 
-def api_key_value(value: Any, key: str) -> str | None:
+def api_key_value(value: object, key: str) -> str | None:
     """A key as read from config or the environment, stripped (one read from
     a secrets file ends in a newline); one with control characters inside is
     refused, without showing it."""
@@ -340,13 +341,13 @@ def _key_forms(api_key: str) -> set[str]:
     }
 
 
-def _origins(value: Any) -> tuple[str, ...] | None:
+def _origins(value: object) -> tuple[str, ...] | None:
     if not value:
         return None
-    return (value,) if isinstance(value, str) else tuple(value)
+    return (value,) if isinstance(value, str) else tuple(value)  # type: ignore[arg-type]
 
 
-def flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
+def flag(config: Config, key: str, default: bool) -> bool:
     value = config.get(key)
     if value is None:
         return default
@@ -361,7 +362,7 @@ def flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
 
 
 def checked_models(
-    value: Any, providers: Mapping[str, Any], source: str
+    value: object, providers: Config, source: str
 ) -> dict[str, tuple[str, str | None]]:
     """Model aliases: ``{"fast": "groq:llama-3.1-8b-instant", "local": "ollama"}``."""
     if value is None:
@@ -377,7 +378,7 @@ def checked_models(
     return models
 
 
-def _choice(config: Mapping[str, Any], key: str, choices: tuple[Any, ...], default: Any) -> Any:
+def _choice(config: Config, key: str, choices: tuple[Any, ...], default: Any) -> Any:
     value = config.get(key)
     if value is None:
         return default
@@ -389,7 +390,7 @@ def _choice(config: Mapping[str, Any], key: str, choices: tuple[Any, ...], defau
 
 
 def _number(
-    config: Mapping[str, Any],
+    config: Config,
     key: str,
     kind: type,
     default: Any = None,
@@ -409,13 +410,13 @@ def _number(
     return number
 
 
-def base_url_value(value: Any, key: str) -> str:
+def base_url_value(value: object, key: str) -> str:
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
     return value
 
 
-def checked_events(value: Any, source: str) -> tuple[str, ...]:
+def checked_events(value: object, source: str) -> tuple[str, ...]:
     """``value`` as a tuple of optional event names; a wrong one raises,
     naming ``source`` (the config key or the option)."""
     if value is None:
@@ -443,7 +444,7 @@ def parsed_limit(value: Any, what: str, many: bool = True) -> Any:
         ) from None
 
 
-def checked_limit(value: Any, what: str, many: bool = True) -> Any:
+def checked_limit(value: object, what: str, many: bool = True) -> Any:
     """``value`` as given (``None``: no limit), once it parses: checked when
     the app starts, since a limit nobody can read would be no limit at all."""
     if value is not None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
 from .client import AIClient
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+from .calls import AskOptions, Owner
 from .config import ConfigVars, Settings
 from .errors import ExtensionError
-from .parts import Event
+from .parts import Event, Options
 from .providers.base import Provider
 from .providers.registry import BUILT_IN, entry_point_providers, provider_settings
 from .task import Task
@@ -82,23 +87,25 @@ class AIStream:
         """The current app's client."""
         return client_of(current_app)
 
-    def ask_stream(self, prompt: str | None = None, **options: Any) -> Response:
+    def ask_stream(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> Response:
         return self.client.ask_stream(prompt, **options)
 
-    def ask(self, prompt: str | None = None, **options: Any) -> str:
+    def ask(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> str:
         return self.client.ask(prompt, **options)
 
-    def iter_text(self, prompt: str | None = None, **options: Any) -> Iterator[str]:
+    def iter_text(self, prompt: str | None = None, **options: Unpack[AskOptions]) -> Iterator[str]:
         return self.client.iter_text(prompt, **options)
 
-    def iter_events(self, prompt: str | None = None, **options: Any) -> Iterator[Event]:
+    def iter_events(
+        self, prompt: str | None = None, **options: Unpack[AskOptions]
+    ) -> Iterator[Event]:
         return self.client.iter_events(prompt, **options)
 
-    def resume(self, answer_id: str, after: int = 0, owner: Any = None) -> Response:
+    def resume(self, answer_id: str, after: int = 0, owner: Owner = None) -> Response:
         """See :meth:`AIClient.resume`."""
         return self.client.resume(answer_id, after, owner=owner)
 
-    def cancel(self, answer_id: str, owner: Any = None) -> bool:
+    def cancel(self, answer_id: str, owner: Owner = None) -> bool:
         """See :meth:`AIClient.cancel`."""
         return self.client.cancel(answer_id, owner=owner)
 
@@ -142,9 +149,7 @@ def known_keys(providers: Iterable[str]) -> set[str]:
     return keys
 
 
-def unknown_keys(
-    config: Mapping[str, Any], providers: Iterable[str]
-) -> list[tuple[str, str | None]]:
+def unknown_keys(config: Options, providers: Iterable[str]) -> list[tuple[str, str | None]]:
     """The ``AI_*`` keys of ``config`` we do not read, each with the known key
     closest to it (a typo silently does nothing otherwise)."""
     known = known_keys(providers)

@@ -18,10 +18,20 @@ and the provider's word that the answer is complete.
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Union
 
 from .errors import ProviderError
+
+#: A JSON object as ``json.loads`` gives it: what providers and browsers send,
+#: and the request bodies we build. Its values are checked where they are read.
+JSONObject = dict[str, Any]
+#: A message's content: a string, or neutral text and image parts
+#: (``{"type": "text", "text"}``, ``{"type": "image", "url" or "data", "media_type"}``).
+Content = Union[str, list[JSONObject]]
+#: Keyword options as a caller gives them, checked where they are read.
+Options = Mapping[str, Any]
 
 #: What ``Answer.finish_reason`` can be, whatever the provider.
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "error", "cancelled", "other")
@@ -78,7 +88,7 @@ class ToolCallDelta(NamedTuple):
     ``id`` and ``name`` on its first fragment, then pieces of the arguments'
     JSON text."""
 
-    position: Any
+    position: Hashable
     id: str | None
     name: str | None
     arguments: str
@@ -227,7 +237,7 @@ class AnswerBuilder:
         self._model: str | None = None
         self._response_id: str | None = None
 
-    def add(self, parts: list[Any]) -> None:
+    def add(self, parts: list[Part]) -> None:
         texts = self._texts
         for part in parts:
             if part.__class__ is str:

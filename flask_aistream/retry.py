@@ -10,12 +10,13 @@ count: Anthropic reports them before an ``overloaded_error`` too.
 from __future__ import annotations
 
 import random
+import socket
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Callable
 
 from .errors import ProviderError
-from .parts import Source, shows
+from .parts import Part, Source, shows
 from .providers.base import PartStream
 from .transport import Opening
 
@@ -48,7 +49,7 @@ class _OneAtATime(PartStream):
         if stream is not None:
             stream.close()
 
-    def reading_socket(self) -> Any:
+    def reading_socket(self) -> socket.socket | None:
         stream = self._current
         return stream.reading_socket() if stream is not None else None
 
@@ -78,7 +79,7 @@ class RetryingStream(_OneAtATime):
         self._on_retry = on_retry
         self._opening: Opening | None = None
 
-    def __iter__(self) -> Iterator[list[Any]]:
+    def __iter__(self) -> Iterator[list[Part]]:
         attempt = 0
         while True:
             shown = False
@@ -131,7 +132,7 @@ class FallbackStream(_OneAtATime):
         self._attempts = attempts  # (provider name, model, open)
         self._on_fallback = on_fallback
 
-    def __iter__(self) -> Iterator[list[Any]]:
+    def __iter__(self) -> Iterator[list[Part]]:
         for number, (provider, model, open_stream) in enumerate(self._attempts):
             self._current = stream = open_stream()
             shown = False

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from flask import Response
 
 from .calls import OnFinish, call_options
-from .parts import Event
+from .parts import Event, JSONObject, Options
 
 
 class Asker(Protocol):
     """What a task asks in the end (an ``AIClient``)."""
 
-    def stream_chat(self, options: Mapping[str, Any]) -> Response: ...
+    def stream_chat(self, options: Options) -> Response: ...
 
-    def iter_chat(self, options: Mapping[str, Any]) -> Iterator[str]: ...
+    def iter_chat(self, options: Options) -> Iterator[str]: ...
 
-    def iter_chat_events(self, options: Mapping[str, Any]) -> Iterator[Event]: ...
+    def iter_chat_events(self, options: Options) -> Iterator[Event]: ...
 
 
 class Task:
@@ -32,8 +32,8 @@ class Task:
 
     def __init__(self, client: Asker) -> None:
         self._client = client
-        self._options: dict[str, Any] = {}
-        self._messages: list[dict[str, Any]] = []
+        self._options: JSONObject = {}
+        self._messages: list[JSONObject] = []
         self._prompt: str | None = None
 
     def system(self, text: str) -> Task:
@@ -45,12 +45,12 @@ class Task:
         self._prompt = text
         return self
 
-    def message(self, role: str, content: str | list[dict[str, Any]]) -> Task:
+    def message(self, role: str, content: str | list[JSONObject]) -> Task:
         """An earlier turn; ``content`` may be a list of text and image parts."""
         self._messages.append({"role": role, "content": content})
         return self
 
-    def messages(self, messages: Iterable[Mapping[str, Any]]) -> Task:
+    def messages(self, messages: Iterable[Options]) -> Task:
         self._messages.extend(dict(m) for m in messages)
         return self
 
@@ -83,12 +83,14 @@ class Task:
         self._options["seed"] = value
         return self
 
-    def response_format(self, value: str | dict[str, Any]) -> Task:
+    def response_format(self, value: str | JSONObject) -> Task:
         """``"json"``, or a JSON schema the answer must follow."""
         self._options["response_format"] = value
         return self
 
-    def tools(self, tools: Iterable[Mapping[str, Any]], choice: Any = None) -> Task:
+    def tools(
+        self, tools: Iterable[Options], choice: str | Mapping[str, str] | None = None
+    ) -> Task:
         """Tools the model may call (``name``, ``description``, ``parameters``),
         and optionally ``tool_choice``."""
         self._options["tools"] = list(tools)
@@ -106,7 +108,7 @@ class Task:
         self._options["reasoning"] = level
         return self
 
-    def extra_body(self, fields: Mapping[str, Any]) -> Task:
+    def extra_body(self, fields: Options) -> Task:
         """Fields merged into the provider's JSON as they are."""
         self._options["extra_body"] = dict(fields)
         return self
@@ -148,5 +150,5 @@ class Task:
     def iter_events(self) -> Iterator[Event]:
         return self._client.iter_chat_events(self._build())
 
-    def _build(self) -> dict[str, Any]:
+    def _build(self) -> JSONObject:
         return call_options(self._prompt, dict(self._options, messages=list(self._messages)))

@@ -18,19 +18,21 @@ hold image parts), up to ``max_image_bytes`` in all.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..calls import checked_answer_options
+from ..calls import OnFinish, Owner, checked_answer_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
 from ..extension import client_of
-from ..parts import Answer
+from ..parts import Answer, JSONObject
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
 from .chat_input import (
     BadInput,
@@ -75,18 +77,18 @@ def make_blueprint(
     max_question_chars: int | None = None,
     max_history: int | None = None,
     ratelimit: str | None | bool = True,
-    cors_origins: Any = True,
-    events: Any = None,
-    on_finish: Callable[[Answer], Any] | None = None,
+    cors_origins: Iterable[str] | bool | None = True,
+    events: Iterable[str] | None = None,
+    on_finish: OnFinish | None = None,
     on_disconnect: str | None = None,
-    ratelimit_key: Callable[[], Any] | None = None,
+    ratelimit_key: Callable[[], object] | None = None,
     max_streams_per_client: int | None | bool = True,
     token_budget: str | None | bool = True,
     allow_images: bool | None = None,
     max_image_bytes: int | None = None,
-    providers: Any = None,
+    providers: Iterable[str] | None = None,
     format: str | None = None,
-    owner: Callable[[], Any] | None = None,
+    owner: Callable[[], Owner] | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
@@ -143,7 +145,7 @@ def make_blueprint(
     def endpoint() -> Endpoint:
         return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
 
-    def current_owner() -> Any:
+    def current_owner() -> Owner:
         """Whose answers this request may resume or cancel (``owner=``)."""
         return owner() if owner is not None else None
 
@@ -172,8 +174,8 @@ def make_blueprint(
             if request.method == "GET":
                 chosen = chosen_provider(request.args.get("provider"), choices)
                 question = question_text(request.args.get("question"), conf.max_question_chars)
-                history: list[dict[str, Any]] = []
-                images: list[dict[str, Any]] = []
+                history: list[JSONObject] = []
+                images: list[JSONObject] = []
             else:
                 body = json_body(request, conf.max_request_bytes)
                 chosen = chosen_provider(body.get("provider"), choices)
@@ -197,7 +199,7 @@ def make_blueprint(
             content = [{"type": "text", "text": question}, *images]
             messages = [*history, {"role": "user", "content": content}]
 
-        def ask(on_finish: Callable[[Any], Any] | None) -> Response:
+        def ask(on_finish: OnFinish | None) -> Response:
             return conf.client.ask_stream(
                 None if images else question,
                 provider=chosen,
@@ -218,7 +220,7 @@ def make_blueprint(
         if refusal is not None:
             return refusal_response(refusal)
 
-        def finished(answer: Any) -> None:
+        def finished(answer: Answer) -> None:
             if answer.usage is not None:
                 limits.spend(client_key, answer.usage.total_tokens)
             if hook is not None:
@@ -303,7 +305,7 @@ def make_blueprint(
         )
 
     @bp.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
         """Errors of this blueprint's routes (an ``authorize`` that aborts
         with 401, say) as JSON, like the rest of its answers. One that
         carries its own response (the rate limit's 429) keeps it."""

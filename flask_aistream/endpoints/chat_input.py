@@ -6,7 +6,6 @@ with a message for the page), never a traceback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ from flask import Request
 
 from ..calls import CHAT_ID, checked_content, image_bytes
 from ..errors import ConfigurationError, InvalidRequestError
+from ..parts import JSONObject, Options
 from ..providers.wire import text_of
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
@@ -41,7 +41,7 @@ class InputLimits:
     max_image_bytes: int
 
 
-def json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
+def json_body(req: Request, max_bytes: int) -> Options:
     if not req.is_json:
         raise BadInput(415, "Send the question as JSON (Content-Type: application/json).")
     too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
@@ -59,7 +59,7 @@ def json_body(req: Request, max_bytes: int) -> Mapping[str, Any]:
     return body
 
 
-def question_text(value: Any, max_chars: int) -> str:
+def question_text(value: object, max_chars: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput(400, "Ask a question: 'question' must be a non-empty string.")
     question = value.strip()
@@ -68,9 +68,7 @@ def question_text(value: Any, max_chars: int) -> str:
     return question
 
 
-def ui_messages(
-    value: Any, conf: InputLimits
-) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject], list[JSONObject]]:
     """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
     question, the history before it and the question's images. Earlier
     assistant turns keep their text only (reasoning, steps, tools, sources
@@ -79,7 +77,7 @@ def ui_messages(
     that is not text, unless images are allowed."""
     if not isinstance(value, list) or not value:
         raise BadInput(400, "Send the conversation: 'messages' must be a list of UI messages.")
-    turns: list[dict[str, Any]] = []
+    turns: list[JSONObject] = []
     for message in value:
         role = message.get("role") if isinstance(message, dict) else None
         parts = message.get("parts") if isinstance(message, dict) else None
@@ -128,7 +126,7 @@ def ui_messages(
     return question, turns, images
 
 
-def usable_chat_id(value: Any) -> str | None:
+def usable_chat_id(value: object) -> str | None:
     """useChat's chat id, if it sent a usable one (it keys the resume route)."""
     return value if isinstance(value, str) and CHAT_ID.match(value) else None
 
@@ -142,7 +140,7 @@ def provider_choices(providers: Any) -> tuple[str, ...]:
     return tuple(providers)
 
 
-def chosen_provider(value: Any, choices: tuple[str, ...]) -> str | None:
+def chosen_provider(value: object, choices: tuple[str, ...]) -> str | None:
     """The provider the browser picked, if it may pick one; ``None``: the
     default. Like ``system`` and ``model``, it is ignored where the server
     offers no choice."""
@@ -150,10 +148,10 @@ def chosen_provider(value: Any, choices: tuple[str, ...]) -> str | None:
         return None
     if value not in choices:
         raise BadInput(400, "This chat cannot use that provider.")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
-def question_images(value: Any, max_bytes: int) -> list[dict[str, Any]]:
+def question_images(value: object, max_bytes: int) -> list[JSONObject]:
     """The images sent with the question: data only (``{"data", "media_type"}``
     or a ``data:`` URL), never a URL the provider would fetch for a stranger."""
     if value is None or value == []:
@@ -166,7 +164,7 @@ def question_images(value: Any, max_bytes: int) -> list[dict[str, Any]]:
     return [part for part in content_parts(parts) if part["type"] == "image"]
 
 
-def content_parts(parts: Any) -> list[dict[str, Any]]:
+def content_parts(parts: Any) -> list[JSONObject]:
     try:
         checked = checked_content(parts)
     except InvalidRequestError as exc:
@@ -176,14 +174,14 @@ def content_parts(parts: Any) -> list[dict[str, Any]]:
     return checked
 
 
-def check_image_bytes(messages: list[dict[str, Any]], max_bytes: int) -> None:
+def check_image_bytes(messages: list[JSONObject], max_bytes: int) -> None:
     if sum(image_bytes(message["content"]) for message in messages) > max_bytes:
         raise BadInput(413, f"The images are too large (at most {max_bytes} bytes in all).")
 
 
 def history_messages(
-    value: Any, max_messages: int, max_chars: int, max_image_bytes: int = 0
-) -> list[dict[str, Any]]:
+    value: object, max_messages: int, max_chars: int, max_image_bytes: int = 0
+) -> list[JSONObject]:
     if value is None:
         return []
     if not isinstance(value, list):

@@ -25,6 +25,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from ..config import Settings, parsed_limit
+from ..parts import JSONObject
 
 #: Seconds to wait for Redis to connect or answer: a hung Redis must not hang
 #: every question (redis-py waits for ever by default).
@@ -44,7 +45,7 @@ class Refusal:
 
 
 def storage_for(uri: str) -> Storage:
-    options: dict[str, Any] = {}
+    options: JSONObject = {}
     if uri.startswith(("redis://", "rediss://", "redis+")):
         options = {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT}
     return storage_from_string(uri, **options)  # type: ignore[return-value]  # never async here
@@ -217,5 +218,3 @@ def refusal_response(refusal: Refusal) -> tuple[Response, int]:
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = str(refusal.retry_after)
     return response, refusal.status
-
-

@@ -18,10 +18,11 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
 
 from ..answer import AnswerRun
 from ..calls import call_options
@@ -30,7 +31,7 @@ from ..errors import AIStreamError, ConfigurationError, ProviderError
 from ..extension import client_of
 from ..formats import new_id
 from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
-from ..parts import Answer
+from ..parts import Answer, JSONObject, Options
 from .chat_input import BadInput, json_body
 from .limits import ClientLimits, client_limits
 
@@ -136,7 +137,7 @@ def make_openai_blueprint(
         return endpoints[current_app._get_current_object()]  # type: ignore[attr-defined]
 
     @bp.before_request
-    def check_token() -> Any:
+    def check_token() -> ResponseReturnValue | None:
         if not request.headers.get("Authorization", "").startswith("Bearer ") or not authorize(
             request
         ):
@@ -146,11 +147,11 @@ def make_openai_blueprint(
         return None
 
     @bp.errorhandler(APIError)
-    def api_error(exc: APIError) -> Any:
+    def api_error(exc: APIError) -> ResponseReturnValue:
         return exc.response()
 
     @bp.get("/v1/models")
-    def list_models() -> Any:
+    def list_models() -> Response:
         return jsonify(
             object="list",
             data=[
@@ -160,7 +161,7 @@ def make_openai_blueprint(
         )
 
     @bp.post("/v1/chat/completions")
-    def chat_completions() -> Any:
+    def chat_completions() -> ResponseReturnValue:
         state = conf()
         try:
             body = json_body(request, state.client.settings.max_request_bytes)
@@ -198,8 +199,8 @@ def make_openai_blueprint(
 
 
 def _options(
-    body: Mapping[str, Any], aliases: Mapping[str, tuple[str, str | None]], system: str | None
-) -> tuple[str, dict[str, Any]]:
+    body: Options, aliases: Mapping[str, tuple[str, str | None]], system: str | None
+) -> tuple[str, JSONObject]:
     """The request as ``ask`` options; what cannot be honoured is a 400."""
     unknown = set(body) - FIELDS
     if unknown:
@@ -212,7 +213,7 @@ def _options(
     if body.get("n") not in (None, 1):
         raise APIError(400, "Only n=1 is supported.", "bad_request")
     provider, model = aliases[alias]
-    options: dict[str, Any] = {"provider": provider, "model": model}
+    options: JSONObject = {"provider": provider, "model": model}
     options["messages"] = _messages(body.get("messages"))
     if system:
         options["system"] = system  # the server's, before the client's own
@@ -250,7 +251,7 @@ def _options(
     return str(alias), options
 
 
-def _messages(value: Any) -> list[dict[str, Any]]:
+def _messages(value: object) -> list[JSONObject]:
     if not isinstance(value, list) or not value:
         raise APIError(400, "messages must be a non-empty array.", "bad_request")
     messages = []
@@ -269,7 +270,7 @@ def _messages(value: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def _part(part: Any) -> Any:
+def _part(part: object) -> object:
     """OpenAI's content parts as ours."""
     if isinstance(part, dict) and part.get("type") == "image_url":
         url = (part.get("image_url") or {}).get("url")
@@ -277,9 +278,7 @@ def _part(part: Any) -> Any:
     return part
 
 
-def _answer(
-    client: AIClient, alias: str, options: dict[str, Any], body: Mapping[str, Any]
-) -> Response:
+def _answer(client: AIClient, alias: str, options: JSONObject, body: Options) -> Response:
     try:
         call = client.plan(call_options(None, options))
     except AIStreamError as exc:  # the request cannot be sent as it is
@@ -310,7 +309,7 @@ def _completion(run: AnswerRun, alias: str) -> Response:
     answer = run.finish()
     if answer.error is not None:
         raise _provider_error(answer.error)
-    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    message: JSONObject = {"role": "assistant", "content": answer.text}
     if answer.reasoning:
         message["reasoning_content"] = answer.reasoning
     if answer.tool_calls:

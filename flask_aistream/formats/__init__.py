@@ -10,33 +10,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Mapping
-from typing import Protocol, Union
+from collections.abc import Iterable
+from typing import Union
 
 from ..config import STREAM_FORMATS, Settings
 from ..parts import Answer, Part
+from ..serving.response import OutputFormat
 from .aistream import AIStreamFormat
 from .openai import OpenAIFormat
 from .sse import DONE, PING
 from .vercel import VercelFormat
-
-
-class OutputFormat(Protocol):
-    """What the relay needs of a format: its content type, headers and
-    heartbeat, the bytes for parts that arrived together (one write), and
-    everything after the last part."""
-
-    @property
-    def content_type(self) -> str: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def ping(self) -> bytes: ...
-
-    def parts(self, parts: list[Part]) -> bytes: ...
-
-    def end(self, answer: Answer) -> bytes: ...
-
 
 #: A format as a resumed answer needs it before any instance exists: its
 #: content type, headers and ``error()``.

@@ -5,9 +5,8 @@ per text delta, opt-in ``{"reasoning"}``, ``{"tool_call"}`` and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from ..parts import Answer, Part, ReasoningDelta, ToolCall
+from ..parts import Answer, JSONObject, Part, ReasoningDelta, ToolCall
 from .sse import (
     DONE,
     FINAL_ID,
@@ -20,7 +19,7 @@ from .sse import (
 )
 
 
-def finish_info(answer: Answer) -> dict[str, Any]:
+def finish_info(answer: Answer) -> JSONObject:
     """How an answer ended, as the ``finish`` event (and other formats' metadata) says it."""
     return {
         "reason": answer.finish_reason,

@@ -4,10 +4,11 @@ shapes of usage and errors."""
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ..parts import Answer, ReasoningDelta, ToolCallDelta
+from ..parts import Answer, JSONObject, ReasoningDelta, ToolCallDelta
 from .sse import DONE, PING, SSE_CONTENT_TYPE, SSE_HEADERS, data_event
 
 #: Our finish reasons as OpenAI's (``error`` is never one: it is an error object).
@@ -43,16 +44,16 @@ class OpenAIFormat:
         self._text_head = head + b', "choices": [{"index": 0, "delta": {"content": '
         self._include_usage = include_usage
         self._role_sent = False
-        self._tool_positions: dict[Any, int] = {}
+        self._tool_positions: dict[Hashable, int] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def _chunk(self, delta: JSONObject, finish_reason: str | None = None) -> bytes:
         if not self._role_sent:
             self._role_sent = True
             delta = {"role": "assistant", **delta}
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
         return data_event({**self._envelope, "choices": [choice]})
 
-    def parts(self, parts: list[Any]) -> bytes:
+    def parts(self, parts: list[Any]) -> bytes:  # dispatched on __class__: a token is one lookup
         out = []
         for part in parts:
             kind = part.__class__
@@ -70,7 +71,7 @@ class OpenAIFormat:
                 out.append(self._chunk({"tool_calls": [self._tool_call(part)]}))
         return b"".join(out)
 
-    def _tool_call(self, part: ToolCallDelta) -> dict[str, Any]:
+    def _tool_call(self, part: ToolCallDelta) -> JSONObject:
         index = self._tool_positions.get(part.position)
         if index is not None:
             return {"index": index, "function": {"arguments": part.arguments}}
@@ -96,11 +97,11 @@ class OpenAIFormat:
         return b"".join(out) + DONE
 
 
-def openai_usage(answer: Answer) -> dict[str, Any] | None:
+def openai_usage(answer: Answer) -> JSONObject | None:
     usage = answer.usage
     if usage is None:
         return None
-    counts: dict[str, Any] = {
+    counts: JSONObject = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens,
@@ -124,7 +125,7 @@ OPENAI_ERRORS = {
 }
 
 
-def openai_error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+def openai_error(message: str, kind: str, code: str | None = None) -> JSONObject:
     """An error in OpenAI's shape."""
     error_type = OPENAI_ERRORS.get(kind, ("api_error", 502))[0]
     return {"error": {"message": message, "type": error_type, "code": code or kind, "param": None}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring_ascii
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
@@ -44,7 +44,7 @@ DONE_ID = "flask-aistream:done"
 FINAL_ID = b"id: %s\n\n" % DONE_ID.encode()
 
 
-def data_event(payload: Any) -> bytes:
+def data_event(payload: object) -> bytes:
     return b"data: %s\n\n" % json.dumps(payload).encode()
 
 
@@ -54,6 +54,7 @@ def content_event(text: str) -> bytes:
 
 def error_event(message: str) -> bytes:
     return b'data: {"error": %s}\n\n' % encode_basestring_ascii(message).encode()
+
 
 #: ``retry:`` sent with a numbered answer's first event: how soon (ms) an
 #: EventSource reconnects.

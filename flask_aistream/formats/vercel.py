@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ..parts import Answer, ReasoningDelta, ToolCall, ToolCallDelta
+from ..parts import Answer, JSONObject, ReasoningDelta, ToolCall, ToolCallDelta
 from .aistream import finish_info
 from .sse import DONE, PING, SSE_CONTENT_TYPE, SSE_HEADERS, data_event
 
@@ -46,7 +47,7 @@ class VercelFormat:
         self._started = False
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", its id)
         self._blocks = 0
-        self._tools: dict[Any, tuple[str, str]] = {}  # position -> (id, name)
+        self._tools: dict[Hashable, tuple[str, str]] = {}  # position -> (id, name)
 
     def _start(self) -> bytes:
         self._started = True
@@ -54,7 +55,7 @@ class VercelFormat:
             {"type": "start-step"}
         )
 
-    def parts(self, parts: list[Any]) -> bytes:
+    def parts(self, parts: list[Any]) -> bytes:  # dispatched on __class__: a token is one lookup
         out = [] if self._started else [self._start()]
         for part in parts:
             kind = part.__class__
@@ -129,7 +130,7 @@ class VercelFormat:
         if answer.error is not None:
             out.append(self.error(answer.error.message))
         out.append(data_event({"type": "finish-step"}))
-        finish: dict[str, Any] = {"type": "finish", "messageMetadata": finish_info(answer)}
+        finish: JSONObject = {"type": "finish", "messageMetadata": finish_info(answer)}
         if self._protocol >= 6:
             reason = answer.finish_reason
             if reason == "cancelled":
@@ -139,7 +140,7 @@ class VercelFormat:
         return b"".join(out) + DONE
 
 
-def _json_or_text(arguments: str) -> Any:
+def _json_or_text(arguments: str) -> object:
     try:
         return json.loads(arguments) if arguments else {}
     except ValueError:

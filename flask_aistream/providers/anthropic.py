@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
-from ..parts import Metadata, ReasoningDelta, UsageUpdate
+from ..parts import JSONObject, Metadata, Part, ReasoningDelta, UsageUpdate
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
@@ -67,7 +67,7 @@ class MessagesReader(EventReader[ServerSentEvent]):
         self.provider = provider
         self._tools = ToolCallAssembler()
 
-    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
+    def parse(self, event: ServerSentEvent, out: list[Part]) -> None:
         kind = event.event
         if kind == "ping":
             return
@@ -115,7 +115,7 @@ class MessagesReader(EventReader[ServerSentEvent]):
         # Event types added after this was written are ignored.
 
     @staticmethod
-    def _usage(usage: Any, out: list[Any]) -> None:
+    def _usage(usage: Any, out: list[Part]) -> None:
         update = usage_update(usage)
         if update is not None:
             out.append(update)
@@ -154,9 +154,9 @@ class MessagesProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
+    def body(self, chat: ChatRequest) -> JSONObject:
         max_tokens = chat.max_tokens if chat.max_tokens is not None else DEFAULT_MAX_TOKENS
-        body: dict[str, Any] = {
+        body: JSONObject = {
             "model": chat.model,
             "messages": [
                 {"role": message["role"], "content": _content(message["content"])}

@@ -7,12 +7,13 @@ one streaming POST), the :class:`PartStream` it opens, the
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..errors import ConfigurationError, UnsupportedOptionError
-from ..parts import Part, Stop
+from ..parts import JSONObject, Part, Stop
 from .wire import image_parts
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class ChatRequest:
     ``{"name": ...}``; ``response_format`` is ``"json"`` or a JSON schema."""
 
     model: str
-    messages: tuple[dict[str, Any], ...]
+    messages: tuple[JSONObject, ...]
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -71,10 +72,10 @@ class ChatRequest:
     stop: tuple[str, ...] | None = None
     seed: int | None = None
     response_format: Any = None
-    tools: tuple[dict[str, Any], ...] | None = None
+    tools: tuple[JSONObject, ...] | None = None
     tool_choice: Any = None
     reasoning: str | None = None
-    extra_body: dict[str, Any] | None = None
+    extra_body: JSONObject | None = None
     extra_headers: dict[str, str] | None = None
 
     def options_set(self) -> list[str]:
@@ -138,7 +139,7 @@ class PartStream:
     def abort(self) -> None:
         self.close()
 
-    def reading_socket(self) -> Any:  # a socket, or anything with fileno()
+    def reading_socket(self) -> socket.socket | None:
         """The socket the next read waits on, when nothing is buffered above
         it: a caller may wait for it to become readable (with a deadline)
         rather than block in the read. ``None``: just read."""

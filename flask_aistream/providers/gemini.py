@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
-from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
+from ..parts import JSONObject, Part, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
@@ -84,7 +84,7 @@ class GenerateContentReader(EventReader[ServerSentEvent]):
         self._calls = 0
         self._usage: Any = None
 
-    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
+    def parse(self, event: ServerSentEvent, out: list[Part]) -> None:
         try:
             chunk = parse_json(event.data)
             error = chunk.get("error")
@@ -123,7 +123,7 @@ class GenerateContentReader(EventReader[ServerSentEvent]):
             self.stop(out, reason, finish if isinstance(finish, str) else None)
             self.done = True  # nothing follows the finish
 
-    def _part(self, part: dict[str, Any], out: list[Any]) -> None:
+    def _part(self, part: JSONObject, out: list[Part]) -> None:
         text = part.get("text")
         if text and isinstance(text, str):
             out.append(ReasoningDelta(text) if part.get("thought") else text)
@@ -151,7 +151,7 @@ def stream_error(provider: str, error: Any) -> ProviderError:
     return reported_error(provider, error, safe, kind, retryable)
 
 
-def _retry_delay(error: dict[str, Any]) -> float | None:
+def _retry_delay(error: JSONObject) -> float | None:
     """``RetryInfo.retryDelay`` ("37s"): Gemini's Retry-After."""
     for detail in error.get("details") or ():
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None
@@ -183,7 +183,7 @@ class GeminiProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
+    def body(self, chat: ChatRequest) -> JSONObject:
         contents = [
             {
                 "role": "model" if message["role"] == "assistant" else "user",
@@ -191,10 +191,10 @@ class GeminiProvider(HTTPProvider):
             }
             for message in chat.messages
         ]
-        body: dict[str, Any] = {"contents": contents}
+        body: JSONObject = {"contents": contents}
         if chat.system:
             body["systemInstruction"] = {"parts": [{"text": chat.system}]}
-        config: dict[str, Any] = {}
+        config: JSONObject = {}
         if chat.temperature is not None:
             config["temperature"] = chat.temperature
         if chat.max_tokens is not None:
@@ -210,7 +210,7 @@ class GeminiProvider(HTTPProvider):
             if chat.response_format != "json":
                 config["responseJsonSchema"] = chat.response_format
         if chat.reasoning is not None:
-            thinking: dict[str, Any] = {"includeThoughts": True}
+            thinking: JSONObject = {"includeThoughts": True}
             if re.search(r"gemini-2\b|gemini-2\.", chat.model):
                 thinking["thinkingBudget"] = THINKING_BUDGETS[chat.reasoning]
             else:
@@ -273,10 +273,10 @@ class GeminiProvider(HTTPProvider):
         return error
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
+def _parts(content: Any) -> list[JSONObject]:
     if isinstance(content, str):
         return [{"text": content}]
-    parts: list[dict[str, Any]] = []
+    parts: list[JSONObject] = []
     for part in content:
         if part["type"] == "text":
             parts.append({"text": part["text"]})

@@ -6,11 +6,12 @@ an answer that ends early or never quite ends."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 from ..errors import ConfigurationError, ProviderError, StreamFormatError
-from ..parts import Part
+from ..parts import JSONObject, Part
 from ..transport import CONNECTION_LOST, READ_TIMEOUT, Body, Opening, Transport
 from .base import ChatRequest, Decoder, EventReader, PartStream, Provider
 from .sse import SSEDecoder
@@ -25,7 +26,9 @@ FINISHED_GRACE = 2.0
 class HTTPStream(PartStream):
     """A provider's answer being read off the wire."""
 
-    def __init__(self, body: Body, decoder: Decoder[Any], reader: EventReader[Any], name: str) -> None:
+    def __init__(
+        self, body: Body, decoder: Decoder[Any], reader: EventReader[Any], name: str
+    ) -> None:
         self._body = body
         self._decoder = decoder
         self._reader = reader
@@ -95,7 +98,7 @@ class HTTPStream(PartStream):
                 detail="end of stream before the end marker or a finish reason",
             )
 
-    def reading_socket(self) -> Any:
+    def reading_socket(self) -> socket.socket | None:
         return self._body.reading_socket()
 
     def abort(self) -> None:
@@ -128,7 +131,7 @@ class HTTPProvider(Provider):
     def headers(self) -> dict[str, str]:  # pragma: no cover
         raise NotImplementedError
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:  # pragma: no cover
+    def body(self, chat: ChatRequest) -> JSONObject:  # pragma: no cover
         raise NotImplementedError
 
     def reader(self) -> EventReader[Any]:  # pragma: no cover
@@ -142,7 +145,7 @@ class HTTPProvider(Provider):
         error.retry_after = retry_after(headers)
         return error
 
-    def request(self, chat: ChatRequest) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def request(self, chat: ChatRequest) -> tuple[str, dict[str, str], JSONObject]:
         """URL, headers and JSON body, with the configured headers and the
         call's ``extra_headers`` and ``extra_body`` (merged last: the escape
         hatch wins)."""
@@ -160,4 +163,3 @@ class HTTPProvider(Provider):
             url, headers, body, opening, provider=self.name, on_error=self.http_error
         )
         return HTTPStream(response, self.decoder(), self.reader(), self.name)
-

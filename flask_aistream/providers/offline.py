@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
 
-from ..parts import Metadata, ReasoningDelta, Stop, ToolCall, ToolCallDelta, UsageUpdate
+from ..parts import Metadata, Part, ReasoningDelta, Stop, ToolCall, ToolCallDelta, UsageUpdate
 from ..transport import Opening, Transport
 from .base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider
 from .wire import text_of
@@ -25,7 +24,7 @@ from .wire import text_of
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 
-def offline_answer(chat: ChatRequest, text: Any) -> str:
+def offline_answer(chat: ChatRequest, text: str | None) -> str:
     if text:
         return str(text)
     question = next(
@@ -59,7 +58,7 @@ class OfflineStream(PartStream):
         """Between two tokens; true once closed."""
         return self._closed.wait(self._delay) if self._delay else self._closed.is_set()
 
-    def __iter__(self) -> Iterator[list[Any]]:
+    def __iter__(self) -> Iterator[list[Part]]:
         chat = self._chat
         yield [Metadata(chat.model, None)]
         if chat.reasoning is not None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
-from ..parts import Metadata, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
+from ..parts import JSONObject, Metadata, Part, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .ndjson import NDJSONDecoder
@@ -39,7 +39,7 @@ class ChatReader(EventReader[str]):
         self._first = True
         self._calls = 0
 
-    def parse(self, event: str, out: list[Any]) -> None:
+    def parse(self, event: str, out: list[Part]) -> None:
         try:
             line = parse_json(event)
             error = line.get("error")
@@ -77,7 +77,7 @@ class ChatReader(EventReader[str]):
             self.stop(out, reason, raw if isinstance(raw, str) else None)
             self.done = True
 
-    def _tool_call(self, call: Any, out: list[Any]) -> None:
+    def _tool_call(self, call: Any, out: list[Part]) -> None:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             return
@@ -92,7 +92,7 @@ class ChatReader(EventReader[str]):
         self._calls += 1
 
 
-def _count(line: dict[str, Any], key: str) -> int:
+def _count(line: JSONObject, key: str) -> int:
     """A token count, which Ollama leaves out when it is zero."""
     value = line.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
@@ -125,8 +125,8 @@ class OllamaProvider(HTTPProvider):
             "Accept": "application/x-ndjson",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
+    def body(self, chat: ChatRequest) -> JSONObject:
+        messages: list[JSONObject] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
         for message in chat.messages:
@@ -135,8 +135,8 @@ class OllamaProvider(HTTPProvider):
             if images:
                 converted["images"] = [image["data"] for image in images]
             messages.append(converted)
-        body: dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
-        options: dict[str, Any] = {}
+        body: JSONObject = {"model": chat.model, "messages": messages, "stream": True}
+        options: JSONObject = {}
         if chat.temperature is not None:
             options["temperature"] = chat.temperature
         if chat.max_tokens is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import StreamFormatError
-from ..parts import ReasoningDelta, UsageUpdate
+from ..parts import JSONObject, Part, ReasoningDelta, UsageUpdate
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
@@ -43,7 +43,7 @@ FINISH_REASONS = {
 }
 
 
-def usage_update(usage: Any) -> UsageUpdate | None:
+def usage_update(usage: object) -> UsageUpdate | None:
     """OpenAI's usage object (Groq's ``x_groq.usage`` and Mistral's have the same fields)."""
     if not isinstance(usage, dict):
         return None
@@ -58,7 +58,7 @@ def usage_update(usage: Any) -> UsageUpdate | None:
     )
 
 
-def _count(value: Any) -> int | None:
+def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -69,7 +69,7 @@ class ChatCompletionsReader(EventReader[ServerSentEvent]):
         self._refused = False
         self._tools = ToolCallAssembler()
 
-    def parse(self, event: ServerSentEvent, out: list[Any]) -> None:
+    def parse(self, event: ServerSentEvent, out: list[Part]) -> None:
         data = event.data
         if data == "[DONE]":
             self._tools.complete_all(out)
@@ -102,7 +102,7 @@ class ChatCompletionsReader(EventReader[ServerSentEvent]):
                     return
         self._chunk(chunk, choices, out)
 
-    def _chunk(self, chunk: dict[str, Any], choices: Any, out: list[Any]) -> None:
+    def _chunk(self, chunk: JSONObject, choices: Any, out: list[Part]) -> None:
         """Any chunk but a plain token: the first, reasoning, tool calls, the
         finish (which always comes this way, so the model is known by then),
         usage."""
@@ -126,7 +126,7 @@ class ChatCompletionsReader(EventReader[ServerSentEvent]):
         if finish:
             self._finish(chunk, finish, out)
 
-    def _delta(self, delta: dict[str, Any], out: list[Any]) -> None:
+    def _delta(self, delta: JSONObject, out: list[Part]) -> None:
         """Reasoning, text, tool-call fragments and refusals, in that order."""
         for key in ("reasoning_content", "reasoning"):  # DeepSeek and vLLM; OpenRouter and Groq
             reasoning = delta.get(key)
@@ -154,7 +154,7 @@ class ChatCompletionsReader(EventReader[ServerSentEvent]):
             self._refused = True  # its text is not the answer; the reason will say it
 
     @staticmethod
-    def _content_part(part: dict[str, Any], out: list[Any]) -> None:
+    def _content_part(part: JSONObject, out: list[Part]) -> None:
         kind = part.get("type")
         if kind == "text":
             text = part.get("text")
@@ -169,7 +169,7 @@ class ChatCompletionsReader(EventReader[ServerSentEvent]):
                 if text and isinstance(text, str):
                     out.append(ReasoningDelta(text))
 
-    def _finish(self, chunk: dict[str, Any], finish: Any, out: list[Any]) -> None:
+    def _finish(self, chunk: JSONObject, finish: object, out: list[Part]) -> None:
         if finish == "error":  # OpenRouter: the upstream failed mid-answer
             raise in_stream_error(self.provider, chunk.get("error") or "")
         x_groq = chunk.get("x_groq")
@@ -203,15 +203,15 @@ class ChatCompletionsProvider(HTTPProvider):
             "Accept": "text/event-stream",
         }
 
-    def body(self, chat: ChatRequest) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
+    def body(self, chat: ChatRequest) -> JSONObject:
+        messages: list[JSONObject] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
         messages.extend(
             {"role": message["role"], "content": _content(message["content"])}
             for message in chat.messages
         )
-        body: dict[str, Any] = {"model": chat.model, "messages": messages, "stream": True}
+        body: JSONObject = {"model": chat.model, "messages": messages, "stream": True}
         if self.conf.stream_usage:  # else a stream reports no usage at all
             body["stream_options"] = {"include_usage": True}
         if chat.temperature is not None:

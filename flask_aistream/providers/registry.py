@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import ConfigVars, Settings, api_key_value, base_url_value, flag
 from ..errors import ConfigurationError
+from ..parts import Options
 from .anthropic import MessagesProvider
 from .base import Provider, ProviderSettings
 from .gemini import GeminiProvider
@@ -109,7 +110,7 @@ def entry_point_providers() -> dict[str, type[Provider]]:
 
 
 def provider_settings(
-    config: Mapping[str, Any],
+    config: Options,
     environ: Mapping[str, str],
     registered: Mapping[str, type[Provider]] = {},
 ) -> dict[str, ProviderSettings]:

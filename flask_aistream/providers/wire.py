@@ -6,12 +6,12 @@ Every built-in provider uses them; a provider of your own may."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from json import JSONDecoder
 from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError
-from ..parts import Metadata, ToolCall, ToolCallDelta
+from ..parts import Content, JSONObject, Metadata, Options, Part, ToolCall, ToolCallDelta
 
 _scan_once = JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, minus raw_decode
 
@@ -53,7 +53,7 @@ _RETRYABLE_ERROR_TYPES = frozenset(
 )
 
 
-def in_stream_error(provider: str, error: Any) -> ProviderError:
+def in_stream_error(provider: str, error: object) -> ProviderError:
     """The error a provider reported after the HTTP 200 (the answer had begun)."""
     kind = ""
     if isinstance(error, dict):
@@ -74,7 +74,7 @@ def in_stream_error(provider: str, error: Any) -> ProviderError:
 
 
 def reported_error(
-    provider: str, error: Any, label: str, kind: str, retryable: bool
+    provider: str, error: object, label: str, kind: str, retryable: bool
 ) -> ProviderError:
     """A failure the provider reported mid-answer, told the client safely:
     only ``label`` (a type or status already checked to be a bare word) of
@@ -95,25 +95,25 @@ def printable(text: str) -> bool:
     return not any(ord(char) < 32 or ord(char) == 127 for char in text)
 
 
-def text_of(content: Any) -> str:
+def text_of(content: Content) -> str:
     """A message's text: the string, or its text parts joined."""
     if isinstance(content, str):
         return content
     return "".join(part["text"] for part in content if part["type"] == "text")
 
 
-def image_parts(content: Any) -> list[dict[str, Any]]:
+def image_parts(content: Content) -> list[JSONObject]:
     if isinstance(content, str):
         return []
     return [part for part in content if part["type"] == "image"]
 
 
-def data_url(image: dict[str, Any]) -> str:
+def data_url(image: JSONObject) -> str:
     """An image part as a URL: its own, or its data as a ``data:`` URL."""
     return image.get("url") or f"data:{image['media_type']};base64,{image['data']}"
 
 
-def metadata(model: Any, response_id: Any) -> Metadata:
+def metadata(model: object, response_id: object) -> Metadata:
     """The model and response id a provider named, where they are strings."""
     return Metadata(
         model if isinstance(model, str) else None,
@@ -121,7 +121,7 @@ def metadata(model: Any, response_id: Any) -> Metadata:
     )
 
 
-def token_counts(usage: Any) -> dict[str, int]:
+def token_counts(usage: object) -> dict[str, int]:
     """The whole-number fields of a provider's usage object (none if it is not one)."""
     if not isinstance(usage, dict):
         return {}
@@ -132,7 +132,7 @@ def token_counts(usage: Any) -> dict[str, int]:
     }
 
 
-def normalize_finish(table: dict[str, str], raw: Any) -> str:
+def normalize_finish(table: dict[str, str], raw: object) -> str:
     """One of :data:`~flask_aistream.parts.FINISH_REASONS` for a provider's
     raw finish value: ``"other"`` for none, or one the table does not know."""
     return table.get(raw, "other") if isinstance(raw, str) else "other"
@@ -145,10 +145,15 @@ class ToolCallAssembler:
     the call as one :class:`~flask_aistream.parts.ToolCall` once complete."""
 
     def __init__(self) -> None:
-        self._calls: dict[Any, tuple[str, str, list[str]]] = {}
+        self._calls: dict[Hashable, tuple[str, str, list[str]]] = {}
 
     def add(
-        self, index: Any, out: list[Any], id: Any = None, name: Any = None, arguments: Any = ""
+        self,
+        index: Hashable,
+        out: list[Part],
+        id: object = None,
+        name: object = None,
+        arguments: object = "",
     ) -> None:
         id = id if isinstance(id, str) else None
         name = name if isinstance(name, str) else None
@@ -164,12 +169,12 @@ class ToolCallAssembler:
             call[2].append(arguments)
         out.append(ToolCallDelta(index, id, name, arguments))
 
-    def complete(self, index: Any, out: list[Any], empty: str = "") -> None:
+    def complete(self, index: Hashable, out: list[Part], empty: str = "") -> None:
         call = self._calls.pop(index, None)
         if call is not None:
             out.append(ToolCall(call[0], call[1], "".join(call[2]) or empty))
 
-    def complete_all(self, out: list[Any]) -> None:
+    def complete_all(self, out: list[Part]) -> None:
         for index in sorted(self._calls, key=str):
             self.complete(index, out)
 
@@ -183,7 +188,7 @@ def key_header(name: str, api_key: str | None) -> dict[str, str]:
     return {name: api_key} if api_key else {}
 
 
-def json_schema_tools(tools: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+def json_schema_tools(tools: Iterable[Options] | None) -> list[JSONObject]:
     """The neutral tools in the shape OpenAI and Ollama take."""
     return [
         {"type": "function", "function": {key: tool[key] for key in TOOL_FIELDS if key in tool}}
@@ -200,7 +205,7 @@ TOOL_FIELDS = ("name", "description", "parameters")
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
-def retry_after(headers: Any) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """The wait a provider asked for: OpenAI's ``retry-after-ms``, else the
     standard ``Retry-After`` in seconds (an HTTP date is not worth parsing
     here: providers send seconds)."""
@@ -260,4 +265,3 @@ def status_kind(status: int, code: str = "") -> str:
     if status >= 500:
         return "unavailable"
     return "bad_request"
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from flask import has_request_context, request
 
@@ -19,7 +18,7 @@ def parsed_event_id(value: str | None) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def owner_key(owner: Any) -> str:
+def owner_key(owner: object) -> str:
     """How an answer's owner is stored and compared ("": anyone holding its id)."""
     return "" if owner is None else str(owner)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from flask import Response
 
@@ -22,7 +23,8 @@ from ..formats import (
 )
 from ..formats.sse import PING, Numbering
 from ..parts import Finish
-from ..serving import sse_response
+from ..serving.reader import Item
+from ..serving.response import sse_response
 from .ids import ANSWER_ID
 from .store import FOLLOW_WAIT, ResumeStore
 from .writer import StoreWriter
@@ -44,8 +46,8 @@ class Recorder:
 
     def __init__(
         self,
-        run: Any,
-        output: Any,
+        run: AnswerRun,
+        output: OutputFormat,
         answer_id: str,
         chat: str | None,
         writer: StoreWriter,
@@ -57,12 +59,16 @@ class Recorder:
         self._writer = writer
         self._numbering = Numbering(answer_id)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Item]:
         self._writer.watch(self._answer_id, self._run)
         try:
             for item in self._run:
-                finish = item.__class__ is Finish
-                chunk = self._output.end(item.answer) if finish else self._output.parts(item)
+                finish = isinstance(item, Finish)
+                chunk = (
+                    self._output.end(item.answer)  # type: ignore[union-attr]
+                    if finish
+                    else self._output.parts(item)  # type: ignore[arg-type]
+                )
                 if chunk:
                     batch = self._numbering.number(chunk)
                     yield batch.data
@@ -140,12 +146,15 @@ def recorded_response(
     chat: str | None,
     format_name: str,
     logger: logging.Logger,
-    **relay: Any,
+    *,
+    heartbeat: float,
+    client: socket.socket | None,
+    send_timeout: float | None,
 ) -> Response | None:
     """The answer as numbered events, kept in the store as they go, produced
     to its end whether or not its client stays; ``None`` when the store
     cannot be reached (the answer then streams without). ``output_for``
-    makes the answer's format for its id; ``relay`` goes to ``sse_response``."""
+    makes the answer's format for its id; the rest goes to ``sse_response``."""
     answer_id = new_id("ans")
     if not writer.begin(answer_id, owner, format_name, chat):
         return None
@@ -156,7 +165,9 @@ def recorded_response(
         logger,
         on_disconnect="finish",  # the answer goes on for whoever resumes it
         producer=Recorder(run, output, answer_id, chat, writer),
-        **relay,
+        heartbeat=heartbeat,
+        client=client,
+        send_timeout=send_timeout,
     )
     response.headers["X-AIStream-Answer-Id"] = answer_id
     return response

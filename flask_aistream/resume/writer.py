@@ -7,10 +7,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Protocol
 
 from ..formats.sse import Batch
 from .store import ResumeStore
+
+
+class Cancellable(Protocol):
+    """An answer being produced (an ``AnswerRun``), as the writer stops it."""
+
+    def cancel(self) -> None: ...
+
 
 #: How often the producer renews its answers' leases (``store.LEASE_SECONDS`` long).
 RENEW_EVERY = 0.5
@@ -39,7 +46,7 @@ class StoreWriter:
     def __init__(self, store: ResumeStore, logger: logging.Logger) -> None:
         self._store = store
         self._logger = logger
-        self._runs: dict[str, Any] = {}  # answer id -> its AnswerRun
+        self._runs: dict[str, Cancellable] = {}  # answer id -> its AnswerRun
         self._pending: list[tuple[str, Batch, str | None]] = []
         self._given_up: set[str] = set()
         self._lock = threading.Lock()  # guards the three above
@@ -70,7 +77,7 @@ class StoreWriter:
             self._logger.warning("flask-aistream: the resume store is back")
         return True
 
-    def watch(self, answer_id: str, run: Any) -> None:
+    def watch(self, answer_id: str, run: Cancellable) -> None:
         with self._lock:
             self._runs[answer_id] = run
             self._work.set()

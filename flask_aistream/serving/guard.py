@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..answer import AnswerRun
 
 
 class StreamGuard:
@@ -18,7 +21,7 @@ class StreamGuard:
 
     def __init__(
         self,
-        run: Any,
+        run: AnswerRun,
         client: socket.socket | None,
         send_timeout: float | None,
         logger: logging.Logger,

@@ -29,9 +29,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Union
 
-from ..parts import shows
+from ..parts import Finish, Part, shows
 
 #: Most reads waiting for the generator. When the client reads slower than the
 #: provider writes, the reader waits too, and TCP slows the provider down,
@@ -138,7 +138,7 @@ class GeventWakeup:
     close = forget_client
 
 
-def _visible(item: Any) -> bool:
+def _visible(item: object) -> bool:
     """A list holding text, reasoning or a tool call: past it, nothing retries."""
     return item.__class__ is list and shows(item)
 
@@ -149,10 +149,15 @@ def _greenlet_threads() -> bool:
     return monkey is not None and monkey.is_module_patched("threading")
 
 
+#: What a producer yields: a read's parts, the answer's end, or events its
+#: producer already encoded (a resumable answer's ``Recorder``).
+Item = Union[list[Part], Finish, bytes]
+
+
 class Producer(Protocol):
     """What the reader runs: an iterable it can close, and abort from another thread."""
 
-    def __iter__(self) -> Iterator[Any]: ...
+    def __iter__(self) -> Iterator[Item]: ...
 
     def close(self) -> None: ...
 
@@ -176,7 +181,7 @@ class BackgroundReader:
         self,
         stream: Producer,
         client: socket.socket | None = None,
-        after: Callable[[], Any] | None = None,
+        after: Callable[[], object] | None = None,
         hand_over: bool = False,
     ) -> None:
         self._stream = stream
@@ -189,7 +194,7 @@ class BackgroundReader:
         self._selector: selectors.BaseSelector | None = None
         self._silent_since: float | None = None  # the provider's silence began (direct reads)
         self._provider: socket.socket | None = None  # registered in the selector
-        self._reading_socket: Callable[[], Any] = lambda: None  # set at the hand-over
+        self._reading_socket: Callable[[], socket.socket | None] = lambda: None  # at the hand-over
         self._items: deque[Any] = deque()
         self._client = client
         self._after = after

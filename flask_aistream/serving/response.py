@@ -6,17 +6,35 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from flask import Response
 
 from ..answer import AnswerRun
 from ..config import DISCONNECT_POLICIES
-from ..parts import Answer, Finish
+from ..parts import Answer, Finish, Part
 from ..transport.watchdog import WATCHDOG
 from .guard import StreamGuard
-from .reader import CLIENT_GONE, END, BackgroundReader
+from .reader import CLIENT_GONE, END, BackgroundReader, Producer
+
+
+class OutputFormat(Protocol):
+    """What the relay needs of an output format (``flask_aistream.formats``):
+    its content type, headers and heartbeat, the bytes for parts that
+    arrived together (one write), and everything after the last part."""
+
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def ping(self) -> bytes: ...
+
+    def parts(self, parts: list[Part]) -> bytes: ...
+
+    def end(self, answer: Answer) -> bytes: ...
+
 
 #: How long a ``"finish"`` answer may run on after its client left, when
 #: ``AI_TOTAL_TIMEOUT`` does not say.
@@ -25,14 +43,14 @@ DEFAULT_FINISH_TIMEOUT = 600.0
 
 def sse_response(
     run: AnswerRun,
-    output: Any,
+    output: OutputFormat,
     logger: logging.Logger,
     *,
     heartbeat: float = 0,
     client: socket.socket | None = None,
     on_disconnect: str = "cancel",
     send_timeout: float | None = None,
-    producer: Any = None,
+    producer: Producer | None = None,
 ) -> Response:
     """A streamed response writing ``run``'s parts in the ``output`` format.
 
@@ -71,13 +89,13 @@ def _received(items: list[Any]) -> bool:
 
 def _relay(
     run: AnswerRun,
-    output: Any,
+    output: OutputFormat,
     logger: logging.Logger,
     heartbeat: float,
     client: socket.socket | None,
     on_disconnect: str,
     guard: StreamGuard,
-    producer: Any,
+    producer: Producer,
 ) -> Iterator[bytes]:
     # Once the answer shows, the generator reads the provider itself, unless
     # the answer must go on without it ("finish").

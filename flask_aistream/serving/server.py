@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
-from typing import Any
+
+from ..parts import Options
 
 _warned = False
 
 
-def client_socket(environ: Mapping[str, Any]) -> socket.socket | None:
+def client_socket(environ: Options) -> socket.socket | None:
     """The client's socket, where the server shares it (gunicorn, Werkzeug)."""
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     return sock if hasattr(sock, "fileno") else None
 
 
-def warn_if_sync_worker(environ: Mapping[str, Any], logger: logging.Logger) -> None:
+def warn_if_sync_worker(environ: Options, logger: logging.Logger) -> None:
     """Warn once when gunicorn's sync worker serves a stream: it kills any
     request that outlives ``--timeout`` (30 s by default), mid-answer. Its
     environ is the one gunicorn environ that is not multithreaded."""

@@ -6,4 +6,12 @@ from .http import CONNECTION_LOST, READ_TIMEOUT, Body, Transport
 from .opening import Opening
 from .watchdog import WATCHDOG, Watchdog
 
-__all__ = ["CONNECTION_LOST", "READ_TIMEOUT", "WATCHDOG", "Body", "Opening", "Transport", "Watchdog"]
+__all__ = [
+    "CONNECTION_LOST",
+    "READ_TIMEOUT",
+    "WATCHDOG",
+    "Body",
+    "Opening",
+    "Transport",
+    "Watchdog",
+]

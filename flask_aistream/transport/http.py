@@ -26,6 +26,7 @@ from urllib3.exceptions import HTTPError as URLLib3Error
 from urllib3.exceptions import ReadTimeoutError
 
 from ..errors import ProviderError
+from ..parts import Options
 from .opening import Opening, WatchedAdapter, attaching, hang_up
 from .watchdog import WATCHDOG
 
@@ -94,7 +95,7 @@ class Transport:
         self,
         url: str,
         headers: Mapping[str, str],
-        body: Mapping[str, Any],
+        body: Options,
         opening: Opening | None = None,
         *,
         provider: str,
@@ -133,7 +134,7 @@ class Transport:
         self,
         url: str,
         headers: Mapping[str, str],
-        body: Mapping[str, Any],
+        body: Options,
         name: str,
         on_error: ErrorMapper,
     ) -> Body:
@@ -165,9 +166,7 @@ class Transport:
             raise self._failure(name, "connection", exc) from None
 
         if response.status_code >= 300:
-            error = on_error(
-                response.status_code, self._read_body(response), response.headers
-            )
+            error = on_error(response.status_code, self._read_body(response), response.headers)
             response.close()
             raise error
         content_type = response.headers.get("Content-Type", "")
@@ -196,8 +195,6 @@ class Transport:
         self, provider: str, kind: str, exc: Exception, message: str | None = None
     ) -> ProviderError:
         return ProviderError(message, kind=kind, provider=provider, detail=repr(exc))
-
-
 
 
 class Body:
