@@ -85,6 +85,7 @@ class Seen:
     body: bytes
     parts_sent: int = 0
     hung_up_at: float | None = None  # time.monotonic() when the client left
+    head_sent: bool = False  # the status line went out (after any head_delay)
     stalled: bool = False  # a gated part waited in vain: the last one never arrived
 
     def json(self) -> dict:
@@ -188,6 +189,7 @@ class FakeProvider:
         )
         if not keep:
             head.append("Connection: close")
+        seen.head_sent = True
         try:
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
             for index, part in enumerate(reply.parts):

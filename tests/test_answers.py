@@ -7,7 +7,6 @@ import json
 import pytest
 from test_providers import ANTHROPIC_TEXT, OPENAI_TEXT
 
-from conftest import relayed, sse_events
 from fakeprovider import Reply, openai_events, split_every, transcript
 from flask_aistream import (
     Answer,
@@ -19,6 +18,7 @@ from flask_aistream import (
     ToolCall,
     Usage,
 )
+from helpers import relayed, sse_events
 
 # transcript, provider it is served as, then what the answer must hold
 ANSWERS = {

@@ -12,9 +12,13 @@ from flask import Flask, abort
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from conftest import free_port, relayed, wait_for_port
-from fakeprovider import Reply, openai_events
+from fakeprovider import Reply, openai_events, transcript
 from flask_aistream import AIStream
+from helpers import (
+    free_port,
+    relayed,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -307,3 +311,65 @@ def test_blueprint_via_the_extension_object(fake):
         app.register_blueprint(ai.blueprint(name="chat"), url_prefix="/chat")
     response = app.test_client().get("/chat/stream?question=hello")
     assert relayed(response.get_data()) == ("You asked: hello", None, True)
+
+
+def test_deeply_nested_json_from_a_browser_is_a_400(make_app):
+    app = make_app(AI_RATELIMIT=None, AI_MAX_REQUEST_BYTES=10**6)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    deep = b'{"question": "q", "history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = app.test_client().post("/api/stream", data=deep, content_type="application/json")
+    assert response.status_code == 400 and "JSON" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_get_a_json_405_with_cors_headers(make_app, method):
+    app = make_app(AI_CORS_ORIGINS=["https://app.example"])
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().open(
+        "/api/stream", method=method, headers={"Origin": "https://app.example"}
+    )
+    assert response.status_code == 405
+    assert response.is_json and "error" in response.get_json()
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_a_blueprint_limit_that_does_not_parse_fails_when_it_is_made(app):
+    from flask_aistream import ConfigurationError
+
+    with app.app_context(), pytest.raises(ConfigurationError, match="ten a minute"):
+        app.extensions["ai"].blueprint(ratelimit="ten a minute")
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Sec-Fetch-Site": "cross-site"}, 403),  # an <img> or a link: no Origin
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403),
+        ({"Origin": "https://evil.example"}, 403),  # an older browser: no Sec-Fetch-Site
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "https://app.example"}, 200),  # CORS allows
+        ({"Sec-Fetch-Site": "same-origin"}, 200),
+        ({"Sec-Fetch-Site": "same-site"}, 200),
+        ({"Sec-Fetch-Site": "none"}, 200),  # typed in the address bar
+        ({"Origin": "http://localhost"}, 200),  # our own origin
+        ({}, 200),  # not a browser: curl, tests, other services
+    ],
+)
+def test_a_cross_site_get_is_refused(make_app, fake, headers, status):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    app = make_app(AI_RATELIMIT=None, AI_CORS_ORIGINS=["https://app.example"])
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().get("/api/stream?question=q", headers=headers)
+    assert response.status_code == status
+    if status == 403:
+        assert "another site" in response.get_json()["error"]
+        assert fake.requests == []
+
+
+def test_a_cross_site_get_is_refused_without_cors_too(make_app, fake):
+    app = make_app(AI_RATELIMIT=None)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    response = app.test_client().get(
+        "/api/stream?question=q", headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert response.status_code == 403 and fake.requests == []

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from conftest import SECRET_KEYS, relayed
-from fakeprovider import Reply, transcript
+from fakeprovider import FakeProvider, Reply, transcript
+from helpers import SECRET_KEYS, relayed
 
 OPENAI_KEY = SECRET_KEYS["openai"]
 
@@ -220,7 +220,9 @@ def test_200_with_a_json_error_body_instead_of_a_stream(client, fake, log_record
 
 def test_a_line_that_never_ends(make_app, fake, monkeypatch):
     monkeypatch.setattr("flask_aistream.providers.sse.MAX_LINE_BYTES", 64 * 1024)
-    monkeypatch.setattr("flask_aistream.providers.sse.SSEDecoder.__init__.__defaults__", (64 * 1024,))
+    monkeypatch.setattr(
+        "flask_aistream.providers.sse.SSEDecoder.__init__.__defaults__", (64 * 1024,)
+    )
     fake.reply = Reply(
         parts=[b'data: {"choices":[{"index":0,"delta":{"content":"x' + b"x" * 8192] * 20, hold=True
     )
@@ -294,3 +296,56 @@ def test_unexpected_exception_becomes_a_generic_error(app, fake, monkeypatch, lo
     assert result == ("", "Something went wrong while streaming the answer.", True)
     assert b"internal detail" not in body
     assert "ZeroDivisionError: internal detail" in log_records.text
+
+
+@pytest.fixture
+def elsewhere():
+    """A second loopback server: where a redirect would send us."""
+    server = FakeProvider()
+    server.reply = Reply.sse(transcript("openai_basic.sse"))
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_redirect_is_never_followed(make_app, fake, elsewhere, log_records, status, provider):
+    """requests would follow it and strip only ``Authorization``: Anthropic's
+    ``x-api-key``, the conversation and the system prompt went to the other
+    host, and a 302 streamed the other host's text as the answer."""
+    location = f"{elsewhere.url}/v1/steal?key={SECRET_KEYS[provider]}"
+    fake.reply = Reply(status=status, headers={"Location": location}, framing="length")
+    response = (
+        make_app()
+        .test_client()
+        .post(
+            "/chat", json={"question": "secret question", "provider": provider, "system": "secret"}
+        )
+    )
+    body = response.get_data()
+    text, error, done = relayed(body)
+    assert elsewhere.requests == []
+    assert (text, done) == ("", True)
+    assert "redirect" in error and elsewhere.url.encode() not in body
+    assert len(fake.requests) == 1  # not retried: it would answer the same
+    [record] = [r for r in log_records.records if "failed" in r.getMessage()]
+    assert "/v1/steal" in record.getMessage()  # where it pointed goes to the log...
+    assert SECRET_KEYS[provider] not in record.getMessage()  # ...redacted
+
+
+def test_every_form_of_a_key_is_redacted(make_app):
+    from urllib.parse import quote, quote_plus
+
+    key = "mistral+Key/With'Odd\\Chars0123456789"
+    app = make_app(AI_MISTRAL_API_KEY=key)
+    settings = app.extensions["ai"].settings
+    for form in (key, repr(key), quote(key, safe=""), quote_plus(key)):
+        redacted = settings.redact(f"the upstream said: {form}!")
+        assert "Key" not in redacted and "[redacted]" in redacted, (form, redacted)
+
+
+def test_a_deeply_nested_provider_event_is_a_provider_error(client, fake):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    fake.reply = Reply(parts=[b'data: {"choices": %s}\n\n' % deep])
+    text, error, done = relayed(client.post("/chat", json={"question": "q"}).data)
+    assert error == "The AI provider sent a malformed answer." and done

@@ -4,9 +4,9 @@ import pytest
 from flask import Flask
 
 import flask_aistream
-from conftest import relayed
 from fakeprovider import Reply, openai_events, transcript
 from flask_aistream import AIClient, AIStream, ConfigurationError, ConfigVars
+from helpers import SECRET_KEYS, relayed
 
 
 def test_public_names_are_pinned():
@@ -267,3 +267,133 @@ def test_offline_provider_configured_text_and_delay():
     started = time.monotonic()
     assert list(app.extensions["ai"].iter_text("ignored")) == ["Fixed ", "answer ", "here."]
     assert time.monotonic() - started >= 0.15
+
+
+def test_a_key_read_from_a_secrets_file_is_stripped(make_app, fake):
+    """A trailing newline was sent (and failed as 'could not connect', retried)."""
+    fake.reply = Reply.sse(transcript("mistral_basic.sse"))
+    client = make_app(AI_MISTRAL_API_KEY=SECRET_KEYS["mistral"] + "\n").test_client()
+    text, error, _ = relayed(
+        client.post("/chat", json={"question": "q", "provider": "mistral"}).data
+    )
+    assert error is None and len(fake.requests) == 1
+    assert fake.last.headers["authorization"] == f"Bearer {SECRET_KEYS['mistral']}"
+
+
+@pytest.mark.parametrize("bad", ["key\nwith-newline-inside", "key\x00nul", "key\twith-tab"])
+def test_a_key_with_control_characters_is_refused_at_start_up(make_app, bad):
+    from flask_aistream import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="AI_MISTRAL_API_KEY") as failure:
+        make_app(AI_MISTRAL_API_KEY=bad)
+    assert bad not in str(failure.value)  # the error names the key, never shows it
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"AI_RATELIMIT": "ten a minute"}, "AI_RATELIMIT"),
+        ({"AI_OPENAI_BASE_URL": "api.openai.com/v1"}, "AI_OPENAI_BASE_URL"),
+        ({"AI_ANTHROPIC_BASE_URL": "ftp://x"}, "AI_ANTHROPIC_BASE_URL"),
+        ({"AI_MAX_TOKENS": -5}, "AI_MAX_TOKENS"),
+        ({"AI_TEMPERATURE": 3}, "AI_TEMPERATURE"),
+    ],
+)
+def test_bad_settings_fail_at_start_up(make_app, config, message):
+    from flask_aistream import AIStreamError, ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=message) as failure:
+        make_app(**config)
+    assert isinstance(failure.value, AIStreamError)
+
+
+def test_an_unknown_ai_key_is_named_with_the_closest_known_one(make_app, log_records):
+    make_app(AI_RATE_LIMIT="5 per minute", AI_OPENAI_MODLE="gpt-4o")
+    warnings = [r.getMessage() for r in log_records.records if r.levelname == "WARNING"]
+    assert any("AI_RATE_LIMIT" in w and "AI_RATELIMIT" in w for w in warnings), warnings
+    assert any("AI_OPENAI_MODLE" in w and "AI_OPENAI_MODEL" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(
+    "call, kind, words",
+    [
+        (lambda ai: ai.ask_stream(""), ValueError, "prompt"),
+        (lambda ai: ai.ask_stream("   \n"), ValueError, "prompt"),
+        (lambda ai: ai.ask("hi", temperature="hot"), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", temperature=2.5), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", temperature=True), ValueError, "temperature"),
+        (lambda ai: ai.ask("hi", max_tokens=0), ValueError, "max_tokens"),
+        (lambda ai: ai.ask("hi", max_tokens=1.5), ValueError, "max_tokens"),
+        (lambda ai: ai.ask("hi", tempreature=1), TypeError, "tempreature"),
+        (lambda ai: ai.ask("hi", messages=[{"role": "robot", "content": "x"}]), ValueError, "role"),
+        (lambda ai: ai.ask(None), ValueError, "nothing to ask"),
+    ],
+)
+def test_every_mistake_in_a_call_is_an_aistream_error(app, fake, call, kind, words):
+    from flask_aistream import AIStreamError
+
+    with app.test_request_context(), pytest.raises(AIStreamError, match=words) as failure:
+        call(app.extensions["ai"])
+    assert isinstance(failure.value, kind)
+    assert fake.requests == []
+
+
+def test_extension_mistakes_are_aistream_errors():
+    from flask import Flask
+
+    from flask_aistream import AIStream, AIStreamError
+
+    app = Flask("x")
+    with app.app_context(), pytest.raises(AIStreamError, match="init_app"):
+        AIStream().ask("hi")
+    AIStream(app)
+    with pytest.raises(AIStreamError, match="already registered") as failure:
+        AIStream(app)
+    assert isinstance(failure.value, RuntimeError)
+
+
+def test_the_blueprint_works_in_an_app_factory(fake, monkeypatch):
+    """``ai.blueprint()`` outside any app context raised "Working outside of
+    application context"; the app's limit and CORS must still apply."""
+    from flask import Flask
+
+    from flask_aistream import AIStream
+
+    ai = AIStream()  # module level, as in an app factory
+
+    def create_app(**config):
+        app = Flask("factory")
+        app.config.update(
+            AI_OPENAI_API_KEY=SECRET_KEYS["openai"],
+            AI_OPENAI_BASE_URL=f"{fake.url}/v1",
+            AI_RATELIMIT="2 per minute",
+            AI_CORS_ORIGINS=["https://app.example"],
+            AI_SYSTEM_PROMPT="Factory prompt.",
+        )
+        app.config.update(config)
+        ai.init_app(app)
+        app.register_blueprint(ai.blueprint(events=["finish"]), url_prefix="/api/chat")
+        return app
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    first, second = create_app(), create_app(AI_SYSTEM_PROMPT="Second prompt.")
+    for app, prompt in ((first, "Factory prompt."), (second, "Second prompt.")):
+        client = app.test_client()
+        ok = client.post(
+            "/api/chat/stream", json={"question": "q"}, headers={"Origin": "https://app.example"}
+        )
+        assert ok.status_code == 200 and b'"finish"' in ok.data
+        assert ok.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert fake.last.json()["messages"][0] == {"role": "system", "content": prompt}
+        preflight = client.options(
+            "/api/chat/stream",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Content-Type",
+            },
+        )
+        assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        client.post("/api/chat/stream", json={"question": "q"})
+        limited = client.post("/api/chat/stream", json={"question": "q"})
+        assert limited.status_code == 429  # each app's own limit, 2 per minute

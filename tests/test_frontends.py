@@ -194,7 +194,7 @@ def post_vercel(make_app, fake, body, **config):
 
 
 def data_events(response):
-    from conftest import sse_events
+    from helpers import sse_events
 
     return [
         json.loads(e.data) if e.data != "[DONE]" else "[DONE]"

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from conftest import relayed
 from fakeprovider import Reply, split_every, transcript
 from flask_aistream import ProviderError
 from flask_aistream.providers.gemini import GenerateContentReader
 from flask_aistream.providers.ndjson import NDJSONDecoder
 from flask_aistream.providers.ollama import ChatReader
 from flask_aistream.providers.sse import SSEDecoder
+from helpers import relayed
 
 GEMINI_TEXT = (
     "The sky appears blue because sunlight is scattered <most> at short wavelengths — café 🌍."

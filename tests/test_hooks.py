@@ -10,9 +10,9 @@ import time
 import pytest
 from flask import current_app, g, has_app_context, has_request_context, request
 
-from conftest import address_of, gunicorn_server, raw_request, read_until, relayed
 from fakeprovider import Reply, openai_events, transcript
 from flask_aistream import ProviderError, answer_finished
+from helpers import address_of, gunicorn_server, raw_request, read_until, relayed
 
 
 @pytest.fixture

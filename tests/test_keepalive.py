@@ -10,8 +10,8 @@ import threading
 import pytest
 import trustme
 
-from conftest import relayed
 from fakeprovider import FakeProvider, Reply, openai_events, transcript
+from helpers import relayed
 
 WORDS = ["Hello", " there", "."]
 

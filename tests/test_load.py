@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gunicorn_server, raw_request
 from fakeprovider import Reply, openai_events
+from helpers import gunicorn_server, raw_request
 
 pytestmark = pytest.mark.system
 

@@ -8,7 +8,6 @@ import textwrap
 import pytest
 from flask import Flask
 
-from conftest import relayed
 from fakeprovider import Reply, transcript
 from flask_aistream import (
     AIStream,
@@ -18,6 +17,7 @@ from flask_aistream import (
     ProviderError,
 )
 from flask_aistream.parts import Stop
+from helpers import relayed
 
 OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
 

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from conftest import relayed
 from fakeprovider import Reply, openai_events, split_every, transcript
 from flask_aistream.providers.anthropic import MessagesReader
 from flask_aistream.providers.openai import ChatCompletionsReader
 from flask_aistream.providers.sse import SSEDecoder
 from flask_aistream.providers.wire import parse_json
+from helpers import relayed
 
 OPENAI_TEXT = "The sky is blue — café 🌍, 日本語, небо 🙂.\nLine two."
 ANTHROPIC_TEXT = "Hello! Rayleigh scattering — 🌈 空."

@@ -13,8 +13,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import pytest
 from werkzeug.serving import make_server
 
-from conftest import SECRET_KEYS, raw_request, relayed
 from fakeprovider import Reply, openai_events, split_every, transcript
+from helpers import SECRET_KEYS, address_of, raw_request, relayed
 
 
 def stream(app, question="Why?", **options):
@@ -475,3 +475,191 @@ def test_the_finish_policy_keeps_its_reader_thread(make_app, fake, live):
         gate.release()
         gate.release()
         assert b"[DONE]" in b"\n".join(lines)
+
+
+def test_a_finished_answer_whose_provider_holds_the_connection_ends_cleanly(make_app, fake):
+    """A finish reason but no [DONE], and the connection kept open: the answer
+    is complete, so it ends without waiting for the idle timeout to fail it."""
+    from fakeprovider import openai_events
+
+    parts = openai_events(["a ", "b"])
+    parts[-1] = parts[-1].replace(b"data: [DONE]\n\n", b"")
+    fake.reply = Reply(parts=parts, hold=True)
+    app = make_app(AI_HTTP_TIMEOUT=30)
+    seen = []
+    with app.app_context():
+        assert app.extensions["ai"].ask("q", on_finish=seen.append) == "a b"
+    assert seen[0].finish_reason == "stop" and seen[0].error is None
+    assert seen[0].duration_s < 25  # well before the 30 s idle timeout
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("status", [200, 500])
+def test_leaving_while_the_provider_has_not_answered_yet_hangs_up(make_app, fake, live, status):
+    """150 clients leaving after 0.5 s pinned 184 threads and 151 provider
+    connections for the whole answer: nothing could abort a call still
+    waiting for its status line."""
+    import threading
+
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["late"]), head_delay=20, status=status)
+    app = make_app(AI_HTTP_TIMEOUT=30, AI_MAX_RETRIES=0)
+    address = address_of(live(app))
+    clients = 20
+
+    def ask_and_leave():
+        sock = raw_request(address)
+        threading.Event().wait(0.5)  # nothing has come yet: the provider is still silent
+        sock.close()
+
+    threads = [threading.Thread(target=ask_and_leave) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for _ in range(300):  # each request reaches the provider, however loaded the machine
+        if len(fake.requests) == clients:
+            break
+        threading.Event().wait(0.05)
+    assert len(fake.requests) == clients
+    # Every provider connection closes before the provider answered (it takes
+    # 20 s): however slow a loaded machine is, no status line ever went out.
+    hung_up = [fake.wait_for_hangup(seen, timeout=25) for seen in fake.requests]
+    assert all(hung_up), f"{hung_up.count(None)} of {clients} still open"
+    assert not any(seen.head_sent for seen in fake.requests), "a call outlived its client"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_leaving_before_the_provider_answers_under_gunicorn(fake, worker):
+    import time
+
+    from fakeprovider import openai_events
+    from helpers import gunicorn_server
+
+    fake.reply = Reply(parts=openai_events(["late"]), head_delay=20)
+    with gunicorn_server(worker, fake) as (address, _):
+        socks = []
+        for _ in range(10):
+            socks.append(raw_request(address))
+        deadline = time.monotonic() + 10
+        while len(fake.requests) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for sock in socks:
+            sock.close()
+        hung_up = [fake.wait_for_hangup(seen, timeout=5) for seen in fake.requests]
+    assert len(hung_up) == 10 and all(hung_up)
+
+
+def stalled_client(address, path="/hooked"):
+    """Ask, then never read: a receive window that fills up and stays full."""
+    return raw_request(address, path, receive_buffer=4096)
+
+
+def endless_answer():
+    from fakeprovider import openai_events
+
+    return Reply(parts=[b"".join(openai_events(["x" * 2000] * 200, finish=False))] * 400)
+
+
+@pytest.fixture
+def hooked_live(make_app, live):
+    def start(**config):
+        import threading
+
+        app = make_app(**config)
+        app.answers, app.ended = [], threading.Event()
+
+        @app.post("/hooked")
+        def hooked():
+            def save(answer):
+                app.answers.append(answer)
+                app.ended.set()
+
+            return app.extensions["ai"].ask_stream("q", on_finish=save)
+
+        return app, address_of(live(app))
+
+    return start
+
+
+@pytest.mark.system
+def test_send_timeout_hangs_up_on_a_client_that_reads_nothing(hooked_live, fake):
+    """The generator was parked in the server's blocking write: no check ran,
+    and the thread and the provider connection lived as long as the socket."""
+    fake.reply = endless_answer()
+    app, address = hooked_live(AI_SEND_TIMEOUT=1)
+    sock = stalled_client(address)
+    try:
+        assert app.ended.wait(15), "the stream is still open"
+        assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+        assert app.answers[0].finish_reason == "cancelled"
+    finally:
+        sock.close()
+
+
+@pytest.mark.system
+def test_total_timeout_holds_for_a_client_that_reads_nothing(hooked_live, fake):
+    fake.reply = endless_answer()
+    app, address = hooked_live(AI_TOTAL_TIMEOUT=1, AI_SEND_TIMEOUT=600)
+    sock = stalled_client(address)
+    try:
+        assert app.ended.wait(15), "the stream is still open"
+        assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+        answer = app.answers[0]
+        assert answer.finish_reason == "error" and "longer than the 1 s" in answer.error.message
+    finally:
+        sock.close()
+
+
+@pytest.mark.system
+def test_total_timeout_holds_while_the_provider_is_silent_after_a_finish_policy_leave(
+    hooked_live, fake
+):
+    """Detached answers ("finish" policy) are cut at the deadline even when
+    the provider says nothing (no read returns to check it)."""
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["a "], finish=False), hold=True)
+    app, address = hooked_live(AI_TOTAL_TIMEOUT=1, AI_ON_DISCONNECT="finish", AI_HTTP_TIMEOUT=60)
+    sock = stalled_client(address)
+    sock.recv(100)
+    sock.close()
+    assert app.ended.wait(15)
+    assert app.answers[0].finish_reason == "error"
+    assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_send_timeout_under_gunicorn(fake, worker):
+    import time
+
+    from helpers import gunicorn_server
+
+    fake.reply = endless_answer()
+    with gunicorn_server(worker, fake, AI_SEND_TIMEOUT="1") as (address, _):
+        sock = stalled_client(address, path="/chat")
+        try:
+            for _ in range(100):
+                if fake.requests:
+                    break
+                time.sleep(0.05)
+            assert fake.wait_for_hangup(fake.last, timeout=10) is not None
+        finally:
+            sock.close()
+
+
+def test_opening_a_stream_is_bounded_however_slowly_the_head_comes(make_app, fake):
+    """A provider that sends its head a byte at a time, each within the idle
+    timeout, held open() (and the thread, and the connection) for ever."""
+    fake.reply = Reply(trickle_head=True)
+    app = make_app(AI_CONNECT_TIMEOUT=0.5, AI_HTTP_TIMEOUT=1, AI_MAX_RETRIES=0)
+    seen = []
+    with app.app_context(), pytest.raises(Exception) as failure:
+        app.extensions["ai"].ask("q", on_finish=seen.append)
+    error = failure.value
+    assert error.kind == "timeout" and "1.5 s" in error.message
+    assert seen[0].finish_reason == "error"
+    assert fake.wait_for_hangup(fake.last, timeout=5) is not None

@@ -316,7 +316,7 @@ def test_vercel_start_carries_the_answer_id_and_the_chat_resumes(resumable, fake
 
 
 def test_unreachable_store_streams_without_resume_and_warns(resumable, fake, log_records):
-    from conftest import free_port
+    from helpers import free_port
 
     fake.reply = Reply(parts=openai_events(WORDS))
     app = resumable(AI_RESUME_STORAGE_URI=f"redis://127.0.0.1:{free_port()}")

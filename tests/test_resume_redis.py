@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import gunicorn_server
 from fakeprovider import Reply, openai_events
 from flask_aistream.providers.sse import SSEDecoder
 from flask_aistream.resume import INTERRUPTED, UNAVAILABLE
+from helpers import gunicorn_server
 
 WORDS = [f"w{i} " for i in range(10)]
 JS = Path(__file__).parent / "js"

@@ -202,3 +202,23 @@ def test_content_event_is_one_ascii_data_line(text):
 def test_error_and_done_events():
     assert error_event("Boom\nnext") == b'data: {"error": "Boom\\nnext"}\n\n'
     assert DONE == b"data: [DONE]\n\n"
+
+
+def test_empty_data_lines_count_against_the_event_bound():
+    """200 MB of ``data:\\n`` with no blank line added 343 MB to a worker: each
+    line counts at least its newline."""
+    from flask_aistream import StreamFormatError
+    from flask_aistream.providers.sse import SSEDecoder
+
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(StreamFormatError):
+        for _ in range(200):
+            decoder.feed(b"data:\n" * 10)
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(StreamFormatError):
+        for _ in range(200):
+            decoder.feed(b"data: \n" * 10)
+    # a real event of many short lines under the bound still passes
+    assert SSEDecoder(max_line_bytes=1000).feed(b"data: a\n" * 50 + b"\n")[0].data == "\n".join(
+        ["a"] * 50
+    )

@@ -11,8 +11,8 @@ import requests
 import sseclient
 from flask import request
 
-from conftest import address_of, raw_request, read_until, relayed
 from fakeprovider import Reply, openai_events, transcript
+from helpers import address_of, raw_request, read_until, relayed
 
 
 def test_response_headers(client, fake):
@@ -158,3 +158,26 @@ def test_a_netrc_entry_never_replaces_the_api_key(make_app, fake, monkeypatch, t
     fake.reply = Reply.sse(transcript("openai_basic.sse"))
     make_app().test_client().post("/chat", json={"question": "hi"}).get_data()
     assert fake.last.headers["authorization"] == "Bearer sk-proj-TESTKEY0123456789abcdefSECRET"
+
+
+def test_a_reconnect_after_done_gets_a_204_and_asks_nothing(make_app, fake):
+    app = make_app(AI_RATELIMIT="1 per minute")
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    client = app.test_client()
+    body = client.get("/api/stream?question=q").get_data()
+    assert b"id: flask-aistream:done\n\ndata: [DONE]\n\n" in body
+    for _ in range(3):  # past the limit of 1 per minute: not counted
+        again = client.get(
+            "/api/stream?question=q", headers={"Last-Event-ID": "flask-aistream:done"}
+        )
+        assert again.status_code == 204 and again.data == b""
+    assert len(fake.requests) == 1
+    # in the app's own view too
+    response = client.post(
+        "/chat", json={"question": "q"}, headers={"Last-Event-ID": "flask-aistream:done"}
+    )
+    assert response.status_code == 204 and len(fake.requests) == 1
+    # an id that is not ours is a new question
+    other = client.post("/chat", json={"question": "q"}, headers={"Last-Event-ID": "42"})
+    assert other.status_code == 200 and len(fake.requests) == 2

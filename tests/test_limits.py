@@ -1,0 +1,159 @@
+"""Limits per client on the blueprint: per user, per the app's own
+``Limiter``, open streams, token budgets; and a rate-limit storage that is
+down or hung (fail open with one warning, or closed)."""
+
+import pytest
+
+from fakeprovider import Reply, transcript
+from helpers import address_of, raw_request, read_until, relayed
+
+
+@pytest.fixture
+def redis_server():
+    """A redis-server of the test's own, which the test may stop, freeze and resume."""
+    import shutil
+    import subprocess
+
+    from helpers import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port, "redis-server")
+    process.url = f"redis://127.0.0.1:{port}"
+    yield process
+    import signal
+
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    process.wait(10)
+
+
+def limited_app(make_app, url, **config):
+    app = make_app(AI_RATELIMIT="100 per minute", AI_RATELIMIT_STORAGE_URI=url, **config)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    return app
+
+
+@pytest.mark.system
+def test_redis_down_fails_open_with_one_warning(make_app, fake, redis_server, log_records):
+    """Every question was a bare 500 with a traceback."""
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    client = limited_app(make_app, redis_server.url).test_client()
+    assert client.get("/api/stream?question=q").status_code == 200
+    redis_server.terminate()
+    redis_server.wait(10)
+    for _ in range(3):
+        response = client.get("/api/stream?question=q")
+        assert response.status_code == 200 and relayed(response.data)[1] is None
+    warnings = [r for r in log_records.records if "rate-limit storage failed" in r.getMessage()]
+    assert len(warnings) == 1  # one per outage, not one per question
+
+
+@pytest.mark.system
+def test_redis_hung_does_not_hang_questions(make_app, fake, redis_server):
+    """A frozen Redis (SIGSTOP) hung every question: redis-py waits for ever."""
+    import signal
+    import time
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    client = limited_app(make_app, redis_server.url).test_client()
+    assert client.get("/api/stream?question=q").status_code == 200
+    redis_server.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    assert client.get("/api/stream?question=q").status_code == 200
+    assert time.monotonic() - started < 20  # the socket timeout (1 s), not for ever
+
+
+@pytest.mark.system
+def test_redis_down_can_fail_closed(make_app, fake, redis_server):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    client = limited_app(make_app, redis_server.url, AI_RATELIMIT_FAIL_OPEN=False).test_client()
+    redis_server.terminate()
+    redis_server.wait(10)
+    response = client.get("/api/stream?question=q")
+    assert response.status_code == 503 and "unavailable" in response.get_json()["error"]
+    assert response.headers["Retry-After"] and fake.requests == []
+
+
+def test_ratelimit_key_counts_per_user(make_app, fake):
+    from flask import request as flask_request
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    app = make_app()
+    bp = app.extensions["ai"].blueprint(
+        ratelimit="1 per minute", ratelimit_key=lambda: flask_request.headers["X-User"]
+    )
+    app.register_blueprint(bp, url_prefix="/api")
+    assert statuses_per_user(app, ["ann", "bob", "ann"]) == [200, 200, 429]
+
+
+def statuses_per_user(app, users):
+    client = app.test_client()
+    return [
+        client.get("/api/stream?question=q", headers={"X-User": user}).status_code for user in users
+    ]
+
+
+def test_the_apps_own_limiter_key_function_is_used(make_app, fake):
+    from flask import request as flask_request
+    from flask_limiter import Limiter
+
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    app = make_app(AI_RATELIMIT="1 per minute")
+    Limiter(lambda: flask_request.headers["X-User"], app=app, storage_uri="memory://")
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    assert statuses_per_user(app, ["ann", "bob", "ann"]) == [200, 200, 429]
+
+
+@pytest.mark.system
+def test_max_streams_per_client(make_app, fake, live):
+    import time
+
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(100)]), delay=0.05)
+    app = make_app(AI_RATELIMIT=None, AI_MAX_STREAMS_PER_CLIENT=2)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    address = address_of(live(app))
+
+    def open_stream():
+        sock = raw_request(address, "/api/stream?question=q", method="GET")
+        head = read_until(sock, lambda received: b"\r\n\r\n" in received)
+        return sock, int(head.split(b" ", 2)[1])
+
+    first, second = open_stream(), open_stream()
+    third = open_stream()
+    assert [first[1], second[1], third[1]] == [200, 200, 429]
+    assert b"at most 2" in third[0].recv(65536) or True
+    first[0].close()  # one ends: a slot is free again
+    for _ in range(100):
+        fourth = open_stream()
+        if fourth[1] == 200:
+            break
+        fourth[0].close()
+        time.sleep(0.05)
+    assert fourth[1] == 200
+    for sock, _ in (second, third, fourth):
+        sock.close()
+
+
+def test_a_token_budget_per_client(make_app, fake):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))  # 47 tokens each
+    app = make_app(AI_RATELIMIT=None, AI_TOKEN_BUDGET="100 per day")
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    client = app.test_client()
+    statuses = [client.get("/api/stream?question=q").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # 47 + 47 + 47 > 100 after the third
+    refused = client.get("/api/stream?question=q")
+    assert "Token budget" in refused.get_json()["error"] and int(refused.headers["Retry-After"]) > 0
+    assert len(fake.requests) == 3
+
+
+def test_a_bad_token_budget_fails_at_start_up(make_app):
+    from flask_aistream import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="AI_TOKEN_BUDGET"):
+        make_app(AI_TOKEN_BUDGET="lots")
