@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from functools import partial
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -192,38 +193,34 @@ class Settings:
         already read (``providers.registry.provider_settings``)."""
         provider = config.get(ConfigVars.PROVIDER) or DEFAULT_PROVIDER
         checked_provider(provider, providers, ConfigVars.PROVIDER)  # at start-up, not per call
+        number = partial(_number, config)
         return cls(
             provider=provider,
             model=config.get(ConfigVars.MODEL),
-            temperature=_number(config, ConfigVars.TEMPERATURE, float, minimum=0, maximum=2),
-            max_tokens=_number(config, ConfigVars.MAX_TOKENS, int, minimum=1),
-            http_timeout=_number(
-                config, ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001
+            temperature=number(ConfigVars.TEMPERATURE, float, minimum=0, maximum=2),
+            max_tokens=number(ConfigVars.MAX_TOKENS, int, minimum=1),
+            http_timeout=number(ConfigVars.HTTP_TIMEOUT, float, DEFAULT_HTTP_TIMEOUT, 0.001),
+            connect_timeout=number(
+                ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
             ),
-            connect_timeout=_number(
-                config, ConfigVars.CONNECT_TIMEOUT, float, DEFAULT_CONNECT_TIMEOUT, 0.001
-            ),
-            total_timeout=_number(config, ConfigVars.TOTAL_TIMEOUT, float, None, 0.001),
+            total_timeout=number(ConfigVars.TOTAL_TIMEOUT, float, None, 0.001),
             # 0 turns it off
-            send_timeout=_number(config, ConfigVars.SEND_TIMEOUT, float, DEFAULT_SEND_TIMEOUT, 0)
-            or None,
-            heartbeat_interval=_number(
-                config, ConfigVars.HEARTBEAT_INTERVAL, float, DEFAULT_HEARTBEAT_INTERVAL, 0
+            send_timeout=number(ConfigVars.SEND_TIMEOUT, float, DEFAULT_SEND_TIMEOUT, 0) or None,
+            heartbeat_interval=number(
+                ConfigVars.HEARTBEAT_INTERVAL, float, DEFAULT_HEARTBEAT_INTERVAL, 0
             ),
-            max_retries=_number(config, ConfigVars.MAX_RETRIES, int, DEFAULT_MAX_RETRIES, 0),
-            retry_backoff=_number(
-                config, ConfigVars.RETRY_BACKOFF, float, DEFAULT_RETRY_BACKOFF, 0
-            ),
+            max_retries=number(ConfigVars.MAX_RETRIES, int, DEFAULT_MAX_RETRIES, 0),
+            retry_backoff=number(ConfigVars.RETRY_BACKOFF, float, DEFAULT_RETRY_BACKOFF, 0),
             system_prompt=config.get(ConfigVars.SYSTEM_PROMPT),
-            max_question_chars=_number(
-                config, ConfigVars.MAX_QUESTION_CHARS, int, DEFAULT_MAX_QUESTION_CHARS, 1
+            max_question_chars=number(
+                ConfigVars.MAX_QUESTION_CHARS, int, DEFAULT_MAX_QUESTION_CHARS, 1
             ),
-            max_history=_number(config, ConfigVars.MAX_HISTORY, int, DEFAULT_MAX_HISTORY, 0),
-            max_history_chars=_number(
-                config, ConfigVars.MAX_HISTORY_CHARS, int, DEFAULT_MAX_HISTORY_CHARS, 0
+            max_history=number(ConfigVars.MAX_HISTORY, int, DEFAULT_MAX_HISTORY, 0),
+            max_history_chars=number(
+                ConfigVars.MAX_HISTORY_CHARS, int, DEFAULT_MAX_HISTORY_CHARS, 0
             ),
-            max_request_bytes=_number(
-                config, ConfigVars.MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES, 1
+            max_request_bytes=number(
+                ConfigVars.MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES, 1
             ),
             # None turns the limit off, so a missing key and None differ here.
             ratelimit=checked_limit(
@@ -232,15 +229,13 @@ class Settings:
             ratelimit_storage_uri=config.get(ConfigVars.RATELIMIT_STORAGE_URI)
             or DEFAULT_RATELIMIT_STORAGE_URI,
             ratelimit_fail_open=flag(config, ConfigVars.RATELIMIT_FAIL_OPEN, True),
-            max_streams_per_client=_number(config, ConfigVars.MAX_STREAMS_PER_CLIENT, int, None, 1),
+            max_streams_per_client=number(ConfigVars.MAX_STREAMS_PER_CLIENT, int, None, 1),
             token_budget=checked_limit(
                 config.get(ConfigVars.TOKEN_BUDGET), ConfigVars.TOKEN_BUDGET, many=False
             ),
             cors_origins=_origins(config.get(ConfigVars.CORS_ORIGINS)),
             offline_text=config.get(ConfigVars.OFFLINE_TEXT),
-            offline_delay=_number(
-                config, ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0
-            ),
+            offline_delay=number(ConfigVars.OFFLINE_DELAY, float, DEFAULT_OFFLINE_DELAY, 0),
             on_disconnect=_choice(
                 config, ConfigVars.ON_DISCONNECT, DISCONNECT_POLICIES, DEFAULT_ON_DISCONNECT
             ),
@@ -251,15 +246,13 @@ class Settings:
                 config.get(ConfigVars.FALLBACKS), providers, ConfigVars.FALLBACKS
             ),
             allow_images=flag(config, ConfigVars.ALLOW_IMAGES, False),
-            pool_maxsize=_number(config, ConfigVars.POOL_MAXSIZE, int, DEFAULT_POOL_MAXSIZE, 1),
+            pool_maxsize=number(ConfigVars.POOL_MAXSIZE, int, DEFAULT_POOL_MAXSIZE, 1),
             stream_format=_choice(config, ConfigVars.STREAM_FORMAT, STREAM_FORMATS, "aistream"),
             vercel_protocol=_choice(config, ConfigVars.VERCEL_PROTOCOL, VERCEL_PROTOCOLS, 5),
             models=checked_models(config.get(ConfigVars.MODELS), providers, ConfigVars.MODELS),
-            max_image_bytes=_number(
-                config, ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1
-            ),
+            max_image_bytes=number(ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1),
             resume_storage_uri=config.get(ConfigVars.RESUME_STORAGE_URI) or None,
-            resume_ttl=_number(config, ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
+            resume_ttl=number(ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
             providers=dict(providers),
         )
 
