@@ -13,9 +13,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, Union
 
-if TYPE_CHECKING:
-    from typing_extensions import TypeGuard
-
 from .config import (
     DISCONNECT_POLICIES,
     STREAM_FORMATS,
@@ -29,6 +26,9 @@ from .parts import Answer, Content, JSONObject, Options
 from .providers.base import REQUEST_OPTIONS as PROVIDER_OPTIONS
 from .providers.base import ChatRequest, Provider
 from .providers.wire import printable
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 #: The request options a call may pass beyond model, temperature and max tokens
 #: (the ``ChatRequest`` fields of the same names; images come in messages).

@@ -1,8 +1,7 @@
 """The per-app client behind ``app.extensions["ai"]``: the façade that wires
-the stages together. Checking a call is :mod:`~flask_aistream.calls`',
-streaming it :mod:`~flask_aistream.serving`', the bytes
-:mod:`~flask_aistream.formats`', keeping it for reconnects
-:mod:`~flask_aistream.resume`'."""
+the stages together. Checking a call is the job of ``calls``, turning parts
+into bytes of ``formats``, the streamed response of ``serving``, keeping an
+answer for reconnects of ``resume``; the client only connects them."""
 
 from __future__ import annotations
 
@@ -19,10 +18,6 @@ from flask import request as flask_request
 from . import formats, resume
 from .answer import AnswerRun
 from .calls import AskOptions, Call, OnFinish, Owner, call_options, plan
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat
@@ -44,6 +39,9 @@ from .serving import client_socket, sse_response, warn_if_sync_worker
 from .signals import answer_finished
 from .task import Task
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class AIClient:

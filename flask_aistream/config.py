@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from functools import partial
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from limits import parse, parse_many

@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
-from .client import AIClient
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
 from .calls import AskOptions, Owner
+from .client import AIClient
 from .config import ConfigVars, Settings
 from .errors import ExtensionError
 from .parts import Event, Options
 from .providers.base import Provider
 from .providers.registry import BUILT_IN, entry_point_providers, provider_settings
 from .task import Task
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 EXTENSION_KEY = "ai"
 
