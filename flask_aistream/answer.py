@@ -47,6 +47,8 @@ class AnswerRun:
         self._cancel_error: ProviderError | None = None
         self._hooks_ran = False
         self._begun: Iterator[list[Part] | Finish] | None = None
+        #: Someone began reading it (a response that is never sent never does).
+        self.started = False
         self._read: list[list[Part] | Finish] = []
 
     @property
@@ -59,6 +61,7 @@ class AnswerRun:
         return self._builder.requested_model
 
     def __iter__(self) -> Iterator[list[Part] | Finish]:
+        self.started = True
         if self._begun is None:
             return self._parts()
         return self._after_begin(self._begun)
@@ -68,6 +71,7 @@ class AnswerRun:
         returned: one that failed before it showed anything, say), so a
         caller can answer a failure before any byte is sent; iterating then
         yields what was read first."""
+        self.started = True
         self._begun = self._parts()
         for item in self._begun:
             self._read.append(item)

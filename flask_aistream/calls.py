@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -359,7 +361,12 @@ def plan(
     max_tokens = options.get("max_tokens")
     if max_tokens is None:
         max_tokens = settings.max_tokens
-    elif not is_number(max_tokens) or max_tokens != int(max_tokens) or max_tokens < 1:
+    elif (
+        not is_number(max_tokens)
+        or not math.isfinite(max_tokens)
+        or max_tokens != int(max_tokens)
+        or max_tokens < 1
+    ):
         raise ConfigurationError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}")
     answer_options = checked_answer_options(options)
     fields = dict(
@@ -429,3 +436,21 @@ def _checked_messages(messages: Iterable[object]) -> Iterator[JSONObject]:
                 f"a message role must be one of {', '.join(ROLES)}, not {role!r}"
             )
         yield {"role": role, "content": checked_content(content)}
+
+
+def checked_keywords(function: Callable[..., object], options: Options, what: str) -> Options:
+    """``options`` for ``function``'s keyword-only parameters; one it does not
+    take is an :class:`UnknownOptionError` that lists them (not a
+    ``TypeError`` naming an internal function)."""
+    known = [
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = set(options) - set(known)
+    if unknown:
+        raise UnknownOptionError(
+            f"{what} has no option(s) {', '.join(sorted(unknown))}; "
+            f"expected some of {', '.join(sorted(known))}"
+        )
+    return options

@@ -17,7 +17,7 @@ from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerRun
-from .calls import AskOptions, Call, OnFinish, Owner, call_options, plan
+from .calls import AskOptions, Call, OnFinish, Owner, call_options, checked_keywords, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat
@@ -125,7 +125,7 @@ class AIClient:
         """
         from .endpoints.chat import make_blueprint
 
-        return make_blueprint(self, **options)
+        return make_blueprint(self, **checked_keywords(make_blueprint, options, "blueprint()"))
 
     def openai_blueprint(self, **options: Any) -> Blueprint:
         """A blueprint serving OpenAI's API (``/v1/chat/completions``,
@@ -139,7 +139,9 @@ class AIClient:
         """
         from .endpoints.openai import make_openai_blueprint
 
-        return make_openai_blueprint(self, **options)
+        return make_openai_blueprint(
+            self, **checked_keywords(make_openai_blueprint, options, "openai_blueprint()")
+        )
 
     def task(self) -> Task:
         """A builder for a request: ``ai.task().system(...).prompt(...).stream()``."""
@@ -268,13 +270,16 @@ class AIClient:
         ``owner`` is someone else."""
         if self.resume_store is None:
             return Response(status=204)
+        environ = flask_request.environ if has_request_context() else {}
         return resume.resumed_response(
             self.resume_store,
             answer_id,
             after,
             owner_key(owner),
-            self.settings.heartbeat_interval,
             self.logger,
+            heartbeat=self.settings.heartbeat_interval,
+            client=client_socket(environ),
+            send_timeout=self.settings.send_timeout,
         )
 
     def cancel(self, answer_id: str, owner: Owner = None) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
-from .calls import AskOptions, Owner
+from .calls import AskOptions, Owner, checked_keywords
 from .client import AIClient
 from .config import ConfigVars, Settings
 from .errors import ExtensionError
@@ -114,14 +114,16 @@ class AIStream:
         any app context, as in an app factory."""
         from .endpoints.chat import make_blueprint
 
-        return make_blueprint(None, **options)
+        return make_blueprint(None, **checked_keywords(make_blueprint, options, "blueprint()"))
 
     def openai_blueprint(self, **options: Any) -> Blueprint:
         """The OpenAI-compatible blueprint (see :meth:`AIClient.openai_blueprint`),
         served on each app it is registered on by that app's client."""
         from .endpoints.openai import make_openai_blueprint
 
-        return make_openai_blueprint(None, **options)
+        return make_openai_blueprint(
+            None, **checked_keywords(make_openai_blueprint, options, "openai_blueprint()")
+        )
 
     def task(self) -> Task:
         return self.client.task()

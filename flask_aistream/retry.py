@@ -116,12 +116,18 @@ class RetryingStream(_OneAtATime):
         super().abort()
 
 
+#: Failures another provider is no way around: a content filter, and a request
+#: the provider refused as it was (the caller's to fix; on the OpenAI endpoint,
+#: a client's way to reach a model it was not given).
+NO_FALLBACK = frozenset({"blocked", "bad_request"})
+
+
 class FallbackStream(_OneAtATime):
     """Each provider in turn (each a :class:`RetryingStream`, retried on its
     own first), while the one before failed before any visible part: a
     :class:`~flask_aistream.parts.Source` part says who took over. Never
-    after text was sent, and never past a provider that blocked the answer:
-    another provider is not a way around a content filter."""
+    after text was sent, and never past a provider that blocked the answer
+    or refused the request as it was (:data:`NO_FALLBACK`)."""
 
     def __init__(
         self,
@@ -149,7 +155,7 @@ class FallbackStream(_OneAtATime):
                 return
             except ProviderError as exc:
                 last = number == len(self._attempts) - 1
-                if shown or last or exc.kind == "blocked" or self._stopped.is_set():
+                if shown or last or exc.kind in NO_FALLBACK or self._stopped.is_set():
                     raise
                 if self._on_fallback is not None:
                     self._on_fallback(exc, self._attempts[number + 1][0])

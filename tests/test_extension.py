@@ -397,3 +397,15 @@ def test_the_blueprint_works_in_an_app_factory(fake, monkeypatch):
         client.post("/api/chat/stream", json={"question": "q"})
         limited = client.post("/api/chat/stream", json={"question": "q"})
         assert limited.status_code == 429  # each app's own limit, 2 per minute
+
+
+def test_an_unknown_blueprint_option_is_named_with_the_valid_ones(app):
+    """It was a TypeError naming make_blueprint(), an internal function."""
+    from flask_aistream import AIStream, UnknownOptionError
+
+    ai = app.extensions["ai"]
+    for make in (ai.blueprint, AIStream().blueprint):
+        with pytest.raises(UnknownOptionError, match="ratelimt.*expected some of .*ratelimit"):
+            make(ratelimt="5 per minute")
+    with pytest.raises(UnknownOptionError, match="modles.*expected some of .*models"):
+        ai.openai_blueprint(authorize=lambda request: True, modles={})

@@ -2,6 +2,8 @@
 ``Limiter``, open streams, token budgets; and a rate-limit storage that is
 down or hung (fail open with one warning, or closed)."""
 
+import threading
+
 import pytest
 
 from fakeprovider import Reply, transcript
@@ -157,3 +159,95 @@ def test_a_bad_token_budget_fails_at_start_up(make_app):
 
     with pytest.raises(ConfigurationError, match="AI_TOKEN_BUDGET"):
         make_app(AI_TOKEN_BUDGET="lots")
+
+
+# --- the second review: limits that leaving, or a slow hook, got around ------------
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    "config", [{"AI_ON_DISCONNECT": "finish"}, {"AI_RESUME_STORAGE_URI": "memory://"}]
+)
+def test_hanging_up_does_not_free_a_stream_whose_answer_runs_on(make_app, fake, live, config):
+    """D2: with resume or the finish policy the slot freed when the response
+    closed, while the answer ran on: nine provider streams at once, limit one."""
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(40)]), delay=0.05)
+    app = make_app(AI_RATELIMIT=None, AI_MAX_STREAMS_PER_CLIENT=1, AI_MAX_RETRIES=0, **config)
+    finished = []
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(on_finish=finished.append), url_prefix="/api"
+    )
+    address = address_of(live(app))
+
+    def ask():
+        sock = raw_request(address, "/api/stream?question=q", method="GET")
+        head = read_until(sock, lambda received: b"\r\n\r\n" in received)
+        return sock, int(head.split(b" ", 2)[1])
+
+    sock = raw_request(address, "/api/stream?question=q", method="GET")
+    assert read_until(sock, lambda received: b"w0" in received).startswith(b"HTTP/1.1 200")
+    sock.close()  # the client leaves; its answer goes on
+    again, status = ask()
+    again.close()
+    assert status == 429  # still one answer streaming for this client
+    assert len(fake.requests) == 1
+    for _ in range(200):  # the answer ends (40 tokens, 2 s): its slot is free
+        if finished:
+            break
+        threading.Event().wait(0.05)
+    assert finished and finished[0].finish_reason == "stop"
+    last, status = ask()
+    last.close()
+    assert status == 200
+
+
+def test_leaving_before_the_usage_chunk_still_spends_the_budget(make_app, fake):
+    """D3: usage comes in the last chunk; leaving just before it counted
+    nothing (1,520 tokens read against a budget of 300)."""
+    from fakeprovider import openai_events
+
+    words = [f"word{i:03d} " for i in range(200)]  # ~1,600 characters: ~400 tokens
+    fake.reply = Reply(parts=openai_events(words))
+    app = make_app(AI_RATELIMIT=None, AI_TOKEN_BUDGET="300 per hour", AI_MAX_RETRIES=0)
+    app.register_blueprint(app.extensions["ai"].blueprint(), url_prefix="/api")
+    client = app.test_client()
+    response = client.get("/api/stream?question=q", buffered=False)
+    chunks = iter(response.response)
+    received = b""
+    while received.count(b"content") < 190:
+        received += next(chunks)
+    response.close()  # gone before the finish and the usage
+    refused = client.get("/api/stream?question=q")
+    assert refused.status_code == 429 and "Token budget" in refused.get_json()["error"]
+
+
+@pytest.mark.system
+def test_a_slow_hook_does_not_hold_the_clients_stream(make_app, fake, live):
+    """D12: a hook sleeping 3 s held the slot: the next question right after
+    [DONE] got 429 "Too many answers at once"."""
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["Hi"]))
+    app = make_app(AI_RATELIMIT=None, AI_MAX_STREAMS_PER_CLIENT=1, AI_MAX_RETRIES=0)
+    slow = threading.Event()  # the hook runs until the test ends
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(on_finish=lambda answer: slow.wait(30)), url_prefix="/api"
+    )
+    address = address_of(live(app))
+    first = raw_request(address, "/api/stream?question=q", method="GET")
+    read_until(first, lambda received: b"data: [DONE]" in received)
+    try:
+        for _ in range(400):  # while the first answer's hook still runs
+            second = raw_request(address, "/api/stream?question=q", method="GET")
+            head = read_until(second, lambda received: b"\r\n\r\n" in received)
+            second.close()
+            if head.startswith(b"HTTP/1.1 200"):
+                break
+            threading.Event().wait(0.05)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert not slow.is_set()
+    finally:
+        slow.set()
+        first.close()

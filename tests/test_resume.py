@@ -134,6 +134,15 @@ def test_resume_route_replays_from_any_point(resumable, fake):
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize("after", ["\u00b2", "\u2460", "-1", "1e3", "1234567890"])
+def test_a_sequence_that_is_not_ascii_digits_is_a_400(resumable, fake, after):
+    """'²'.isdigit() is true but int('²') raises: it was a 500 with a traceback."""
+    client = resumable().test_client()
+    response = client.get("/api/chat/stream/ans-" + "0" * 32, query_string={"after": after})
+    assert response.status_code == 400
+    assert response.json == {"error": "'after' must be an event's sequence number."}
+
+
 def test_nothing_left_is_204_and_asks_nobody(resumable, fake):
     fake.reply = Reply(parts=openai_events(WORDS))
     client = resumable().test_client()
@@ -192,6 +201,16 @@ def test_another_users_answer_is_403(resumable, fake):
         assert "someone else" in with_id.get_json()["error"]
     mine = client.get(f"/api/chat/stream/{answer_id}", headers={"X-User": "alice"})
     assert mine.status_code == 200 and mine.data == first.data
+    # Over, and read to its end: still someone else's (it was a 204 for anyone).
+    after = len(events(first.data))
+    bob = {"X-User": "bob"}
+    assert client.get(f"/api/chat/stream/{answer_id}?after={after}", headers=bob).status_code == 403
+    assert client.post(f"/api/chat/stream/{answer_id}/cancel", headers=bob).status_code == 403
+    alice = {"X-User": "alice"}
+    assert (
+        client.get(f"/api/chat/stream/{answer_id}?after={after}", headers=alice).status_code == 204
+    )
+    assert client.post(f"/api/chat/stream/{answer_id}/cancel", headers=alice).status_code == 204
 
 
 def test_authorize_runs_on_resume_and_cancel(resumable, fake):
@@ -419,3 +438,77 @@ def test_the_extension_object_resumes_and_cancels_for_the_current_app(make_app, 
     assert finished.get(timeout=10).finish_reason == "cancelled"
     assert client.get(f"/again/{answer_id}?after=0").data == seen + rest
     assert client.post(f"/stop/{answer_id}").get_json() == {"cancelled": False}
+
+
+# --- the second review: readers that hang, stall or outlive their limits ----------
+
+
+def test_a_reader_ahead_of_the_store_gets_the_interruption_at_once():
+    """D1: the producer died within its 50 ms write window, so its client saw
+    events 1..8 the store never got past 5; reconnecting with ``after=8`` it
+    waited silently until the answer expired, ten minutes later."""
+    from flask_aistream.resume import MemoryStore, follow
+
+    store = MemoryStore(ttl=600)
+    answer_id = "ans-" + "a" * 32
+    store.begin(answer_id, "", "aistream", None)
+    stored = Numbering(answer_id).number(b'data: {"content": "x"}\n\n' * 5)
+    store.append_many([(answer_id, stored, None)])
+    store._answers[answer_id].lease_until = 0  # the producer is gone
+    ahead = events(b"".join(follow(store, answer_id, 8, "aistream", 0, logging.getLogger())))
+    assert [(e.id, e.data) for e in ahead] == [
+        (f"{answer_id}:9", json.dumps({"error": INTERRUPTED})),
+        (f"{answer_id}:10", "[DONE]"),
+    ]
+    # One that saw what was stored is told the same, after the stored rest.
+    behind = events(b"".join(follow(store, answer_id, 3, "aistream", 0, logging.getLogger())))
+    assert [e.id.rsplit(":", 1)[1] for e in behind] == ["4", "5", "6", "7"]
+    assert behind[-2].data == json.dumps({"error": INTERRUPTED})
+
+
+@pytest.mark.system
+def test_a_stalled_client_does_not_cancel_a_resumable_answer(resumable, fake, live):
+    """D6: the send timeout cancelled the answer for everyone when its live
+    client stalled (a phone in a tunnel), the case resume exists for: the
+    resumer got it cut short, ending in [DONE] as if complete."""
+    from helpers import address_of, raw_request
+
+    words = [f"word{i:05d} " for i in range(20000)]
+    fake.reply = Reply(parts=openai_events(words), delay=0.0001)
+    app = resumable(AI_SEND_TIMEOUT=1)
+    sock = raw_request(address_of(live(app)), "/ask", receive_buffer=4096)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # the head only: then the client reads nothing
+    answer_id = head.split(b"X-AIStream-Answer-Id: ")[1].split(b"\r\n")[0].decode()
+    answer = app.finished.get(timeout=60)  # the answer ran to its end without its client
+    sock.close()
+    assert answer.finish_reason == "stop" and answer.text == "".join(words)
+    assert fake.last.parts_sent >= len(words)  # the provider was not cut short
+    whole = app.test_client().get(f"/api/chat/stream/{answer_id}")
+    assert text_of(events(whole.data)) == "".join(words)
+
+
+@pytest.mark.system
+def test_a_resumed_reader_that_reads_nothing_is_hung_up_on(resumable, fake, live):
+    """D4: resumed streams had no send timeout and no watchdog: a reader
+    that read nothing kept its thread and megabytes queued for ever."""
+    from helpers import address_of, raw_request
+
+    words = [f"word{i:05d} " for i in range(40000)]
+    fake.reply = Reply(parts=openai_events(words))
+    app = resumable(AI_SEND_TIMEOUT=1)
+    client = app.test_client()
+    answer_id = client.post("/ask", json={"question": "hi"}).headers["X-AIStream-Answer-Id"]
+    app.finished.get(timeout=30)
+    sock = raw_request(
+        address_of(live(app)), f"/api/chat/stream/{answer_id}", method="GET", receive_buffer=4096
+    )
+    stalled = threading.Event()
+    stalled.wait(3)  # three send timeouts of reading nothing
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    assert b"data: [DONE]" not in received  # cut, not delivered: the server let it go
+    assert words[-1].encode() not in received

@@ -151,7 +151,7 @@ def test_owners_and_expiry_in_redis(fake, redis_server):
             )
             assert again.status_code == status
         cancel = requests.post(route + "/cancel", headers={"X-User": "bob"}, timeout=10)
-        assert cancel.status_code == 204  # over already: nothing to cancel, nothing said
+        assert cancel.status_code == 403  # someone else's, over or not
         deadline = time.monotonic() + 10
         while requests.get(route, headers={"X-User": "ann"}, timeout=10).status_code != 204:
             assert time.monotonic() < deadline, "the answer never expired"
@@ -356,3 +356,21 @@ def test_use_chat_resumes_a_chat_on_another_host(pair, fake, package):
     answers_in(pair["answers"], 1)
     gone = requests.get(f"{pair['b']}/api/vercel/stream/{chat}/stream", timeout=10)
     assert gone.status_code == 204
+
+
+def test_a_stream_expires_from_its_first_batch(redis_server):
+    """D9: a producer killed in its first half-second (before its lease
+    renewal set a TTL) left a Redis stream that never expired."""
+    import redis
+
+    from flask_aistream.formats.sse import Numbering
+    from flask_aistream.resume import RedisStore
+
+    store = RedisStore(redis_server.url, ttl=30)
+    answer_id = "ans-" + "b" * 32
+    store.begin(answer_id, "", "aistream", None)
+    batch = Numbering(answer_id).number(b'data: {"content": "x"}\n\n' * 3)
+    assert store.append_many([(answer_id, batch, None)]) == {}
+    # ...and the producer dies here: nothing renews, nothing ends the answer.
+    ttl = redis.Redis.from_url(redis_server.url).ttl(f"flask-aistream:{answer_id}:events")
+    assert 0 < ttl <= 30

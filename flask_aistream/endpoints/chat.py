@@ -28,11 +28,13 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..calls import OnFinish, Owner, checked_answer_options
+from ..answer import AnswerRun
+from ..calls import OnFinish, Owner, call_options, checked_answer_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
 from ..extension import client_of
 from ..parts import Answer, JSONObject
+from ..providers.wire import text_of
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
 from .chat_input import (
     BadInput,
@@ -48,7 +50,7 @@ from .chat_input import (
     ui_messages,
     usable_chat_id,
 )
-from .limits import ClientLimits, client_limits, key_func, refusal_response
+from .limits import ClientLimits, client_limits, key_func, refusal_response, tokens_to_charge
 
 if TYPE_CHECKING:
     from ..client import AIClient
@@ -199,9 +201,9 @@ def make_blueprint(
             content = [{"type": "text", "text": question}, *images]
             messages = [*history, {"role": "user", "content": content}]
 
-        def ask(on_finish: OnFinish | None) -> Response:
-            return conf.client.ask_stream(
-                None if images else question,
+        def ask(on_finish: OnFinish | None) -> tuple[Response, AnswerRun]:
+            client = conf.client
+            options = dict(
                 provider=chosen,
                 messages=messages,
                 system=conf.system,
@@ -211,29 +213,35 @@ def make_blueprint(
                 chat_id=chat_id,
                 **answer_options,
             )
+            call = client.plan(call_options(None if images else question, options))
+            run = client.start(call)
+            return client.stream(call, run), run
 
         limits = conf.limits
         if limits is None:
-            return ask(hook)
+            return ask(hook)[0]
         client_key = conf.key()
         refusal = limits.admit(client_key)
         if refusal is not None:
             return refusal_response(refusal)
+        release = limits.slot(client_key)
+        prompt_chars = len(question) + sum(len(text_of(m["content"])) for m in messages)
 
         def finished(answer: Answer) -> None:
-            if answer.usage is not None:
-                limits.spend(client_key, answer.usage.total_tokens)
+            release()  # the answer is over: its stream is, before any hook runs
+            limits.spend(client_key, tokens_to_charge(answer, prompt_chars))
             if hook is not None:
                 hook(answer)
 
         try:
-            response = ask(finished)
+            response, run = ask(finished)
         except BaseException:
-            limits.release(client_key)
+            release()
             raise
-        # The client's stream is over when the server closes the response,
-        # whether it was read to the end, left early, or never sent at all.
-        response.call_on_close(lambda: limits.release(client_key))
+        # The stream is counted until its answer ends (which may be after the
+        # response closed: the "finish" policy, resume). A response never
+        # sent never runs its answer: its stream ends when it closes.
+        response.call_on_close(lambda: None if run.started else release())
         return response
 
     def _format(conf: Endpoint) -> str:
@@ -271,7 +279,7 @@ def make_blueprint(
         if refused is not None:
             return refused
         after = request.args.get("after", "0")
-        if not after.isdigit() or len(after) > 9:
+        if not (after.isascii() and after.isdigit()) or len(after) > 9:  # not "²"
             return jsonify(error="'after' must be an event's sequence number."), 400
         seen = parsed_event_id(request.headers.get("Last-Event-ID"))
         since = seen[1] if seen is not None and seen[0] == answer_id else int(after)

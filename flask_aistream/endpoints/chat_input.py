@@ -51,12 +51,17 @@ def json_body(req: Request, max_bytes: int) -> Options:
     if len(raw) > max_bytes:
         raise too_large  # chunked, or a Content-Length that lied
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         raise BadInput(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadInput(400, 'Send a JSON object: {"question": "..."}.')
     return body
+
+
+def _no_constant(name: str) -> object:
+    """``NaN`` and ``Infinity`` are not JSON (Python's parser takes them)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def question_text(value: object, max_chars: int) -> str:

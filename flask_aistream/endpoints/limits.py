@@ -25,7 +25,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from ..config import Settings, parsed_limit
-from ..parts import JSONObject
+from ..parts import Answer, JSONObject
 
 #: Seconds to wait for Redis to connect or answer: a hung Redis must not hang
 #: every question (redis-py waits for ever by default).
@@ -111,6 +111,17 @@ class ClientLimits:
                 )
         return None
 
+    def slot(self, client: str) -> Callable[[], None]:
+        """A release of the stream just admitted for ``client`` that counts
+        once, whoever calls it first (the answer's end, a response never sent)."""
+        released = threading.Lock()
+
+        def release() -> None:
+            if released.acquire(blocking=False):
+                self.release(client)
+
+        return release
+
     def release(self, client: str) -> None:
         """One of ``client``'s streams ended."""
         if self.max_streams is None:
@@ -158,6 +169,18 @@ class ClientLimits:
                 was_down, self._down = self._down, False
             if was_down:
                 self.logger.warning("flask-aistream: the rate-limit storage is back")
+
+
+def tokens_to_charge(answer: Answer, prompt_chars: int) -> int:
+    """What an answer costs a client's budget: its usage, or, when it ended
+    before the provider reported it (a client that left just before the
+    last chunk, a failure), an estimate that counts what was asked and what
+    came (about four characters a token), whichever is more."""
+    reported = answer.usage.total_tokens if answer.usage is not None else 0
+    if answer.usage is not None and answer.finish_reason not in ("cancelled", "error"):
+        return reported
+    came = len(answer.text) + len(answer.reasoning)
+    return max(reported, math.ceil(prompt_chars / 4) + math.ceil(came / 4))
 
 
 def _too_many(message: str, reset_at: float) -> Refusal:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from flask import Blueprint, Flask, Request, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from ..answer import AnswerRun
 from ..calls import call_options
@@ -32,8 +33,9 @@ from ..extension import client_of
 from ..formats import new_id
 from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
 from ..parts import Answer, JSONObject, Options
+from ..providers.wire import text_of
 from .chat_input import BadInput, json_body
-from .limits import ClientLimits, client_limits
+from .limits import ClientLimits, client_limits, tokens_to_charge
 
 if TYPE_CHECKING:
     from ..client import AIClient
@@ -150,6 +152,18 @@ def make_openai_blueprint(
     def api_error(exc: APIError) -> ResponseReturnValue:
         return exc.response()
 
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        """Flask's own errors on these routes (a 405, an ``abort``), in OpenAI's shape."""
+        status = exc.code or 500
+        return APIError(status, exc.description or exc.name, "bad_request").response()
+
+    @bp.errorhandler(Exception)
+    def unexpected(exc: Exception) -> ResponseReturnValue:
+        """A bug: logged with its traceback, answered in OpenAI's shape, never as HTML."""
+        current_app.logger.exception("flask-aistream: the OpenAI endpoint failed")
+        return APIError(500, "The server failed to handle this request.", "internal").response()
+
     @bp.get("/v1/models")
     def list_models() -> Response:
         return jsonify(
@@ -159,6 +173,15 @@ def make_openai_blueprint(
                 for alias, (provider, _) in conf().models.items()
             ],
         )
+
+    @bp.route("/v1/chat/completions", methods=["GET", "PUT", "DELETE", "PATCH"])
+    def other_methods() -> ResponseReturnValue:
+        """Flask's own 405 would be HTML: answer it in OpenAI's shape."""
+        error, status = APIError(
+            405, f"Use POST, not {request.method}.", "bad_request", "method_not_allowed"
+        ).response()
+        error.headers["Allow"] = "POST"
+        return error, status
 
     @bp.post("/v1/chat/completions")
     def chat_completions() -> ResponseReturnValue:
@@ -180,19 +203,22 @@ def make_openai_blueprint(
                     error.headers["Retry-After"] = str(refusal.retry_after)
                 return error, status
 
+            release = limits.slot(client_key)
+            prompt_chars = sum(len(text_of(m["content"] or "")) for m in options["messages"])
+
             def spend(answer: Answer) -> None:
-                if answer.usage is not None:
-                    limits.spend(client_key, answer.usage.total_tokens)
+                release()  # the answer is over: its stream is, before any hook runs
+                limits.spend(client_key, tokens_to_charge(answer, prompt_chars))
 
             options["on_finish"] = spend
         try:
-            response = _answer(state.client, alias, options, body)
+            response, run = _answer(state.client, alias, options, body)
         except BaseException:
             if limits is not None:
-                limits.release(client_key)
+                release()
             raise
-        if limits is not None:
-            response.call_on_close(lambda: limits.release(client_key))
+        if limits is not None:  # a response never sent never runs its answer
+            response.call_on_close(lambda: None if run.started else release())
         return response
 
     return bp
@@ -213,7 +239,8 @@ def _options(
     if body.get("n") not in (None, 1):
         raise APIError(400, "Only n=1 is supported.", "bad_request")
     provider, model = aliases[alias]
-    options: JSONObject = {"provider": provider, "model": model}
+    # No app-wide fallbacks: a client may use its aliases' models, and no other.
+    options: JSONObject = {"provider": provider, "model": model, "fallbacks": []}
     options["messages"] = _messages(body.get("messages"))
     if system:
         options["system"] = system  # the server's, before the client's own
@@ -232,16 +259,24 @@ def _options(
         options["max_tokens"] = max_tokens
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
-        options["tool_choice"] = {"name": (choice.get("function") or {}).get("name")}
+        function = choice.get("function")
+        if not isinstance(function, dict):
+            raise APIError(400, "tool_choice.function must be an object.", "bad_request")
+        options["tool_choice"] = {"name": function.get("name")}
     elif choice is not None:
         options["tool_choice"] = choice
     response_format = body.get("response_format")
+    if response_format is not None and not isinstance(response_format, dict):
+        raise APIError(400, "response_format must be an object.", "bad_request")
     if isinstance(response_format, dict):
         kind = response_format.get("type")
         if kind == "json_object":
             options["response_format"] = "json"
         elif kind == "json_schema":
-            options["response_format"] = (response_format.get("json_schema") or {}).get("schema")
+            json_schema = response_format.get("json_schema")
+            if not isinstance(json_schema, dict):
+                raise APIError(400, "response_format.json_schema must be an object.", "bad_request")
+            options["response_format"] = json_schema.get("schema")
         elif kind != "text":
             raise APIError(400, f"Unsupported response_format type {kind!r}.", "bad_request")
     stream_options = body.get("stream_options") or {}
@@ -273,19 +308,23 @@ def _messages(value: object) -> list[JSONObject]:
 def _part(part: object) -> object:
     """OpenAI's content parts as ours."""
     if isinstance(part, dict) and part.get("type") == "image_url":
-        url = (part.get("image_url") or {}).get("url")
-        return {"type": "image", "url": url}
+        image = part.get("image_url")
+        if not isinstance(image, dict):
+            raise APIError(400, "image_url must be an object with a url.", "bad_request")
+        return {"type": "image", "url": image.get("url")}
     return part
 
 
-def _answer(client: AIClient, alias: str, options: JSONObject, body: Options) -> Response:
+def _answer(
+    client: AIClient, alias: str, options: JSONObject, body: Options
+) -> tuple[Response, AnswerRun]:
     try:
         call = client.plan(call_options(None, options))
     except AIStreamError as exc:  # the request cannot be sent as it is
         raise APIError(400, str(exc), "bad_request") from None
     run = client.start(call)
     if not body.get("stream"):
-        return _completion(run, alias)
+        return _completion(run, alias), run
     # Up to the first visible part in the view: a failure by then is an
     # HTTP error, before any byte is sent.
     ended = run.begin()
@@ -295,7 +334,7 @@ def _answer(client: AIClient, alias: str, options: JSONObject, body: Options) ->
     completion = OpenAIFormat(
         new_id("chatcmpl"), alias, int(time.time()), include_usage=call.include_usage
     )
-    return client.stream(call, run, completion)
+    return client.stream(call, run, completion), run
 
 
 def _provider_error(error: ProviderError) -> APIError:

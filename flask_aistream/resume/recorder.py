@@ -24,7 +24,8 @@ from ..formats import (
 from ..formats.sse import PING, Numbering
 from ..parts import Finish
 from ..serving.reader import Item
-from ..serving.response import sse_response
+from ..serving.response import guarded_response, sse_response
+from ..serving.server import client_closed
 from .ids import ANSWER_ID
 from .store import FOLLOW_WAIT, ResumeStore
 from .writer import StoreWriter
@@ -97,11 +98,13 @@ def follow(
     format_name: str,
     heartbeat: float,
     logger: logging.Logger,
+    client: socket.socket | None = None,
 ) -> Iterator[bytes]:
     """A reader's side: the answer's events after ``after``, as they are
     stored, until its ``[DONE]``. An answer whose producer died (its lease
     ran out) ends with :data:`INTERRUPTED`; a store that fails, with
-    :data:`UNAVAILABLE`."""
+    :data:`UNAVAILABLE`. A reader whose ``client`` socket closed is let go
+    at the next wait, heartbeat or not."""
     last_write = time.monotonic()
     wait = min(FOLLOW_WAIT, heartbeat) if heartbeat else FOLLOW_WAIT
     while True:
@@ -115,7 +118,10 @@ def follow(
                     ending = Numbering(answer_id, after).number(
                         failure_events(format_name, INTERRUPTED)
                     )
-                    if status is None:  # expired under us: nothing left to append to
+                    # Expired under us, or this reader saw events the dead
+                    # producer never stored (its last 50 ms): nothing in the
+                    # store will ever come after ``after``, so say it here.
+                    if status is None or after > status.last_seq:
                         yield ending.data
                         return
                     store.interrupt(answer_id, after, ending)
@@ -133,6 +139,8 @@ def follow(
             yield b"".join(entry.data for entry in entries)
             if entries[-1].last:
                 return
+        elif client is not None and client_closed(client):
+            return  # the reader left while nothing came
         elif heartbeat and now - last_write >= heartbeat:
             last_write = now
             yield PING
@@ -178,8 +186,11 @@ def resumed_response(
     answer_id: str,
     after: int,
     owner: str,
-    heartbeat: float,
     logger: logging.Logger,
+    *,
+    heartbeat: float,
+    client: socket.socket | None,
+    send_timeout: float | None,
 ) -> Response:
     """What answer ``answer_id`` wrote after its event ``after``, then the
     rest as it is written (see ``AIClient.resume``)."""
@@ -190,15 +201,18 @@ def resumed_response(
     except Exception as exc:  # noqa: BLE001 - a clear error, never a traceback
         logger.warning("flask-aistream: the resume store is unavailable: %r", exc)
         return json_error(UNAVAILABLE, 503)
-    if status is None or (status.ended and after >= status.last_seq):
+    if status is None:
         return Response(status=204)
-    if status.owner != owner:
+    if status.owner != owner:  # also once it ended: it is still someone else's
         return json_error("This answer belongs to someone else.", 403)
-    output = FORMAT_CLASSES.get(status.format, AIStreamFormat)
-    response = Response(
-        follow(store, answer_id, after, status.format, heartbeat, logger),
-        content_type=output.content_type,
-        headers=output.headers,
+    if status.ended and after >= status.last_seq:
+        return Response(status=204)
+    response = guarded_response(
+        follow(store, answer_id, after, status.format, heartbeat, logger, client),
+        FORMAT_CLASSES.get(status.format, AIStreamFormat),
+        logger,
+        client=client,
+        send_timeout=send_timeout,
     )
     response.headers["X-AIStream-Answer-Id"] = answer_id
     return response
@@ -209,10 +223,12 @@ def cancel(store: ResumeStore, writer: StoreWriter | None, answer_id: str, owner
     if not ANSWER_ID.match(answer_id):
         return False
     status = store.status(answer_id)
-    if status is None or status.ended:
+    if status is None:
         return False
-    if status.owner != owner:
+    if status.owner != owner:  # also once it ended
         raise PermissionError("this answer belongs to someone else")
+    if status.ended:
+        return False
     cancelled = store.cancel(answer_id)
     if cancelled and writer is not None:
         writer.cancel_here(answer_id)

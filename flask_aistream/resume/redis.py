@@ -36,9 +36,9 @@ end
 #: one argument: per answer a line ``<answer id> <first sequence> <ends: 0|1>
 #: <chat key length> <batch length>``, then the chat key and the batch
 #: (redis-py packs a command's every argument at a cost: one argument keeps a
-#: flush of a thousand answers cheap). After an answer's last batch it
-#: expires in TTL seconds, and its lease, cancel request and chat entry (if
-#: still this answer's) go. ARGV: the key prefix, the TTL, the batches.
+#: flush of a thousand answers cheap). Its events expire TTL seconds after
+#: its last batch; after its last batch its meta does too, and its lease,
+#: cancel request and chat entry (if still this answer's) go. ARGV: the key prefix, the TTL, the batches.
 #: Returns the answers that failed.
 _APPEND = (
     _ADD_BATCH
@@ -57,8 +57,12 @@ while pos <= #blob do
   local key = prefix .. ':' .. answer .. ':'
   if not add_batch(key .. 'events', data, tonumber(first), ends) then
     table.insert(failed, answer)
-  elseif ends == '1' then
+  else
+    -- XADD made the stream: it expires from its first batch on, should the
+    -- producer die before its lease renewal sets the TTL.
     redis.call('EXPIRE', key .. 'events', ttl)
+  end
+  if ends == '1' and failed[#failed] ~= answer then
     redis.call('EXPIRE', key .. 'meta', ttl)
     redis.call('DEL', key .. 'lease', key .. 'cancel')
     if chat ~= '' and redis.call('GET', chat) == answer then redis.call('DEL', chat) end

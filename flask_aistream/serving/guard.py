@@ -21,37 +21,52 @@ class StreamGuard:
 
     def __init__(
         self,
-        run: AnswerRun,
+        run: AnswerRun | None,
         client: socket.socket | None,
         send_timeout: float | None,
         logger: logging.Logger,
+        *,
+        outlives_client: bool = False,
     ) -> None:
+        #: The answer being produced (``None``: a reader of a stored answer).
         self.run = run
         self.client = client
         self.send_timeout = send_timeout
         self.logger = logger
+        #: The answer goes on without its client (the ``"finish"`` policy,
+        #: resume): a stalled client is hung up on, not the answer cancelled.
+        self.outlives_client = outlives_client
         self.writing_since: float | None = None
         self.attached = True  # false once the generator is gone ("finish" policy)
+        self._hung_up = False
 
     def check(self, now: float) -> bool:
         """Act if a limit passed; false once there is nothing left to watch."""
         run = self.run
         since = self.writing_since
         writing = since is not None and self.attached
-        if run.answer is not None and not writing:
-            return False  # the answer ended and nothing waits on the client
-        if run.deadline is not None and now > run.deadline:
+        if run is None:
+            pass  # a reader of a stored answer: watched until its generator ends
+        elif run.answer is not None:
+            if not writing:
+                return False  # the answer ended and nothing waits on the client
+        elif run.deadline is not None and now > run.deadline:
             run.cancel(run.timeout_error())
             if writing:
                 self._hang_up("the total timeout passed while it read nothing")
             return not writing
         if writing and self.send_timeout and since is not None and now - since > self.send_timeout:
-            run.cancel()
+            if run is not None and not self.outlives_client:
+                run.cancel()
             self._hang_up(f"it read nothing for {self.send_timeout:g} s")
-            return False
+            # An answer that outlives its client is still held to its deadline.
+            return run is not None and self.outlives_client and run.answer is None
         return True
 
     def _hang_up(self, why: str) -> None:
+        if self._hung_up:
+            return
+        self._hung_up = True
         self.logger.warning("flask-aistream: closing a client's stream: %s", why)
         if self.client is not None:
             try:

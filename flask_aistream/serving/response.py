@@ -19,6 +19,15 @@ from .guard import StreamGuard
 from .reader import CLIENT_GONE, END, BackgroundReader, Producer
 
 
+class FormatHead(Protocol):
+    """What a response needs of a format before any part: its content type and headers."""
+
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 class OutputFormat(Protocol):
     """What the relay needs of an output format (``flask_aistream.formats``):
     its content type, headers and heartbeat, the bytes for parts that
@@ -74,7 +83,9 @@ def sse_response(
         :class:`~flask_aistream.resume.Recorder`): its ``bytes`` items are
         written as they are.
     """
-    guard = StreamGuard(run, client, send_timeout, logger)
+    guard = StreamGuard(
+        run, client, send_timeout, logger, outlives_client=on_disconnect == "finish"
+    )
     return Response(
         _relay(run, output, logger, heartbeat, client, on_disconnect, guard, producer or run),
         content_type=output.content_type,
@@ -161,3 +172,36 @@ def _relay(
         else:
             WATCHDOG.forget(guard)
             reader.stop()
+
+
+def guarded_response(
+    chunks: Iterator[bytes],
+    output: FormatHead,
+    logger: logging.Logger,
+    *,
+    client: socket.socket | None = None,
+    send_timeout: float | None = None,
+) -> Response:
+    """A response writing ``chunks`` (a stored answer's events, for a reader
+    that reconnected) under the same send timeout and watchdog as a live
+    stream: a reader that reads nothing is hung up on, not left holding its
+    thread with megabytes queued."""
+    guard = StreamGuard(None, client, send_timeout, logger)
+    return Response(
+        _guarded(chunks, guard), content_type=output.content_type, headers=output.headers
+    )
+
+
+def _guarded(chunks: Iterator[bytes], guard: StreamGuard) -> Iterator[bytes]:
+    WATCHDOG.watch(guard)
+    try:
+        for chunk in chunks:
+            guard.writing_since = time.monotonic()
+            yield chunk
+            guard.writing_since = None
+    finally:
+        guard.writing_since = None
+        WATCHDOG.forget(guard)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

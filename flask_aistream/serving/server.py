@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 
 from ..parts import Options
@@ -30,3 +31,20 @@ def warn_if_sync_worker(environ: Options, logger: logging.Logger) -> None:
             "--timeout, streamed answers included. Run gunicorn with "
             "--worker-class gthread (or gevent) for streaming."
         )
+
+
+def client_closed(sock: socket.socket) -> bool:
+    """Whether the client closed its end (readable, with nothing to read),
+    looked at without waiting (a plain ``recv`` would wait under gevent,
+    whose sockets retry until readable). A client that sent bytes (a
+    pipelined request) has not left; a TLS socket cannot be peeked at."""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ)
+            if not selector.select(0):
+                return False
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, ValueError):
+        return False
+    except OSError:
+        return True
