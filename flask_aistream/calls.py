@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import inspect
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -436,21 +435,3 @@ def _checked_messages(messages: Iterable[object]) -> Iterator[JSONObject]:
                 f"a message role must be one of {', '.join(ROLES)}, not {role!r}"
             )
         yield {"role": role, "content": checked_content(content)}
-
-
-def checked_keywords(function: Callable[..., object], options: Options, what: str) -> Options:
-    """``options`` for ``function``'s keyword-only parameters; one it does not
-    take is an :class:`UnknownOptionError` that lists them (not a
-    ``TypeError`` naming an internal function)."""
-    known = [
-        name
-        for name, parameter in inspect.signature(function).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = set(options) - set(known)
-    if unknown:
-        raise UnknownOptionError(
-            f"{what} has no option(s) {', '.join(sorted(unknown))}; "
-            f"expected some of {', '.join(sorted(known))}"
-        )
-    return options

@@ -17,7 +17,7 @@ from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerRun
-from .calls import AskOptions, Call, OnFinish, Owner, call_options, checked_keywords, plan
+from .calls import AskOptions, Call, OnFinish, Owner, call_options, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat
@@ -123,6 +123,7 @@ class AIClient:
         ``owner`` (a function returning the current user's id: with resume
         on, whose answers a request may resume or cancel).
         """
+        from .endpoints import checked_keywords
         from .endpoints.chat import make_blueprint
 
         return make_blueprint(self, **checked_keywords(make_blueprint, options, "blueprint()"))
@@ -137,6 +138,7 @@ class AIClient:
         ``name`` (default ``"aistream_openai"``), ``system`` (prepended to the
         client's), ``ratelimit``, ``max_streams_per_client``, ``token_budget``.
         """
+        from .endpoints import checked_keywords
         from .endpoints.openai import make_openai_blueprint
 
         return make_openai_blueprint(
@@ -221,7 +223,8 @@ class AIClient:
                 partial(self.output, call, run),
                 self.writer,
                 owner,
-                f"{owner}:{call.chat_id}" if call.chat_id else None,
+                # Only a user's chats are found by their id (see the chat route).
+                f"{owner}:{call.chat_id}" if call.chat_id and call.owner is not None else None,
                 call.format or settings.stream_format,
                 self.logger,
                 heartbeat=settings.heartbeat_interval,

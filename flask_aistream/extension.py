@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 
-from .calls import AskOptions, Owner, checked_keywords
+from .calls import AskOptions, Owner
 from .client import AIClient
 from .config import ConfigVars, Settings
 from .errors import ExtensionError
@@ -112,6 +112,7 @@ class AIStream:
         """The chat blueprint (see :meth:`AIClient.blueprint`), served on each
         app it is registered on by that app's client: it may be made outside
         any app context, as in an app factory."""
+        from .endpoints import checked_keywords
         from .endpoints.chat import make_blueprint
 
         return make_blueprint(None, **checked_keywords(make_blueprint, options, "blueprint()"))
@@ -119,6 +120,7 @@ class AIStream:
     def openai_blueprint(self, **options: Any) -> Blueprint:
         """The OpenAI-compatible blueprint (see :meth:`AIClient.openai_blueprint`),
         served on each app it is registered on by that app's client."""
+        from .endpoints import checked_keywords
         from .endpoints.openai import make_openai_blueprint
 
         return make_openai_blueprint(

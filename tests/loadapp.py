@@ -61,7 +61,8 @@ def create_app():
 
     app.register_blueprint(ai.blueprint(on_finish=hook, owner=user), url_prefix="/api/chat")
     app.register_blueprint(
-        ai.blueprint(name="vercel", format="vercel", on_finish=hook), url_prefix="/api/vercel"
+        ai.blueprint(name="vercel", format="vercel", on_finish=hook, owner=user),
+        url_prefix="/api/vercel",
     )
 
     @app.get("/eventsource")

@@ -2,6 +2,8 @@
 D15), through the Flask test client: whatever a client sends, it gets OpenAI's
 error shape, never HTML, and never a model outside its aliases."""
 
+import threading
+
 import pytest
 
 from fakeprovider import Reply, openai_events
@@ -137,3 +139,35 @@ def test_a_done_id_does_not_skip_metering(endpoint, fake):
         assert b"Hello" in response.get_data()
     assert len(fake.requests) == 1
     assert [answer.finish_reason for answer in seen] == ["stop"]
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_while_the_view_reads_stops_the_provider(endpoint, fake, live, stream):
+    """D13: a non-streamed answer was generated (and billed) in full after its
+    client left; a streamed one waited for its first token to notice."""
+    import json
+    import socket
+
+    from helpers import address_of
+
+    fake.reply = Reply(parts=openai_events([f"t{i} " for i in range(100)]), delay=0.1)
+    if stream:
+        fake.reply.head_delay = 60  # silent before its first token
+    address = address_of(live(endpoint(AI_HTTP_TIMEOUT=60)))  # longer than the test waits
+    body = json.dumps(
+        {"model": "cheap", "messages": [{"role": "user", "content": "Hi"}], "stream": stream}
+    ).encode()
+    sock = socket.create_connection(address)
+    sock.sendall(
+        b"POST /oa/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (TOKEN.encode(), len(body), body)
+    )
+    for _ in range(200):  # the provider has the question
+        if fake.requests:
+            break
+        threading.Event().wait(0.05)
+    sock.close()  # the client gives up
+    assert fake.wait_for_hangup(fake.last, timeout=20) is not None
+    assert fake.last.parts_sent < 100

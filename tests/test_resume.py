@@ -309,15 +309,19 @@ def test_vercel_start_carries_the_answer_id_and_the_chat_resumes(resumable, fake
         "id": "chat-1",
         "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
     }
-    response = client.post("/api/chat/stream", json=body, buffered=False)
+    ann = {"X-User": "ann"}
+    response = client.post("/api/chat/stream", json=body, headers=ann, buffered=False)
     assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
     answer_id = response.headers["X-AIStream-Answer-Id"]
     seen = read_until(response, 1)
     start = json.loads(events(seen)[0].data)
     assert start == {"type": "start", "messageId": answer_id}
     response.close()
+    # Without a user, a chat id (the browser's choice) finds nothing: it
+    # would let anyone read another's answer.
+    assert client.get("/api/chat/chat-1/stream").status_code == 204
     # useChat({resume: true}) on a reloaded page: the answer from its start.
-    resumed = client.get("/api/chat/chat-1/stream", buffered=False)
+    resumed = client.get("/api/chat/chat-1/stream", headers=ann, buffered=False)
     assert resumed.status_code == 200
     assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
     for _ in WORDS:
@@ -328,10 +332,35 @@ def test_vercel_start_carries_the_answer_id_and_the_chat_resumes(resumable, fake
     assert "".join(d["delta"] for d in deltas if d["type"] == "text-delta") == "".join(WORDS)
     assert replay[-1].data == "[DONE]"
     app.finished.get(timeout=10)
-    assert client.get("/api/chat/chat-1/stream").status_code == 204  # it ended
-    assert client.get("/api/chat/chat-2/stream").status_code == 204  # never was
+    assert client.get("/api/chat/chat-1/stream", headers=ann).status_code == 204  # it ended
+    assert client.get("/api/chat/chat-2/stream", headers=ann).status_code == 204  # never was
     other_user = client.get("/api/chat/chat-1/stream", headers={"X-User": "x"})
     assert other_user.status_code == 204  # chats are per owner
+
+
+def test_an_anonymous_chat_id_neither_reads_nor_replaces_an_answer(resumable, fake):
+    """D8: without an owner, a chat id let anyone read another's live answer,
+    and re-point the chat at their own, which the victim's reload resumed."""
+    reply, gate = gated_reply()
+    fake.reply = reply
+    app = resumable(AI_STREAM_FORMAT="vercel")
+    client = app.test_client()
+    body = {
+        "id": "chat-1",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    }
+    victim = client.post("/api/chat/stream", json=body, buffered=False)
+    read_until(victim, 1)
+    assert client.get("/api/chat/chat-1/stream", buffered=False).status_code == 204
+    for _ in WORDS:
+        gate.release()
+    victim.close()
+
+
+def test_a_blueprint_without_owner_warns_with_resume_on(make_app, log_records):
+    app = make_app(AI_RESUME_STORAGE_URI="memory://")
+    app.register_blueprint(app.extensions["ai"].blueprint(format="vercel"), url_prefix="/chat")
+    assert any("has no owner=" in r.getMessage() for r in log_records.records)
 
 
 def test_unreachable_store_streams_without_resume_and_warns(resumable, fake, log_records):

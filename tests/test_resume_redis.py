@@ -330,11 +330,13 @@ def test_use_chat_resumes_a_chat_on_another_host(pair, fake, package):
         "id": chat,
         "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
     }
-    live = Stream("POST", pair["a"] + "/api/vercel/stream", json=body)
+    user = {"X-User": "ann"}  # a chat is found by its id for its own user only
+    live = Stream("POST", pair["a"] + "/api/vercel/stream", json=body, headers=user)
     live.count(3)
     live.drop()  # the page reloads
     resume = subprocess.Popen(
-        [node, str(JS / "use_chat_resume.mjs"), package, pair["b"] + "/api/vercel/stream", chat],
+        [node, str(JS / "use_chat_resume.mjs"), package, pair["b"] + "/api/vercel/stream", chat]
+        + ["ann"],
         cwd=JS,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -354,7 +356,7 @@ def test_use_chat_resumes_a_chat_on_another_host(pair, fake, package):
     assert text == "".join(WORDS)
     # Ended: useChat's next reload finds nothing to resume.
     answers_in(pair["answers"], 1)
-    gone = requests.get(f"{pair['b']}/api/vercel/stream/{chat}/stream", timeout=10)
+    gone = requests.get(f"{pair['b']}/api/vercel/stream/{chat}/stream", headers=user, timeout=10)
     assert gone.status_code == 204
 
 
@@ -374,3 +376,25 @@ def test_a_stream_expires_from_its_first_batch(redis_server):
     # ...and the producer dies here: nothing renews, nothing ends the answer.
     ttl = redis.Redis.from_url(redis_server.url).ttl(f"flask-aistream:{answer_id}:events")
     assert 0 < ttl <= 30
+
+
+def test_a_hung_redis_is_found_out_by_one_question(make_app, fake, redis_server):
+    """D7: with Redis frozen, most answers waited 5 s before their first
+    token, each finding out for itself (12 of 12 in the review's run)."""
+    fake.reply = Reply(parts=openai_events(["hi"]))
+    app = make_app(AI_RESUME_STORAGE_URI=redis_server.url, AI_RATELIMIT=None)
+    store = app.extensions["ai"].resume_store
+    tries = []
+    begin = store.begin
+    store.begin = lambda *args: tries.append(args) or begin(*args)
+    client = app.test_client()
+    assert client.post("/chat", json={"question": "q"}).headers.get("X-AIStream-Answer-Id")
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(5):
+            response = client.post("/chat", json={"question": "q"})
+            assert response.status_code == 200 and b"hi" in response.data  # streamed anyway
+            assert "X-AIStream-Answer-Id" not in response.headers
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert len(tries) == 2  # the first, and one that found the store hung; the rest skipped it

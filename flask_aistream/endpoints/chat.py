@@ -127,6 +127,13 @@ def make_blueprint(
         origins = tuple(origins) if origins else None
         images = settings.allow_images if allow_images is None else allow_images
         image_bytes = (max_image_bytes or settings.max_image_bytes) if images else 0
+        if owner is None and app_client.resume_store is not None:
+            app.logger.warning(
+                "flask-aistream: blueprint %r has no owner=: its answers can be resumed by "
+                "anyone holding their id, and useChat's chat resume route stays off (a chat "
+                "id is chosen by the browser: it would let anyone read another's answer)",
+                state.name,
+            )
         endpoints[app] = Endpoint(
             client=app_client,
             limits=client_limits(
@@ -259,10 +266,13 @@ def make_blueprint(
             return refused
         client = endpoint().client
         store = client.resume_store
-        if store is None or usable_chat_id(chat_id) is None:
+        user = current_owner()
+        # A chat id is the browser's choice, no secret: without a user to
+        # tie it to, it would let anyone read (and replace) another's answer.
+        if store is None or user is None or usable_chat_id(chat_id) is None:
             return Response(status=204)
         try:
-            answer_id = store.chat_answer(f"{owner_key(current_owner())}:{chat_id}")
+            answer_id = store.chat_answer(f"{owner_key(user)}:{chat_id}")
         except Exception as exc:  # noqa: BLE001 - the store is down: nothing to resume
             client.logger.warning("flask-aistream: the resume store is unavailable: %r", exc)
             answer_id = None

@@ -34,6 +34,8 @@ from ..formats import new_id
 from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
 from ..parts import Answer, JSONObject, Options
 from ..providers.wire import text_of
+from ..serving.guard import watching_client
+from ..serving.server import client_socket
 from .chat_input import BadInput, json_body
 from .limits import ClientLimits, client_limits, tokens_to_charge
 
@@ -323,11 +325,12 @@ def _answer(
     except AIStreamError as exc:  # the request cannot be sent as it is
         raise APIError(400, str(exc), "bad_request") from None
     run = client.start(call)
-    if not body.get("stream"):
-        return _completion(run, alias), run
-    # Up to the first visible part in the view: a failure by then is an
-    # HTTP error, before any byte is sent.
-    ended = run.begin()
+    with watching_client(run, client_socket(request.environ)):
+        if not body.get("stream"):
+            return _completion(run, alias), run
+        # Up to the first visible part in the view: a failure by then is an
+        # HTTP error, before any byte is sent.
+        ended = run.begin()
     if ended is not None and ended.error is not None:
         run.finish()
         raise _provider_error(ended.error)

@@ -10,6 +10,12 @@ from ..formats.sse import Batch, Entry
 from .store import FOLLOW_WAIT, LEASE_SECONDS, ResumeStore, Status
 
 KEY_PREFIX = "flask-aistream"
+#: Longest a command may take on the request path or the writer's thread.
+COMMAND_TIMEOUT = 1.0
+#: Connections one process's readers may hold at once, each in a blocking
+#: XREAD; a reader that finds none free within FOLLOW_WAIT is told the answer
+#: cannot be resumed right now.
+MAX_BLOCKED_READS = 64
 
 #: Adds a batch's events to an answer's stream, entry ``0-<sequence>`` each:
 #: the batch comes as the bytes the live client got, split here, so a read of
@@ -117,8 +123,21 @@ class RedisStore(ResumeStore):
         import redis
 
         # Short timeouts: a Redis that is down must not hold an answer up.
+        # Commands on the request path and the writer's: a hung Redis must not
+        # hold a question up for more than a second (the rate limit's bound).
         self._redis: Any = redis.Redis.from_url(
-            uri, socket_connect_timeout=2, socket_timeout=FOLLOW_WAIT + 4
+            uri, socket_connect_timeout=COMMAND_TIMEOUT, socket_timeout=COMMAND_TIMEOUT
+        )
+        # Readers block in XREAD for up to FOLLOW_WAIT: a pool of their own,
+        # bounded, so that readers cannot take every connection Redis has.
+        self._blocking: Any = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                uri,
+                max_connections=MAX_BLOCKED_READS,
+                timeout=FOLLOW_WAIT,
+                socket_connect_timeout=COMMAND_TIMEOUT,
+                socket_timeout=FOLLOW_WAIT + COMMAND_TIMEOUT,
+            )
         )
         self._append = self._redis.register_script(_APPEND)
         self._renew = self._redis.register_script(_RENEW)
@@ -164,7 +183,7 @@ class RedisStore(ResumeStore):
 
     def read(self, answer_id: str, after: int, timeout: float) -> list[Entry]:
         events = self._key(answer_id, "events")
-        found = self._redis.xread({events: f"0-{after}"}, block=max(1, int(timeout * 1000)))
+        found = self._blocking.xread({events: f"0-{after}"}, block=max(1, int(timeout * 1000)))
         return [_entry(entry_id, fields) for _, items in found for entry_id, fields in items]
 
     def status(self, answer_id: str) -> Status | None:

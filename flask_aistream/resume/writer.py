@@ -49,18 +49,25 @@ class StoreWriter:
         self._runs: dict[str, Cancellable] = {}  # answer id -> its AnswerRun
         self._pending: list[tuple[str, Batch, str | None]] = []
         self._given_up: set[str] = set()
-        self._lock = threading.Lock()  # guards the three above
+        self._lock = threading.Lock()  # guards the three above, and _probing
         self._writing = threading.Lock()  # one write at a time, in order
         self._work = threading.Event()  # set while any answer is produced here
         self._thread: threading.Thread | None = None
         self._down_until = 0.0  # the store failed: no resume before then
         self._renewals_failing = False
+        self._probing = False  # a request is finding out whether the store is back
 
     def begin(self, answer_id: str, owner: str, format_name: str, chat: str | None) -> bool:
         """Record a new answer in the store; false when it cannot be (the
-        answer then streams without resume), with one warning per outage."""
-        if self._down_until and time.monotonic() < self._down_until:
-            return False
+        answer then streams without resume), with one warning per outage.
+        A failed store is skipped for ``RETRY_STORE_AFTER`` seconds, then one
+        request at a time finds out whether it is back (the others skip it
+        meanwhile); none waits longer than the store's command timeout."""
+        with self._lock:
+            probe = bool(self._down_until)
+            if probe and (time.monotonic() < self._down_until or self._probing):
+                return False
+            self._probing = probe
         try:
             self._store.begin(answer_id, owner, format_name, chat)
         except Exception as exc:  # noqa: BLE001 - fail open, like the rate limit
@@ -72,6 +79,9 @@ class StoreWriter:
                 )
             self._down_until = time.monotonic() + RETRY_STORE_AFTER
             return False
+        finally:
+            if probe:
+                self._probing = False
         if self._down_until:
             self._down_until = 0.0
             self._logger.warning("flask-aistream: the resume store is back")

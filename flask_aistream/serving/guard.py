@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+from ..transport.watchdog import WATCHDOG
+from .server import client_closed
 
 if TYPE_CHECKING:
     from ..answer import AnswerRun
@@ -73,3 +78,38 @@ class StreamGuard:
                 self.client.shutdown(socket.SHUT_RDWR)  # the blocked write fails now
             except OSError:
                 pass
+
+
+class ClientWatch:
+    """While a view reads an answer itself (before its response exists: the
+    OpenAI endpoint's first token, or a whole non-streamed answer), the
+    watchdog looks at the client's socket and cancels the answer once the
+    client closed it: nobody pays for an answer nobody waits for."""
+
+    def __init__(self, run: AnswerRun, client: socket.socket) -> None:
+        self.run = run
+        self.client = client
+        self.done = False
+
+    def check(self, now: float) -> bool:
+        if self.done or self.run.answer is not None:
+            return False
+        if client_closed(self.client):
+            self.run.cancel()
+            return False
+        return True
+
+
+@contextmanager
+def watching_client(run: AnswerRun, client: socket.socket | None) -> Iterator[None]:
+    """Watch ``client`` for the ``with`` block (nothing without a socket)."""
+    if client is None:
+        yield
+        return
+    watch = ClientWatch(run, client)
+    WATCHDOG.watch(watch)
+    try:
+        yield
+    finally:
+        watch.done = True
+        WATCHDOG.forget(watch)
