@@ -52,6 +52,11 @@ class AnswerRun:
         self._read: list[list[Part] | Finish] = []
 
     @property
+    def id(self) -> str | None:
+        """The answer's id (``Answer.id``; the resume id when resume is on)."""
+        return self._builder.id
+
+    @property
     def provider(self) -> str:
         return self._builder.provider
 

@@ -5,25 +5,23 @@ answer for reconnects of ``resume``; the client only connects them."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, current_app, has_app_context, has_request_context
+from flask import Blueprint, Flask, Response, has_request_context
 from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerRun
-from .calls import AskOptions, Call, OnFinish, Owner, call_options, plan
+from .calls import AskOptions, Call, Owner, call_options, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
-from .formats import OutputFormat
+from .formats import OutputFormat, new_id
 from .parts import (
     PUBLIC,
-    Answer,
     AnswerBuilder,
     Event,
     Finish,
@@ -36,7 +34,7 @@ from .providers.registry import build_providers, provider_settings
 from .resume import ResumeStore, StoreWriter, owner_key, resume_store_for
 from .retry import FallbackStream, RetryingStream
 from .serving import client_socket, sse_response, warn_if_sync_worker
-from .signals import answer_finished
+from .signals import Hooks
 from .task import Task
 from .transport import Transport
 
@@ -344,11 +342,10 @@ class AIClient:
 
     def start(self, call: Call) -> AnswerRun:
         """The answer to a checked call: opened lazily, retried before its
-        first token, ended once (nothing is sent before it is read)."""
+        first token, ended once (nothing is sent before it is read). Its
+        hooks take the asking request's context now, to run in it later."""
         provider, chat = call.attempts[0]
-        builder = AnswerBuilder(provider.name, chat.model)
-        on_finish = call.on_finish
-        app = self.app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
+        builder = AnswerBuilder(provider.name, chat.model, id=new_id("ans"), chat_id=call.chat_id)
         stream: PartStream = self._retrying(provider, chat)
         if len(call.attempts) > 1:
             stream = FallbackStream(
@@ -359,7 +356,7 @@ class AIClient:
             stream,
             builder,
             on_error=self._log_failure,
-            on_end=lambda answer: self._finished(answer, on_finish, app),
+            on_end=Hooks(call.on_finish, self.app, self.logger),
             logger=self.logger,
             total_timeout=self.settings.total_timeout,
         )
@@ -371,32 +368,6 @@ class AIClient:
             self.settings.retry_backoff,
             on_retry=self._log_retry,
         )
-
-    def _finished(self, answer: Answer, on_finish: OnFinish | None, app: Flask | None) -> None:
-        """Run the call's hook, then the app's signal, in an app context of
-        their own: not the request's (which may be gone), on a copy of no
-        context at all, so a hook never sees or leaks another one."""
-        if on_finish is None and not answer_finished.receivers:
-            return
-        contextvars.Context().run(self._run_hooks, answer, on_finish, app)
-
-    def _run_hooks(self, answer: Answer, on_finish: OnFinish | None, app: Flask | None) -> None:
-        if app is None:
-            self.logger.warning(
-                "flask-aistream: no Flask app to run the answer's hooks in; "
-                "create the client with AIStream(app) or call it inside an app context"
-            )
-            return
-        with app.app_context():
-            if on_finish is not None:
-                try:
-                    on_finish(answer)
-                except Exception:
-                    self.logger.exception("flask-aistream: the on_finish hook failed")
-            try:
-                answer_finished.send(app, answer=answer)
-            except Exception:
-                self.logger.exception("flask-aistream: an answer_finished receiver failed")
 
     def _log_retry(self, exc: ProviderError, delay: float) -> None:
         self.logger.info(

@@ -212,6 +212,10 @@ class Answer:
     error: ProviderError | None
     first_token_s: float | None
     duration_s: float
+    #: The answer's id (``X-AIStream-Answer-Id`` when resume is on).
+    id: str | None = None
+    #: The chat it answers in: useChat's chat id, or ``chat_id=`` (else ``None``).
+    chat_id: str | None = None
 
 
 #: Text pieces kept apart before they are joined into one: a long answer
@@ -223,7 +227,17 @@ class AnswerBuilder:
     """Adds parts up into an :class:`Answer`. Per text part it does one
     append; everything else is rare."""
 
-    def __init__(self, provider: str, model: str | None, started: float | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        started: float | None = None,
+        *,
+        id: str | None = None,
+        chat_id: str | None = None,
+    ) -> None:
+        self.id = id
+        self.chat_id = chat_id
         self.provider = provider
         self.requested_model = model
         self.started = time.monotonic() if started is None else started
@@ -293,6 +307,8 @@ class AnswerBuilder:
             error=error,
             first_token_s=None if self.first_text_at is None else self.first_text_at - self.started,
             duration_s=time.monotonic() - self.started,
+            id=self.id,
+            chat_id=self.chat_id,
         )
 
     def _build_usage(self) -> Usage | None:

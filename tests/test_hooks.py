@@ -140,30 +140,80 @@ def test_a_hook_that_raises_is_logged_and_reaches_no_client(make_app, fake, log_
     assert record.exc_info and "hook secret detail" in str(record.exc_info[1])
 
 
-def test_the_hook_runs_in_an_app_context_not_the_request_context(make_app, fake):
+def test_the_hook_runs_in_a_copy_of_the_asking_requests_context(make_app, fake):
+    """Hooks know who asked: ``request``, ``g`` (the user a before_request
+    loaded), ``session``, as the view had them; but on a copy, so nothing a
+    hook does reaches the request (which may be long gone) or another one."""
     app = make_app()
     seen = {}
 
     def hook(answer):
         seen.update(
             app=current_app._get_current_object(),
-            app_context=has_app_context(),
-            request_context=has_request_context(),
+            path=request.path,
+            user=request.headers.get("X-User"),
             g_from_the_view=getattr(g, "from_view", None),
+            id=answer.id,
         )
+        g.from_hook = "hook"
 
     @app.post("/ctx")
     def view():
         g.from_view = "view"
         return app.extensions["ai"].ask_stream("hi", on_finish=hook)
 
+    @app.get("/other")
+    def other():
+        return {"from_hook": getattr(g, "from_hook", None), "from_view": g.get("from_view")}
+
     fake.reply = Reply.sse(transcript("openai_basic.sse"))
-    app.test_client().post("/ctx").get_data()
-    assert seen == dict(app=app, app_context=True, request_context=False, g_from_the_view=None)
+    client = app.test_client()
+    client.post("/ctx", headers={"X-User": "ann"}).get_data()
+    assert seen.pop("id").startswith("ans-")
+    assert seen == dict(app=app, path="/ctx", user="ann", g_from_the_view="view")
+    assert client.get("/other").json == {"from_hook": None, "from_view": None}
     seen.clear()
-    with app.test_request_context():  # ask() inside a view: still not the request's context
+    with app.test_request_context("/inside"):  # ask() inside a view: that request's copy
         app.extensions["ai"].ask("hi", on_finish=hook)
-    assert seen["app"] is app and seen["request_context"] is False
+    assert seen["app"] is app and seen["path"] == "/inside"
+    seen.clear()
+    with app.app_context():  # no request: an app context of its own
+        app.extensions["ai"].ask(
+            "hi", on_finish=lambda answer: seen.update(req=has_request_context())
+        )
+    assert seen == {"req": False}
+
+
+def test_a_before_request_that_reads_the_body_and_loads_the_user(make_app, fake):
+    """A new user's first app: a before_request calls ``request.get_json()``
+    and sets ``g.user``; every chat POST was a misleading 400 (the body was
+    read already), and the hook saw no user (48 rows saved without one)."""
+    fake.reply = Reply(parts=openai_events(["Hi"]))
+    app = make_app(AI_RATELIMIT=None, AI_STREAM_FORMAT="vercel")
+    saved = []
+
+    @app.before_request
+    def load_user():
+        body = request.get_json(silent=True) or {}
+        g.user = request.headers.get("X-User") if body else None
+
+    def save(answer):
+        saved.append((g.user, answer.chat_id, answer.text, answer.id))
+
+    app.register_blueprint(app.extensions["ai"].blueprint(on_finish=save), url_prefix="/api")
+    body = {
+        "id": "chat-7",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+    }
+    response = app.test_client().post("/api/stream", json=body, headers={"X-User": "ann"})
+    assert response.status_code == 200 and b"Hi" in response.data
+    [(user, chat_id, text, answer_id)] = saved
+    assert (user, chat_id, text) == ("ann", "chat-7", "Hi")
+    assert answer_id.startswith("ans-")
+    big = app.test_client().post(
+        "/api/stream", json={**body, "pad": "x" * 100_000}, headers={"X-User": "ann"}
+    )
+    assert big.status_code == 413  # the size bound still holds on a body read already
 
 
 def test_the_hook_runs_after_done_was_written_and_before_the_response_closes(hooked, fake, live):

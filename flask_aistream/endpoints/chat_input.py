@@ -47,7 +47,10 @@ def json_body(req: Request, max_bytes: int) -> Options:
     too_large = BadInput(413, f"The request is too large (at most {max_bytes} bytes).")
     if req.content_length is not None and req.content_length > max_bytes:
         raise too_large  # said up front: not read at all
-    raw = req.stream.read(max_bytes + 1)
+    # An app that read the body already (``get_json()`` in a before_request)
+    # left it in werkzeug's cache, and the stream empty: the same bounds hold.
+    cached: bytes | None = getattr(req, "_cached_data", None)
+    raw = cached if cached is not None else req.stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise too_large  # chunked, or a Content-Length that lied
     try:

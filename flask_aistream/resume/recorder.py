@@ -163,7 +163,7 @@ def recorded_response(
     to its end whether or not its client stays; ``None`` when the store
     cannot be reached (the answer then streams without). ``output_for``
     makes the answer's format for its id; the rest goes to ``sse_response``."""
-    answer_id = new_id("ans")
+    answer_id = run.id or new_id("ans")
     if not writer.begin(answer_id, owner, format_name, chat):
         return None
     output = output_for(answer_id)
