@@ -4,6 +4,7 @@ import logging
 
 from .client import AIClient
 from .config import ConfigVars
+from .endpoints.chat_input import ChatInput
 from .errors import (
     AIStreamError,
     ConfigurationError,
@@ -31,6 +32,7 @@ __all__ = [
     "AIStream",
     "AIStreamError",
     "Answer",
+    "ChatInput",
     "ConfigVars",
     "ConfigurationError",
     "ExtensionError",

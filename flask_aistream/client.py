@@ -352,14 +352,18 @@ class AIClient:
                 [(p.name, c.model, partial(self._retrying, p, c)) for p, c in call.attempts],
                 on_fallback=self._log_fallback,
             )
-        return AnswerRun(
+        hooks = Hooks(call.on_finish, self.app, self.logger)
+        run = AnswerRun(
             stream,
             builder,
             on_error=self._log_failure,
-            on_end=Hooks(call.on_finish, self.app, self.logger),
+            on_end=hooks,
             logger=self.logger,
             total_timeout=self.settings.total_timeout,
         )
+        if hooks.watcher is not None:
+            hooks.watcher.started(run, chat)
+        return run
 
     def _retrying(self, provider: Provider, chat: ChatRequest) -> RetryingStream:
         return RetryingStream(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import weakref
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, has_app_context
+from flask.typing import ResponseReturnValue
 
 from .calls import AskOptions, Owner
 from .client import AIClient
-from .config import ConfigVars, Settings
-from .errors import ExtensionError
+from .config import ConfigVars, Settings, checked_limit
+from .errors import ConfigurationError, ExtensionError
 from .parts import Event, Options
 from .providers.base import Provider
 from .providers.registry import BUILT_IN, entry_point_providers, provider_settings
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 EXTENSION_KEY = "ai"
+#: A Flask view function.
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
 
 
 def client_of(app: Flask) -> AIClient:
@@ -126,6 +131,64 @@ class AIStream:
         return make_openai_blueprint(
             None, **checked_keywords(make_openai_blueprint, options, "openai_blueprint()")
         )
+
+    def limit(
+        self,
+        rate: str | None = None,
+        *,
+        key: Callable[[], object] | None = None,
+        max_streams: int | None = None,
+        token_budget: str | None = None,
+    ) -> Callable[[View], View]:
+        """Limits for a view of your own that returns ``ask_stream(...)``, as
+        the blueprint counts them (and as flask-limiter's ``limiter.limit``
+        reads): ``rate`` questions per period (``"10 per minute"``),
+        ``max_streams`` answers streaming at once, ``token_budget`` tokens per
+        period, per client: ``key()`` (e.g. the user's id), else the app's own
+        ``Limiter``'s key, else the client's address. Counted in the app's
+        ``Limiter``'s storage or ``AI_RATELIMIT_STORAGE_URI``; a refusal is a
+        429 JSON ``{"error"}`` with ``Retry-After``; a stream counts until its
+        answer ends, its tokens when it ends."""
+        from .endpoints.limits import (
+            StreamTicket,
+            client_limits,
+            counted,
+            key_func,
+            refusal_response,
+        )
+
+        if rate is None and max_streams is None and token_budget is None:
+            raise ConfigurationError("limit() needs a rate, max_streams or a token_budget.")
+        checked_limit(rate, "rate")
+        checked_limit(token_budget, "token_budget", many=False)
+        if max_streams is not None and (not isinstance(max_streams, int) or max_streams < 1):
+            raise ConfigurationError(
+                f"max_streams must be a whole number >= 1, not {max_streams!r}."
+            )
+
+        def decorator(view: View) -> View:
+            per_app: weakref.WeakKeyDictionary[Flask, Any] = weakref.WeakKeyDictionary()
+            scope = f"view:{view.__module__}.{view.__qualname__}"
+
+            @functools.wraps(view)
+            def limited(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+                app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+                if app not in per_app:
+                    settings = client_of(app).settings
+                    per_app[app] = client_limits(
+                        app, scope, settings, rate, max_streams, token_budget
+                    )
+                limits = per_app[app]
+                client_key = key_func(app, key)()
+                refusal = limits.admit(client_key)
+                if refusal is not None:
+                    return refusal_response(refusal)
+                ticket = StreamTicket(limits, client_key)
+                return counted(lambda: view(*args, **kwargs), ticket)
+
+            return limited  # type: ignore[return-value]
+
+        return decorator
 
     def task(self) -> Task:
         return self.client.task()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from blinker import Namespace
 from flask import Flask, current_app, g, has_app_context, has_request_context
@@ -16,7 +18,9 @@ from flask.globals import request_ctx
 if TYPE_CHECKING:
     from flask.ctx import RequestContext
 
+    from .answer import AnswerRun
     from .parts import Answer
+    from .providers.base import ChatRequest
 
 _signals = Namespace()
 
@@ -26,6 +30,32 @@ _signals = Namespace()
 #: the call's own ``on_finish`` hook, inside the asking request's context:
 #: one place for metering and cost logs.
 answer_finished = _signals.signal("answer-finished")
+
+
+class AnswerWatcher(Protocol):
+    """Something that counts the answers a view starts (a client's stream
+    slot and token budget): told of each one as it starts, and as it ends,
+    before any hook."""
+
+    def started(self, run: AnswerRun, chat: ChatRequest) -> None: ...
+
+    def ended(self, answer: Answer) -> None: ...
+
+
+_watcher: contextvars.ContextVar[AnswerWatcher | None] = contextvars.ContextVar(
+    "flask_aistream_watcher", default=None
+)
+
+
+@contextmanager
+def watched_by(watcher: AnswerWatcher) -> Iterator[None]:
+    """Answers started in the ``with`` block (by ``ask_stream`` in a view)
+    are counted by ``watcher``."""
+    token = _watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _watcher.reset(token)
 
 
 class Hooks:
@@ -43,6 +73,8 @@ class Hooks:
         self.on_finish = on_finish
         self.app = app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
         self.logger = logger
+        #: Who counts this answer (``watched_by``), told before the hooks.
+        self.watcher = _watcher.get()
         self._request: RequestContext | None = None
         self._g: dict[str, Any] = {}
         if has_request_context() and self.app is request_ctx.app:
@@ -52,6 +84,11 @@ class Hooks:
     def __call__(self, answer: Answer) -> None:
         """Run them, on a copy of no context at all, so a hook never sees,
         nor leaks into, another request's."""
+        if self.watcher is not None:
+            try:
+                self.watcher.ended(answer)
+            except Exception:
+                self.logger.exception("flask-aistream: counting the answer failed")
         if self.on_finish is None and not answer_finished.receivers:
             return
         contextvars.Context().run(self._run, answer)

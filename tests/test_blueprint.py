@@ -373,3 +373,80 @@ def test_a_cross_site_get_is_refused_without_cors_too(make_app, fake):
         "/api/stream?question=q", headers={"Sec-Fetch-Site": "cross-site"}
     )
     assert response.status_code == 403 and fake.requests == []
+
+
+def test_prepare_shapes_the_question_before_the_provider_is_asked(make_app, fake):
+    """Retrieval context and a per-user system prompt without giving up the blueprint."""
+    from flask import g
+
+    from flask_aistream import ChatInput
+
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    app = make_app(AI_RATELIMIT=None)
+
+    @app.before_request
+    def load_user():
+        g.user = "ann"
+
+    def prepare(chat: ChatInput) -> None:
+        question = chat.messages[-1]["content"]
+        chat.messages.insert(-1, {"role": "user", "content": f"Context for {question!r}: 42."})
+        chat.system = f"{chat.system} You are talking to {g.user}."
+        chat.model = "gpt-prepared"
+        chat.options["temperature"] = 0.1
+
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(system="Be brief.", prepare=prepare), url_prefix="/api"
+    )
+    response = app.test_client().post("/api/stream", json={"question": "Why?"})
+    assert response.status_code == 200 and b"ok" in response.data
+    sent = fake.last.json()
+    assert sent["model"] == "gpt-prepared" and sent["temperature"] == 0.1
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief. You are talking to ann."},
+        {"role": "user", "content": "Context for 'Why?': 42."},
+        {"role": "user", "content": "Why?"},
+    ]
+
+
+def test_prepare_may_refuse_before_anything_is_counted_or_asked(make_app, fake):
+    from flask import abort
+
+    app = make_app(AI_RATELIMIT="1 per minute")
+
+    def prepare(chat):
+        if "secret" in chat.messages[-1]["content"]:
+            abort(403, "Not about that.")
+
+    app.register_blueprint(app.extensions["ai"].blueprint(prepare=prepare), url_prefix="/api")
+    client = app.test_client()
+    for _ in range(2):  # refused twice: neither counted against the limit
+        refused = client.post("/api/stream", json={"question": "the secret"})
+        assert refused.status_code == 403 and refused.get_json() == {"error": "Not about that."}
+    assert fake.requests == []
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    assert client.post("/api/stream", json={"question": "hi"}).status_code == 200
+
+
+def test_prepare_on_the_openai_endpoint(make_app, fake):
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    app = make_app(AI_RATELIMIT=None)
+
+    def prepare(chat):
+        chat.system = "Answer in French."
+        chat.options.pop("temperature", None)  # the server decides
+
+    app.register_blueprint(
+        app.extensions["ai"].openai_blueprint(authorize=lambda request: True, prepare=prepare),
+        url_prefix="/oa",
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    response = app.test_client().post(
+        "/oa/v1/chat/completions",
+        json={**body, "temperature": 1.5},
+        headers={"Authorization": "Bearer t"},
+    )
+    assert response.status_code == 200
+    sent = fake.last.json()
+    assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+    assert "temperature" not in sent

@@ -15,6 +15,7 @@ def test_public_names_are_pinned():
         "AIStream",
         "AIStreamError",
         "Answer",
+        "ChatInput",
         "ConfigVars",
         "ConfigurationError",
         "ExtensionError",

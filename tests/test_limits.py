@@ -251,3 +251,74 @@ def test_a_slow_hook_does_not_hold_the_clients_stream(make_app, fake, live):
     finally:
         slow.set()
         first.close()
+
+
+# --- ai.limit: the same limits on a view of the app's own ---------------------------
+
+
+def limited_view_app(make_app, **limits):
+    from flask import request
+
+    from flask_aistream import AIStream
+
+    ai = AIStream()
+    app = make_app(AI_RATELIMIT=None, AI_MAX_RETRIES=0)
+    finished = []
+
+    @app.post("/mine")
+    @ai.limit(key=lambda: request.headers["X-User"], **limits)
+    def mine():
+        return ai.ask_stream(request.json["question"], on_finish=finished.append)
+
+    app.finished = finished
+    return app
+
+
+def test_ai_limit_counts_questions_per_key(make_app, fake):
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    client = limited_view_app(make_app, rate="2 per minute").test_client()
+    ann, bob = {"X-User": "ann"}, {"X-User": "bob"}
+    statuses = [
+        client.post("/mine", json={"question": "q"}, headers=ann).status_code for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    refused = client.post("/mine", json={"question": "q"}, headers=ann)
+    assert "Too many questions" in refused.get_json()["error"] and refused.headers["Retry-After"]
+    assert client.post("/mine", json={"question": "q"}, headers=bob).status_code == 200
+
+
+def test_ai_limit_frees_a_stream_when_its_client_leaves(make_app, fake):
+    from fakeprovider import openai_events
+
+    fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(50)]), delay=0.01)
+    app = limited_view_app(make_app, max_streams=1)
+    client = app.test_client()
+    ann = {"X-User": "ann"}
+    first = client.post("/mine", json={"question": "q"}, headers=ann, buffered=False)
+    next(iter(first.response))
+    assert client.post("/mine", json={"question": "q"}, headers=ann).status_code == 429
+    first.close()  # gone: the answer is cancelled, its stream freed
+    assert app.finished[-1].finish_reason == "cancelled"
+    with client.post("/mine", json={"question": "q"}, headers=ann) as again:
+        assert again.status_code == 200
+
+
+def test_ai_limit_spends_a_token_budget(make_app, fake):
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))  # 47 tokens each
+    client = limited_view_app(make_app, token_budget="60 per hour").test_client()
+    ann = {"X-User": "ann"}
+    statuses = [
+        client.post("/mine", json={"question": "q"}, headers=ann).status_code for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+
+def test_ai_limit_needs_a_limit_and_checks_it():
+    from flask_aistream import AIStream, ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        AIStream().limit()
+    with pytest.raises(ConfigurationError, match="10 a minute"):
+        AIStream().limit("10 a minute")

@@ -293,10 +293,11 @@ def test_resumes_do_not_count_against_the_rate_limit(resumable, fake):
     assert first.status_code == 200
     answer_id = first.headers["X-AIStream-Answer-Id"]
     middle = events(first.data)[3].id
-    for _ in range(3):
-        again = client.get("/api/chat/stream?question=hi", headers={"Last-Event-ID": middle})
-        assert again.status_code == 200
-        assert client.get(f"/api/chat/stream/{answer_id}").status_code == 200
+    for _ in range(3):  # each read to its end and closed, as a server does
+        with client.get("/api/chat/stream?question=hi", headers={"Last-Event-ID": middle}) as again:
+            assert again.status_code == 200
+        with client.get(f"/api/chat/stream/{answer_id}") as whole:
+            assert whole.status_code == 200
     assert client.get("/api/chat/stream?question=hi").status_code == 429  # a new question is one
 
 
@@ -541,3 +542,42 @@ def test_a_resumed_reader_that_reads_nothing_is_hung_up_on(resumable, fake, live
     sock.close()
     assert b"data: [DONE]" not in received  # cut, not delivered: the server let it go
     assert words[-1].encode() not in received
+
+
+def test_readers_count_as_streams_and_an_answer_has_few(resumable, fake):
+    """D5: the resume routes were outside every per-client limit: one
+    question and four readers took every thread of a --threads 4 worker."""
+    reply, gate = gated_reply()
+    fake.reply = reply
+    client = resumable(AI_MAX_STREAMS_PER_CLIENT=2).test_client()
+    live = client.get("/api/chat/stream?question=hi", buffered=False)
+    answer_id = live.headers["X-AIStream-Answer-Id"]
+    route = f"/api/chat/stream/{answer_id}"
+    first = client.get(route, buffered=False)
+    assert first.status_code == 200  # the live stream and one reader: two
+    second = client.get(route, buffered=False)
+    assert second.status_code == 429 and "at once" in second.get_json()["error"]
+    first.close()
+    for _ in WORDS:
+        gate.release()
+    live.close()
+
+
+def test_one_answer_has_at_most_three_readers(resumable, fake):
+    reply, gate = gated_reply()
+    fake.reply = reply
+    client = resumable().test_client()
+    live = client.get("/api/chat/stream?question=hi", buffered=False)
+    route = f"/api/chat/stream/{live.headers['X-AIStream-Answer-Id']}"
+    readers = [client.get(route, buffered=False) for _ in range(3)]
+    assert [r.status_code for r in readers] == [200, 200, 200]
+    fourth = client.get(route, buffered=False)
+    assert fourth.status_code == 429
+    readers.pop().close()  # one leaves: room for another
+    again = client.get(route, buffered=False)
+    assert again.status_code == 200
+    for response in [*readers, again]:
+        response.close()
+    for _ in WORDS:
+        gate.release()
+    live.close()

@@ -28,16 +28,15 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..answer import AnswerRun
-from ..calls import OnFinish, Owner, call_options, checked_answer_options
+from ..calls import OnFinish, Owner, checked_answer_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
 from ..extension import client_of
-from ..parts import Answer, JSONObject
-from ..providers.wire import text_of
+from ..parts import Content, JSONObject
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
 from .chat_input import (
     BadInput,
+    ChatInput,
     InputLimits,
     check_image_bytes,
     chosen_provider,
@@ -50,7 +49,14 @@ from .chat_input import (
     ui_messages,
     usable_chat_id,
 )
-from .limits import ClientLimits, client_limits, key_func, refusal_response, tokens_to_charge
+from .limits import (
+    ClientLimits,
+    StreamTicket,
+    client_limits,
+    counted,
+    key_func,
+    refusal_response,
+)
 
 if TYPE_CHECKING:
     from ..client import AIClient
@@ -91,6 +97,7 @@ def make_blueprint(
     providers: Iterable[str] | None = None,
     format: str | None = None,
     owner: Callable[[], Owner] | None = None,
+    prepare: Callable[[ChatInput], object] | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
@@ -158,6 +165,19 @@ def make_blueprint(
         """Whose answers this request may resume or cancel (``owner=``)."""
         return owner() if owner is not None else None
 
+    def reader(resume: Callable[[], Response]) -> Response | tuple[Response, int]:
+        """A reader of a stored answer: it holds a thread (and a connection
+        to the store) while it follows, so it counts against the client's
+        open streams, though not against the questions it may ask."""
+        conf = endpoint()
+        if conf.limits is None:
+            return resume()
+        client_key = conf.key()
+        refusal = conf.limits.admit_stream(client_key)
+        if refusal is not None:
+            return refusal_response(refusal)
+        return counted(resume, StreamTicket(conf.limits, client_key))
+
     def forbidden() -> tuple[Response, int] | None:
         if authorize is not None and not authorize(request):
             return jsonify(error="You are not allowed to use this chat."), 403
@@ -175,9 +195,10 @@ def make_blueprint(
             return refused
         # An EventSource reconnecting: the answer it was reading, never a new
         # one (and no count against the rate limit: it costs no tokens).
-        resumed = conf.client.resume_request(current_owner())
-        if resumed is not None:
-            return resumed
+        seen = parsed_event_id(request.headers.get("Last-Event-ID"))
+        if seen is not None and conf.client.resume_store is not None:
+            user = current_owner()
+            return reader(lambda: conf.client.resume(seen[0], seen[1], owner=user))
         chat_id = None
         try:
             if request.method == "GET":
@@ -203,53 +224,40 @@ def make_blueprint(
                 check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        messages = history
+        content: Content = question
         if images:
             content = [{"type": "text", "text": question}, *images]
-            messages = [*history, {"role": "user", "content": content}]
+        chat = ChatInput(
+            messages=[*history, {"role": "user", "content": content}],
+            system=conf.system,
+            provider=chosen,
+            model=model,
+        )
+        if prepare is not None:
+            prepare(chat)  # may change it, or abort()
 
-        def ask(on_finish: OnFinish | None) -> tuple[Response, AnswerRun]:
-            client = conf.client
-            options = dict(
-                provider=chosen,
-                messages=messages,
-                system=conf.system,
-                model=model,
-                on_finish=on_finish,
-                owner=current_owner(),
-                chat_id=chat_id,
+        def ask() -> Response:
+            options = {
+                **chat.options,
+                "provider": chat.provider,
+                "model": chat.model,
+                "system": chat.system,
+                "messages": chat.messages,
+                "on_finish": hook,
+                "owner": current_owner(),
+                "chat_id": chat_id,
                 **answer_options,
-            )
-            call = client.plan(call_options(None if images else question, options))
-            run = client.start(call)
-            return client.stream(call, run), run
+            }
+            return conf.client.ask_stream(None, **options)
 
         limits = conf.limits
         if limits is None:
-            return ask(hook)[0]
+            return ask()
         client_key = conf.key()
         refusal = limits.admit(client_key)
         if refusal is not None:
             return refusal_response(refusal)
-        release = limits.slot(client_key)
-        prompt_chars = len(question) + sum(len(text_of(m["content"])) for m in messages)
-
-        def finished(answer: Answer) -> None:
-            release()  # the answer is over: its stream is, before any hook runs
-            limits.spend(client_key, tokens_to_charge(answer, prompt_chars))
-            if hook is not None:
-                hook(answer)
-
-        try:
-            response, run = ask(finished)
-        except BaseException:
-            release()
-            raise
-        # The stream is counted until its answer ends (which may be after the
-        # response closed: the "finish" policy, resume). A response never
-        # sent never runs its answer: its stream ends when it closes.
-        response.call_on_close(lambda: None if run.started else release())
-        return response
+        return counted(ask, StreamTicket(limits, client_key))
 
     def _format(conf: Endpoint) -> str:
         return format or conf.client.settings.stream_format
@@ -278,7 +286,7 @@ def make_blueprint(
             answer_id = None
         if answer_id is None:
             return Response(status=204)
-        return client.resume(answer_id, 0, owner=current_owner())
+        return reader(lambda: client.resume(answer_id, 0, owner=user))
 
     @bp.route("/stream/<answer_id>", methods=["GET"])
     def resume(answer_id: str) -> Response | tuple[Response, int]:
@@ -293,7 +301,8 @@ def make_blueprint(
             return jsonify(error="'after' must be an event's sequence number."), 400
         seen = parsed_event_id(request.headers.get("Last-Event-ID"))
         since = seen[1] if seen is not None and seen[0] == answer_id else int(after)
-        return endpoint().client.resume(answer_id, since, owner=current_owner())
+        user = current_owner()
+        return reader(lambda: endpoint().client.resume(answer_id, since, owner=user))
 
     @bp.route("/stream/<answer_id>/cancel", methods=["POST"])
     def cancel(answer_id: str) -> Response | tuple[Response, int]:

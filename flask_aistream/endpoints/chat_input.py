@@ -6,7 +6,7 @@ with a message for the page), never a traceback."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +18,25 @@ from ..parts import JSONObject, Options
 from ..providers.wire import text_of
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
+
+
+@dataclass
+class ChatInput:
+    """A question as a blueprint is about to ask it, once what the browser
+    sent was checked and ``authorize`` passed, for ``prepare=`` to shape:
+    add retrieved context, a per-user system prompt, pick a model, or refuse
+    with ``flask.abort()``. Limits are counted after it, the provider asked
+    after that.
+
+    ``messages`` are role/content dicts, the history then the question (a
+    content may be a list of text and image parts); ``options`` are call
+    options of the server's own (``temperature``, ``tools``...)."""
+
+    messages: list[JSONObject]
+    system: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    options: JSONObject = field(default_factory=dict)
 
 
 class BadInput(Exception):

@@ -17,15 +17,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, make_response, request
+from flask.typing import ResponseReturnValue
 from limits import RateLimitItem
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from ..config import Settings, parsed_limit
 from ..parts import Answer, JSONObject
+from ..providers.wire import text_of
+from ..signals import watched_by
+
+if TYPE_CHECKING:
+    from ..answer import AnswerRun
+    from ..providers.base import ChatRequest
 
 #: Seconds to wait for Redis to connect or answer: a hung Redis must not hang
 #: every question (redis-py waits for ever by default).
@@ -99,28 +106,33 @@ class ClientLimits:
             if not self.window.hit(item, self.scope, "questions", client):
                 reset_at, _ = self.window.get_window_stats(item, self.scope, "questions", client)
                 return _too_many(f"Too many questions: the limit is {item}.", reset_at)
-        if self.max_streams is not None:
-            key = self._streams_key(client)
-            if self.storage.incr(key, STREAMS_EXPIRY) > self.max_streams:
-                self._decr(key)
-                return Refusal(
-                    429,
-                    f"Too many answers at once: at most {self.max_streams} per client. "
-                    "Wait for one to finish.",
-                    retry_after=5,
-                )
+        return self._open_stream(client)
+
+    def _open_stream(self, client: str) -> Refusal | None:
+        if self.max_streams is None:
+            return None
+        key = self._streams_key(client)
+        if self.storage.incr(key, STREAMS_EXPIRY) > self.max_streams:
+            self._decr(key)
+            return Refusal(
+                429,
+                f"Too many answers at once: at most {self.max_streams} per client. "
+                "Wait for one to finish.",
+                retry_after=5,
+            )
         return None
 
-    def slot(self, client: str) -> Callable[[], None]:
-        """A release of the stream just admitted for ``client`` that counts
-        once, whoever calls it first (the answer's end, a response never sent)."""
-        released = threading.Lock()
-
-        def release() -> None:
-            if released.acquire(blocking=False):
-                self.release(client)
-
-        return release
+    def admit_stream(self, client: str) -> Refusal | None:
+        """Open a stream for ``client`` that asks nothing (a reader of a
+        stored answer): counted against ``max_streams`` only."""
+        if self.max_streams is None:
+            return None
+        try:
+            refusal = self._open_stream(client)
+        except Exception as exc:
+            return self._outage(exc)
+        self._recovered()
+        return refusal
 
     def release(self, client: str) -> None:
         """One of ``client``'s streams ended."""
@@ -171,6 +183,53 @@ class ClientLimits:
                 self.logger.warning("flask-aistream: the rate-limit storage is back")
 
 
+class StreamTicket:
+    """One stream a client was admitted for (an :class:`AnswerWatcher`):
+    counted open until its answer ends (which may be after its response
+    closed: the "finish" policy, resume), then charged the answer's tokens;
+    a response that never started its answer ends it when it closes."""
+
+    def __init__(self, limits: ClientLimits, client: str) -> None:
+        self.limits = limits
+        self.client = client
+        self.prompt_chars = 0
+        self._runs: list[AnswerRun] = []
+        self._released = threading.Lock()
+
+    def started(self, run: AnswerRun, chat: ChatRequest) -> None:
+        self._runs.append(run)
+        self.prompt_chars = len(chat.system or "") + sum(
+            len(text_of(message["content"])) for message in chat.messages
+        )
+
+    def ended(self, answer: Answer) -> None:
+        self.release()  # the answer is over: so is its stream, before any hook runs
+        self.limits.spend(self.client, tokens_to_charge(answer, self.prompt_chars))
+
+    def release(self) -> None:
+        """Count the stream closed, once, whoever calls first."""
+        if self._released.acquire(blocking=False):
+            self.limits.release(self.client)
+
+    def closed(self) -> None:
+        """The response closed: a stream whose answer never started ends now."""
+        if not any(run.started for run in self._runs):
+            self.release()
+
+
+def counted(view: Callable[[], ResponseReturnValue], ticket: StreamTicket) -> Response:
+    """The response of ``view`` (which asks for an answer), its stream
+    counted by ``ticket`` until the answer ends."""
+    with watched_by(ticket):
+        try:
+            response = make_response(view())
+        except BaseException:
+            ticket.release()
+            raise
+    response.call_on_close(ticket.closed)
+    return response
+
+
 def tokens_to_charge(answer: Answer, prompt_chars: int) -> int:
     """What an answer costs a client's budget: its usage, or, when it ended
     before the provider reported it (a client that left just before the
@@ -180,6 +239,8 @@ def tokens_to_charge(answer: Answer, prompt_chars: int) -> int:
     if answer.usage is not None and answer.finish_reason not in ("cancelled", "error"):
         return reported
     came = len(answer.text) + len(answer.reasoning)
+    if answer.error is not None and not came:
+        return reported  # failed before it answered: nothing was generated
     return max(reported, math.ceil(prompt_chars / 4) + math.ceil(came / 4))
 
 

@@ -32,12 +32,11 @@ from ..errors import AIStreamError, ConfigurationError, ProviderError
 from ..extension import client_of
 from ..formats import new_id
 from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
-from ..parts import Answer, JSONObject, Options
-from ..providers.wire import text_of
+from ..parts import JSONObject, Options
 from ..serving.guard import watching_client
 from ..serving.server import client_socket
-from .chat_input import BadInput, json_body
-from .limits import ClientLimits, client_limits, tokens_to_charge
+from .chat_input import BadInput, ChatInput, json_body
+from .limits import ClientLimits, StreamTicket, client_limits, counted
 
 if TYPE_CHECKING:
     from ..client import AIClient
@@ -101,6 +100,7 @@ def make_openai_blueprint(
     ratelimit: str | None | bool = True,
     max_streams_per_client: int | None | bool = True,
     token_budget: str | None | bool = True,
+    prepare: Callable[[ChatInput], object] | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.openai_blueprint`."""
     if authorize is None or not callable(authorize):
@@ -193,6 +193,8 @@ def make_openai_blueprint(
         except BadInput as bad:
             raise APIError(bad.status, bad.message, "bad_request") from None
         alias, options = _options(body, state.models, system)
+        if prepare is not None:
+            options = _prepared(options, prepare)
         limits = state.limits
         client_key = hashlib.sha256(request.headers["Authorization"].encode()).hexdigest()
         if limits is not None:
@@ -204,26 +206,32 @@ def make_openai_blueprint(
                 if refusal.retry_after is not None:
                     error.headers["Retry-After"] = str(refusal.retry_after)
                 return error, status
-
-            release = limits.slot(client_key)
-            prompt_chars = sum(len(text_of(m["content"] or "")) for m in options["messages"])
-
-            def spend(answer: Answer) -> None:
-                release()  # the answer is over: its stream is, before any hook runs
-                limits.spend(client_key, tokens_to_charge(answer, prompt_chars))
-
-            options["on_finish"] = spend
-        try:
-            response, run = _answer(state.client, alias, options, body)
-        except BaseException:
-            if limits is not None:
-                release()
-            raise
-        if limits is not None:  # a response never sent never runs its answer
-            response.call_on_close(lambda: None if run.started else release())
-        return response
+            ticket = StreamTicket(limits, client_key)
+            return counted(lambda: _answer(state.client, alias, options, body), ticket)
+        return _answer(state.client, alias, options, body)
 
     return bp
+
+
+def _prepared(options: JSONObject, prepare: Callable[[ChatInput], object]) -> JSONObject:
+    """``options`` through the app's ``prepare`` (a :class:`ChatInput`)."""
+    names = ("messages", "system", "provider", "model")
+    rest = {key: value for key, value in options.items() if key not in names}
+    chat = ChatInput(
+        messages=options["messages"],
+        system=options.get("system"),
+        provider=options["provider"],
+        model=options.get("model"),
+        options=rest,
+    )
+    prepare(chat)
+    return {
+        **chat.options,
+        "messages": chat.messages,
+        "system": chat.system,
+        "provider": chat.provider,
+        "model": chat.model,
+    }
 
 
 def _options(
@@ -317,9 +325,7 @@ def _part(part: object) -> object:
     return part
 
 
-def _answer(
-    client: AIClient, alias: str, options: JSONObject, body: Options
-) -> tuple[Response, AnswerRun]:
+def _answer(client: AIClient, alias: str, options: JSONObject, body: Options) -> Response:
     try:
         call = client.plan(call_options(None, options))
     except AIStreamError as exc:  # the request cannot be sent as it is
@@ -327,7 +333,7 @@ def _answer(
     run = client.start(call)
     with watching_client(run, client_socket(request.environ)):
         if not body.get("stream"):
-            return _completion(run, alias), run
+            return _completion(run, alias)
         # Up to the first visible part in the view: a failure by then is an
         # HTTP error, before any byte is sent.
         ended = run.begin()
@@ -337,7 +343,7 @@ def _answer(
     completion = OpenAIFormat(
         new_id("chatcmpl"), alias, int(time.time()), include_usage=call.include_usage
     )
-    return client.stream(call, run, completion), run
+    return client.stream(call, run, completion)
 
 
 def _provider_error(error: ProviderError) -> APIError:

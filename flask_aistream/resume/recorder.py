@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
@@ -32,6 +34,12 @@ from .writer import StoreWriter
 
 if TYPE_CHECKING:
     from ..answer import AnswerRun
+
+#: Readers of one answer one process serves at once (each holds a thread and
+#: a connection to the store): a few tabs of its user, not a crowd.
+MAX_READERS_PER_ANSWER = 3
+_readers: Counter[str] = Counter()
+_readers_lock = threading.Lock()
 
 #: What readers of an answer get when its producer died, or the store failed.
 INTERRUPTED = "the answer was interrupted"
@@ -207,6 +215,10 @@ def resumed_response(
         return json_error("This answer belongs to someone else.", 403)
     if status.ended and after >= status.last_seq:
         return Response(status=204)
+    with _readers_lock:
+        if _readers[answer_id] >= MAX_READERS_PER_ANSWER:
+            return json_error("This answer has too many readers; try again later.", 429)
+        _readers[answer_id] += 1
     response = guarded_response(
         follow(store, answer_id, after, status.format, heartbeat, logger, client),
         FORMAT_CLASSES.get(status.format, AIStreamFormat),
@@ -215,7 +227,15 @@ def resumed_response(
         send_timeout=send_timeout,
     )
     response.headers["X-AIStream-Answer-Id"] = answer_id
+    response.call_on_close(lambda: _reader_left(answer_id))
     return response
+
+
+def _reader_left(answer_id: str) -> None:
+    with _readers_lock:
+        _readers[answer_id] -= 1
+        if _readers[answer_id] <= 0:
+            del _readers[answer_id]
 
 
 def cancel(store: ResumeStore, writer: StoreWriter | None, answer_id: str, owner: str) -> bool:
