@@ -34,6 +34,7 @@ from .providers.registry import build_providers, provider_settings
 from .resume import ResumeStore, StoreWriter, owner_key, resume_store_for
 from .retry import FallbackStream, RetryingStream
 from .serving import client_socket, sse_response, warn_if_sync_worker
+from .serving.server import warn_if_memory_storage
 from .signals import Hooks
 from .task import Task
 from .transport import Transport
@@ -75,6 +76,11 @@ class AIClient:
         self.resume_store = resume_store or resume_store_for(
             settings.resume_storage_uri, settings.resume_ttl
         )
+        #: The storages a worker should share with the others.
+        self._storages = {
+            "AI_RESUME_STORAGE_URI": settings.resume_storage_uri,
+            "AI_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
+        }
         self.writer = writer or (
             StoreWriter(self.resume_store, logger) if self.resume_store is not None else None
         )
@@ -211,6 +217,7 @@ class AIClient:
         run = run or self.start(call)
         environ = flask_request.environ if has_request_context() else {}
         warn_if_sync_worker(environ, self.logger)
+        warn_if_memory_storage(environ, self.logger, self._storages)
         client, settings = client_socket(environ), self.settings
         # An endpoint that brings its own output (the OpenAI endpoint) is not
         # resumable: OpenAI clients do not resume.

@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, has_app_context
 from flask.typing import ResponseReturnValue
 
 from .calls import AskOptions, Owner
+from .cli import ai_cli
 from .client import AIClient
 from .config import ConfigVars, Settings, checked_limit
 from .errors import ConfigurationError, ExtensionError
@@ -85,6 +86,7 @@ class AIStream:
                 f"; did you mean {closest}?" if closest else "",
             )
         app.extensions[EXTENSION_KEY] = AIClient(settings, app.logger, app=app)
+        app.cli.add_command(ai_cli)
 
     @property
     def client(self) -> AIClient:

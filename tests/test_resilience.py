@@ -663,3 +663,24 @@ def test_opening_a_stream_is_bounded_however_slowly_the_head_comes(make_app, fak
     assert error.kind == "timeout" and "1.5 s" in error.message
     assert seen[0].finish_reason == "error"
     assert fake.wait_for_hangup(fake.last, timeout=5) is not None
+
+
+def test_memory_storage_in_one_of_several_workers_warns_once(make_app, fake, log_records):
+    """With gunicorn -w 2 (``wsgi.multiprocess``), a memory:// store is one
+    worker's: a resume or a count made in another is not seen."""
+    from flask_aistream.serving import server
+
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    server._warned_memory = False
+    app = make_app(AI_RESUME_STORAGE_URI="memory://")
+    client = app.test_client()
+    for _ in range(2):
+        client.post(
+            "/chat", json={"question": "q"}, environ_overrides={"wsgi.multiprocess": True}
+        ).get_data()
+    warnings = [r.getMessage() for r in log_records.records if "several worker" in r.getMessage()]
+    assert warnings == [
+        "flask-aistream: AI_RESUME_STORAGE_URI and AI_RATELIMIT_STORAGE_URI are memory:// in one"
+        " of several worker processes: each worker keeps its own (use redis://)"
+    ]
+    server._warned_memory = False

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+from collections.abc import Mapping
 
 from ..parts import Options
 
 _warned = False
+_warned_memory = False
 
 
 def client_socket(environ: Options) -> socket.socket | None:
@@ -30,6 +32,27 @@ def warn_if_sync_worker(environ: Options, logger: logging.Logger) -> None:
             "flask-aistream: gunicorn's sync worker kills any response that runs past "
             "--timeout, streamed answers included. Run gunicorn with "
             "--worker-class gthread (or gevent) for streaming."
+        )
+
+
+def warn_if_memory_storage(
+    environ: Options, logger: logging.Logger, storages: Mapping[str, str | None]
+) -> None:
+    """Warn once when a ``memory://`` storage (``storages``: setting ->
+    URI) serves one of several worker processes (``wsgi.multiprocess``, as
+    gunicorn sets it with ``-w 2`` or more): each worker then keeps its own,
+    so a resume or a limit counted in another worker is not seen."""
+    global _warned_memory
+    if _warned_memory or not environ.get("wsgi.multiprocess"):
+        return
+    memory = [name for name, uri in storages.items() if uri == "memory://"]
+    if memory:
+        _warned_memory = True
+        logger.warning(
+            "flask-aistream: %s %s memory:// in one of several worker processes: each "
+            "worker keeps its own (use redis://)",
+            " and ".join(memory),
+            "are" if len(memory) > 1 else "is",
         )
 
 
