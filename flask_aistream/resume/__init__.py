@@ -43,7 +43,7 @@ def resume_store_for(uri: str | None, ttl: float) -> ResumeStore | None:
         return RedisStore(uri, ttl)
     raise ConfigurationError(
         f"AI_RESUME_STORAGE_URI must be redis://..., rediss://..., unix://... or memory://, "
-        f"not {uri.split('://')[0]!r}://."
+        f"not {uri.split('://')[0] + '://'!r}."
     )
 
 
