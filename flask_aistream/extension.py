@@ -25,6 +25,8 @@ from .task import Task
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .endpoints.limits import ClientLimits
+
 EXTENSION_KEY = "ai"
 #: A Flask view function.
 View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
@@ -169,11 +171,13 @@ class AIStream:
             )
 
         def decorator(view: View) -> View:
-            per_app: weakref.WeakKeyDictionary[Flask, Any] = weakref.WeakKeyDictionary()
+            per_app: weakref.WeakKeyDictionary[Flask, ClientLimits | None] = (
+                weakref.WeakKeyDictionary()
+            )
             scope = f"view:{view.__module__}.{view.__qualname__}"
 
             @functools.wraps(view)
-            def limited(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            def limited(*args: object, **kwargs: object) -> ResponseReturnValue:
                 app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
                 if app not in per_app:
                     settings = client_of(app).settings
@@ -181,6 +185,8 @@ class AIStream:
                         app, scope, settings, rate, max_streams, token_budget
                     )
                 limits = per_app[app]
+                if limits is None:  # never: a limit was asked for
+                    return view(*args, **kwargs)
                 client_key = key_func(app, key)()
                 refusal = limits.admit(client_key)
                 if refusal is not None:

@@ -9,7 +9,7 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from blinker import Namespace
 from flask import Flask, current_app, g, has_app_context, has_request_context
@@ -66,7 +66,7 @@ class Hooks:
 
     def __init__(
         self,
-        on_finish: Callable[[Answer], Any] | None,
+        on_finish: Callable[[Answer], object] | None,
         app: Flask | None,
         logger: logging.Logger,
     ) -> None:
@@ -76,7 +76,7 @@ class Hooks:
         #: Who counts this answer (``watched_by``), told before the hooks.
         self.watcher = _watcher.get()
         self._request: RequestContext | None = None
-        self._g: dict[str, Any] = {}
+        self._g: dict[str, object] = {}
         if has_request_context() and self.app is request_ctx.app:
             self._request = request_ctx.copy()
             self._g = dict(vars(g._get_current_object()))
