@@ -11,8 +11,9 @@ first one.
 
 import json
 import os
+import secrets
 
-from flask import Flask, render_template
+from flask import Flask, render_template, session
 
 from flask_aistream import AIStream
 
@@ -45,8 +46,16 @@ def configured_providers(app):
     return [*names, "offline"]
 
 
+def visitor():
+    """Whose answers a request may resume or cancel: here an id kept in the
+    browser's session cookie; in an app with logins, the user's id."""
+    return session.setdefault("visitor", secrets.token_hex(8))
+
+
 def create_app(config=None):
     app = Flask(__name__)
+    # Sessions sign the visitor's id; set SECRET_KEY to keep them across restarts.
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or secrets.token_hex(16)
     app.config.update(
         AI_OFFLINE_DELAY=0.06,
         AI_SYSTEM_PROMPT="You are a helpful assistant. Answer briefly.",
@@ -65,7 +74,9 @@ def create_app(config=None):
     wanted = (config or {}).get("AI_PROVIDER") or os.environ.get("AI_PROVIDER")
     default = wanted if wanted in choices else choices[0]  # no key: a demo that still streams
     client = app.extensions["ai"].provider(default)
-    app.register_blueprint(client.blueprint(providers=choices), url_prefix="/api/chat")
+    app.register_blueprint(
+        client.blueprint(providers=choices, owner=visitor), url_prefix="/api/chat"
+    )
 
     @app.get("/")
     def index():
