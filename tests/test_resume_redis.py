@@ -398,3 +398,27 @@ def test_a_hung_redis_is_found_out_by_one_question(make_app, fake, redis_server)
     finally:
         redis_server.process.send_signal(signal.SIGCONT)
     assert len(tries) == 2  # the first, and one that found the store hung; the rest skipped it
+
+
+def test_a_reader_that_saw_more_than_was_stored_is_told_at_once(pair, fake):
+    """D1: the producer is killed right after its client's last event, so the
+    client saw events the store (50 ms behind) never got; reconnecting to
+    the other host with that Last-Event-ID it waited, silent, until the
+    answer expired. Now it is told the answer was interrupted."""
+    import redis
+
+    fake.reply = Reply(parts=openai_events([f"w{i} " for i in range(3000)]))
+    live = Stream("POST", pair["a"] + "/api/chat/stream", json={"question": "hi"})
+    live.count(200)
+    os.kill(pair["pid_a"], signal.SIGKILL)  # the client's last event, then nothing
+    seen = live.events[-1].id
+    stored = redis.Redis.from_url(pair["redis"].url).xrevrange(
+        f"flask-aistream:{live.answer_id}:events", count=1
+    )
+    follower = Stream("POST", pair["b"] + "/api/chat/stream", last_id=seen, json={"question": "x"})
+    events = follower.to_end()  # within the lease: never a hang
+    assert json.loads(events[-2].data) == {"error": INTERRUPTED}, (seen, stored)
+    assert events[-1].data == "[DONE]"
+    after = int(seen.rsplit(":", 1)[1])
+    first = int(events[0].id.rsplit(":", 1)[1])
+    assert first == after + 1 or text_of(events[:-2]), (seen, stored)
