@@ -77,7 +77,8 @@ class Hooks:
         self.watcher = _watcher.get()
         self._request: RequestContext | None = None
         self._g: dict[str, object] = {}
-        if has_request_context() and self.app is request_ctx.app:
+        hooked = on_finish is not None or bool(answer_finished.receivers)
+        if hooked and has_request_context() and self.app is request_ctx.app:
             self._request = request_ctx.copy()
             self._g = dict(vars(g._get_current_object()))
 
