@@ -11,7 +11,7 @@ from werkzeug.serving import make_server
 
 from fakeprovider import FakeProvider
 from flask_aistream import AIStream
-from helpers import BASE_PATHS, CHROMIUM, PROVIDER_ENV, SECRET_KEYS, RedisServer
+from helpers import BASE_PATHS, CHROMIUM, PROVIDER_ENV, SECRET_KEYS, ClosingClient, RedisServer
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def make_app(fake, monkeypatch):
 
     def build(**config):
         app = Flask("testapp")
+        app.test_client_class = ClosingClient
         for name in [*SECRET_KEYS, "ollama"]:
             if name in SECRET_KEYS:
                 app.config[f"AI_{name.upper()}_API_KEY"] = SECRET_KEYS[name]

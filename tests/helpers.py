@@ -12,7 +12,19 @@ import sys
 import time
 from pathlib import Path
 
+from flask.testing import FlaskClient
+
 from flask_aistream.providers.sse import SSEDecoder
+
+
+class ClosingClient(FlaskClient):
+    """Flask's test client, reading each response whole and closing it, as a
+    server does (an answer's hooks run when its response closes), unless a
+    test streams it with ``buffered=False``."""
+
+    def open(self, *args, buffered=True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
+
 
 SECRET_KEYS = {
     "openai": "sk-proj-TESTKEY0123456789abcdefSECRET",

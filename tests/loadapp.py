@@ -9,6 +9,7 @@ comes from the environment too, as do ``AI_RESUME_STORAGE_URI`` and
 import gc
 import json
 import os
+import time
 
 from flask import Flask, request
 
@@ -32,9 +33,17 @@ def create_app():
     answers_file = os.environ.get("ANSWERS_FILE")
     ai = app.extensions["ai"]
 
+    gate = os.environ.get("HOOK_GATE")
+
     def save(answer):
+        record = {"text": answer.text, "finish_reason": answer.finish_reason}
+        if gate:  # a slow hook: it waits (at most 30 s) for the test to open the gate
+            deadline = time.monotonic() + 30
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            record["gate_was_open"] = os.path.exists(gate)
         with open(answers_file, "a") as f:
-            f.write(json.dumps({"text": answer.text, "finish_reason": answer.finish_reason}) + "\n")
+            f.write(json.dumps(record) + "\n")
 
     @app.get("/readers")
     def readers():

@@ -216,29 +216,25 @@ def test_a_before_request_that_reads_the_body_and_loads_the_user(make_app, fake)
     assert big.status_code == 413  # the size bound still holds on a body read already
 
 
-def test_the_hook_runs_after_done_was_written_and_before_the_response_closes(hooked, fake, live):
-    """The hook waits until the client has read ``[DONE]``: had it run first,
-    ``[DONE]`` would never come. And the chunked body's end comes only after
-    the hook returned."""
-    app = hooked()
-    client_saw_done = threading.Event()
-    order = []
-
-    def hook(answer):
-        order.append(("hook saw done", client_saw_done.wait(5)))
-
-    @app.post("/ordered")
-    def view():
-        return app.extensions["ai"].ask_stream("hi", on_finish=hook)
-
+@pytest.mark.parametrize("worker", ["gthread", "gevent"])
+def test_the_hook_runs_once_the_response_is_over(fake, worker, tmp_path):
+    """A hook that takes its time holds neither ``[DONE]`` nor the body's
+    end: the client has the whole response while the hook still runs (D12:
+    a slow hook held the response, and useChat's status with it)."""
     fake.reply = Reply.sse(transcript("openai_basic.sse"))
-    sock = raw_request(address_of(live(app)), "/ordered", timeout=10)
-    received = read_until(sock, lambda received: b"data: [DONE]" in received)
-    client_saw_done.set()
-    read_until(sock, lambda more: (received + more).endswith(b"0\r\n\r\n"))  # the body's end
-    order.append("response closed")
-    sock.close()
-    assert order == [("hook saw done", True), "response closed"]
+    answers, gate = tmp_path / "answers.jsonl", tmp_path / "gate"
+    env = {"ANSWERS_FILE": str(answers), "HOOK_GATE": str(gate)}
+    with gunicorn_server(worker, fake, **env) as (address, _):
+        sock = raw_request(address, "/chat", timeout=20)
+        read_until(sock, lambda received: received.endswith(b"0\r\n\r\n"))  # the body's end
+        gate.touch()  # the hook, waiting all along, may return now
+        sock.close()
+        for _ in range(600):
+            if answers.exists() and answers.read_text():
+                break
+            time.sleep(0.05)
+    [record] = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert record == {"text": record["text"], "finish_reason": "stop", "gate_was_open": True}
 
 
 def test_a_response_never_sent_asks_nothing_and_calls_no_hook(app, fake):

@@ -240,6 +240,7 @@ def test_cancel_stops_the_answer_for_everyone(resumable, fake):
     assert cancelled.status_code == 202
     assert fake.wait_for_hangup(fake.last) is not None  # the provider was hung up on
     rest = b"".join(response.response)
+    response.close()  # as a server does: the hooks run now
     evs = events(seen + rest)
     assert evs[-1].data == "[DONE]" and text_of(evs).startswith("w0 w1 ")
     assert fake.last.parts_sent < len(WORDS)
@@ -465,6 +466,7 @@ def test_the_extension_object_resumes_and_cancels_for_the_current_app(make_app, 
     seen = read_until(live, 1)
     assert client.post(f"/stop/{answer_id}").get_json() == {"cancelled": True}
     rest = b"".join(live.response)  # [DONE] after what was sent
+    live.close()
     assert finished.get(timeout=10).finish_reason == "cancelled"
     assert client.get(f"/again/{answer_id}?after=0").data == seen + rest
     assert client.post(f"/stop/{answer_id}").get_json() == {"cancelled": False}

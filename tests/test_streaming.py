@@ -17,7 +17,7 @@ from helpers import address_of, raw_request, read_until, relayed
 
 def test_response_headers(client, fake):
     fake.reply = Reply.sse(transcript("openai_basic.sse"))
-    response = client.post("/chat", json={"question": "hi"})
+    response = client.post("/chat", json={"question": "hi"}, buffered=False)
     assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"

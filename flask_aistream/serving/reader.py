@@ -395,5 +395,5 @@ class BackgroundReader:
             return
         self.release()
         if self._ended.wait(2):
-            self._thread.join()  # ``after``: the hooks run before the response closes
+            self._thread.join()  # ``after``: the hooks have run when this returns
         self._wakeup.close()

@@ -7,7 +7,8 @@ import logging
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Callable, Protocol
 
 from flask import Response
 
@@ -86,11 +87,31 @@ def sse_response(
     guard = StreamGuard(
         run, client, send_timeout, logger, outlives_client=on_disconnect == "finish"
     )
-    return Response(
-        _relay(run, output, logger, heartbeat, client, on_disconnect, guard, producer or run),
+    ending = Ending()
+    response = Response(
+        _relay(
+            run, output, logger, heartbeat, client, on_disconnect, guard, producer or run, ending
+        ),
         content_type=output.content_type,
         headers=output.headers,
     )
+    response.call_on_close(ending)
+    return response
+
+
+class Ending:
+    """What is left once an answer's end was written: releasing its reader,
+    which runs the hooks. The server does it when it closes the response,
+    after it sent the body's end, so a slow hook holds neither the browser
+    nor anything that waits for the response to end."""
+
+    def __init__(self) -> None:
+        self.action: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        action, self.action = self.action, None
+        if action is not None:
+            action()
 
 
 def _received(items: list[Any]) -> bool:
@@ -107,6 +128,7 @@ def _relay(
     on_disconnect: str,
     guard: StreamGuard,
     producer: Producer,
+    ending: Ending,
 ) -> Iterator[bytes]:
     # Once the answer shows, the generator reads the provider itself, unless
     # the answer must go on without it ("finish").
@@ -116,6 +138,7 @@ def _relay(
     WATCHDOG.watch(guard)  # deadlines that hold while this generator is stuck writing
     encode = output.parts
     answer: Answer | None = None
+    ended = False  # the answer's end was written
     try:
         # The total timeout is not checked here: AnswerRun checks it after each
         # read, and the watchdog while nothing is read or written.
@@ -159,13 +182,16 @@ def _relay(
             guard.writing_since = time.monotonic()
             yield tail
             guard.writing_since = None
-        reader.release()  # the hooks run now, after the end was written
+        ended = True
+        ending.action = partial(_release, reader, guard)  # once the response closed
     finally:
         # Reached on GeneratorExit too: the WSGI server closes the response
         # when the client went away, and the provider must stop at once
         # (unless the app asked for the whole answer).
         guard.writing_since = None
-        if answer is None and on_disconnect == "finish":
+        if ended:
+            pass  # the rest is the Ending's, when the server closes the response
+        elif answer is None and on_disconnect == "finish":
             run.limit(DEFAULT_FINISH_TIMEOUT)
             guard.attached = False  # the watchdog still holds the run to its deadline
             reader.detach()
@@ -205,3 +231,10 @@ def _guarded(chunks: Iterator[bytes], guard: StreamGuard) -> Iterator[bytes]:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+def _release(reader: BackgroundReader, guard: StreamGuard) -> None:
+    """The answer's end was sent: run the hooks, then let its reader go."""
+    reader.release()
+    WATCHDOG.forget(guard)
+    reader.stop()
