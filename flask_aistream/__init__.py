@@ -12,6 +12,7 @@ from .errors import (
     InvalidRequestError,
     ProviderError,
     StreamFormatError,
+    ToolError,
     UnknownOptionError,
     UnsupportedOptionError,
 )
@@ -21,6 +22,7 @@ from .providers import HTTPProvider, PartStream, Provider
 from .providers.sse import ServerSentEvent, SSEDecoder
 from .signals import answer_finished
 from .task import Task
+from .tools import Tool, tool
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,8 @@ __all__ = [
     "ServerSentEvent",
     "StreamFormatError",
     "Task",
+    "Tool",
+    "ToolError",
     "TextDelta",
     "ToolCall",
     "UnknownOptionError",
@@ -54,4 +58,5 @@ __all__ = [
     "Usage",
     "__version__",
     "answer_finished",
+    "tool",
 ]

@@ -27,6 +27,7 @@ from .parts import Answer, Content, JSONObject, Options
 from .providers.base import REQUEST_OPTIONS as PROVIDER_OPTIONS
 from .providers.base import ChatRequest, Provider
 from .providers.wire import printable
+from .tools import Tool
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -114,17 +115,20 @@ def _tools(value: object) -> tuple[JSONObject, ...]:
 
 
 def _tool(tool: object) -> JSONObject:
-    """A neutral tool; OpenAI's shape (``{"type": "function", "function":
-    {...}}``) is taken too, as code moving from the SDK will pass it."""
+    """A neutral tool: a :class:`~flask_aistream.Tool` (``@tool``), or a dict;
+    OpenAI's shape (``{"type": "function", "function": {...}}``) is taken
+    too, as code moving from the SDK will pass it."""
+    if isinstance(tool, Tool):
+        return tool.definition()
     if isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
         tool = tool["function"]
     if not isinstance(tool, Mapping):
         raise ConfigurationError(f"a tool must be a dict with a name, not {tool!r}")
-    unknown = set(tool) - {"name", "description", "parameters"}
+    unknown = set(tool) - {"name", "description", "parameters", "strict"}
     if unknown:
         raise ConfigurationError(
             f"a tool has unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
-            "expected name, description and parameters"
+            "expected name, description, parameters and strict"
         )
     name = tool.get("name")
     if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
@@ -140,6 +144,8 @@ def _tool(tool: object) -> JSONObject:
         if not isinstance(tool["parameters"], Mapping):
             raise ConfigurationError(f"tool {name!r}: parameters must be a JSON schema (a dict)")
         checked["parameters"] = dict(tool["parameters"])
+    if tool.get("strict"):
+        checked["strict"] = True
     return checked
 
 

@@ -120,3 +120,9 @@ class StreamFormatError(ProviderError):
 
     def __init__(self, detail: str, *, provider: str = "") -> None:
         super().__init__(kind="bad_response", provider=provider, detail=detail)
+
+
+class ToolError(AIStreamError):
+    """Raised by a tool to say why it could not do what was asked: the text
+    is the result the model sees and the error the client is shown (any
+    other exception is logged, and told only "The tool failed.")."""

@@ -31,12 +31,15 @@ def test_public_names_are_pinned():
         "StreamFormatError",
         "Task",
         "TextDelta",
+        "Tool",
         "ToolCall",
+        "ToolError",
         "UnknownOptionError",
         "UnsupportedOptionError",
         "Usage",
         "__version__",
         "answer_finished",
+        "tool",
     ]
 
 

@@ -21,6 +21,7 @@ from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
 from .wire import (
+    TOOL_FIELDS,
     ToolCallAssembler,
     bearer,
     data_url,
@@ -232,7 +233,8 @@ class ChatCompletionsProvider(HTTPProvider):
                 "json_schema": {"name": "response", "schema": chat.response_format},
             }
         if chat.tools is not None:
-            body["tools"] = json_schema_tools(chat.tools)
+            # ``strict``: schema adherence, which OpenAI's models can promise.
+            body["tools"] = json_schema_tools(chat.tools, (*TOOL_FIELDS, "strict"))
         if isinstance(chat.tool_choice, dict):
             body["tool_choice"] = {
                 "type": "function",

@@ -188,16 +188,18 @@ def key_header(name: str, api_key: str | None) -> dict[str, str]:
     return {name: api_key} if api_key else {}
 
 
-def json_schema_tools(tools: Iterable[Options] | None) -> list[JSONObject]:
+#: The fields of a neutral tool (``strict`` aside, which only some take).
+TOOL_FIELDS = ("name", "description", "parameters")
+
+
+def json_schema_tools(
+    tools: Iterable[Options] | None, fields: tuple[str, ...] = TOOL_FIELDS
+) -> list[JSONObject]:
     """The neutral tools in the shape OpenAI and Ollama take."""
     return [
-        {"type": "function", "function": {key: tool[key] for key in TOOL_FIELDS if key in tool}}
+        {"type": "function", "function": {key: tool[key] for key in fields if key in tool}}
         for tool in tools or ()
     ]
-
-
-#: The fields of a neutral tool.
-TOOL_FIELDS = ("name", "description", "parameters")
 
 
 #: Statuses worth a second try: timeouts, conflicts, rate limits, a gateway's
