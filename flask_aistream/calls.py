@@ -28,6 +28,7 @@ from .providers.base import REQUEST_OPTIONS as PROVIDER_OPTIONS
 from .providers.base import ChatRequest, Provider
 from .providers.wire import printable
 from .tools import Tool
+from .tools.conversation import checked_tool_calls, checked_tool_result, paired
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 #: The request options a call may pass beyond model, temperature and max tokens
 #: (the ``ChatRequest`` fields of the same names; images come in messages).
 REQUEST_OPTIONS = tuple(name for name in PROVIDER_OPTIONS if name != "images")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 #: The highest temperature any provider takes (OpenAI's; Anthropic's is 1).
 MAX_TEMPERATURE = 2.0
 #: What the provider is asked (``fallbacks``: who else, if it fails first).
@@ -354,6 +355,7 @@ def plan(
             system_parts.append(message["content"])
         else:
             messages.append(message)
+    messages = paired(messages)
     if not messages:
         raise InvalidRequestError("nothing to ask: give a prompt or at least one user message")
     temperature = options.get("temperature")
@@ -440,4 +442,10 @@ def _checked_messages(messages: Iterable[object]) -> Iterator[JSONObject]:
             raise InvalidRequestError(
                 f"a message role must be one of {', '.join(ROLES)}, not {role!r}"
             )
-        yield {"role": role, "content": checked_content(content)}
+        if role == "tool":
+            yield checked_tool_result(message)
+        elif role == "assistant" and message.get("tool_calls"):
+            calls = checked_tool_calls(message["tool_calls"])
+            yield {"role": role, "content": checked_content(content or ""), "tool_calls": calls}
+        else:
+            yield {"role": role, "content": checked_content(content)}

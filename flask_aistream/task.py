@@ -8,7 +8,7 @@ from typing import Protocol
 from flask import Response
 
 from .calls import OnFinish, call_options
-from .parts import Event, JSONObject, Options
+from .parts import Event, JSONObject, Options, ToolCall
 
 
 class Asker(Protocol):
@@ -45,9 +45,26 @@ class Task:
         self._prompt = text
         return self
 
-    def message(self, role: str, content: str | list[JSONObject]) -> Task:
-        """An earlier turn; ``content`` may be a list of text and image parts."""
-        self._messages.append({"role": role, "content": content})
+    def message(
+        self,
+        role: str,
+        content: str | list[JSONObject],
+        tool_calls: Iterable[ToolCall | Options] | None = None,
+    ) -> Task:
+        """An earlier turn; ``content`` may be a list of text and image parts;
+        an assistant's turn may carry the ``tool_calls`` it made."""
+        message: JSONObject = {"role": role, "content": content}
+        if tool_calls is not None:
+            message["tool_calls"] = list(tool_calls)
+        self._messages.append(message)
+        return self
+
+    def tool_result(self, call_id: str, output: object, name: str | None = None) -> Task:
+        """The result of an earlier turn's tool call ``call_id`` (text, or a
+        JSON value)."""
+        self._messages.append(
+            {"role": "tool", "tool_call_id": call_id, "content": output, "name": name}
+        )
         return self
 
     def messages(self, messages: Iterable[Options]) -> Task:

@@ -224,3 +224,193 @@ def test_tools_are_offered_in_each_providers_shape(make_app, fake):
             "description": "The weather in a city.",
             "input_schema": get_weather.parameters,
         }
+
+
+# --- tool calls and results in the conversation, every provider's dialect ----------
+
+CALL = {"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+HISTORY = [
+    {"role": "user", "content": "Weather in Paris and Rome?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            CALL,
+            {"id": "call_2", "name": "get_weather", "arguments": {"city": "Rome"}},
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "call_2", "content": {"sky": "rain"}},
+]
+
+
+def asked(make_app, fake, provider, reply, **options):
+    fake.reply = reply
+    app = make_app(AI_MAX_RETRIES=0)
+    with app.app_context():
+        app.extensions["ai"].ask(
+            "And tomorrow?", provider=provider, messages=HISTORY, fallbacks=[], **options
+        )
+    return fake.last.json()
+
+
+def test_openai_gets_tool_calls_and_tool_messages(make_app, fake):
+    body = asked(make_app, fake, "openai", Reply(parts=openai_events(["ok"])))
+    assert body["messages"][1:4] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": '{"sky": "rain"}'},
+    ]
+    assert body["messages"][-1] == {"role": "user", "content": "And tomorrow?"}
+
+
+def test_anthropic_gets_tool_use_and_one_message_of_results(make_app, fake):
+    from fakeprovider import transcript
+
+    body = asked(make_app, fake, "anthropic", Reply.sse(transcript("anthropic_basic.sse")))
+    assert body["messages"][1:3] == [
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "call_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "call_2",
+                    "name": "get_weather",
+                    "input": {"city": "Rome"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": '{"sky": "rain"}'},
+            ],
+        },
+    ]
+
+
+def test_gemini_gets_function_calls_and_responses(make_app, fake):
+    from fakeprovider import transcript
+
+    body = asked(make_app, fake, "gemini", Reply.sse(transcript("gemini_basic.sse")))
+    assert body["contents"][1:3] == [
+        {
+            "role": "model",
+            "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}},
+                {
+                    "functionResponse": {
+                        "name": "get_weather",
+                        "response": {"result": {"sky": "rain"}},
+                    }
+                },
+            ],
+        },
+    ]
+
+
+def test_ollama_gets_tool_calls_and_tool_messages(make_app, fake):
+    from fakeprovider import transcript
+
+    body = asked(
+        make_app,
+        fake,
+        "ollama",
+        Reply.ndjson(transcript("ollama_basic.ndjson")),
+    )
+    assert body["messages"][1:4] == [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                {"function": {"name": "get_weather", "arguments": {"city": "Rome"}}},
+            ],
+        },
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        {"role": "tool", "content": '{"sky": "rain"}', "tool_name": "get_weather"},
+    ]
+
+
+def test_a_call_without_its_result_is_dropped_with_a_log_line(make_app, fake, log_records):
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": [CALL]},  # Stop pressed
+        {"role": "tool", "tool_call_id": "call_9", "content": "orphan"},
+    ]
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    app = make_app()
+    with app.app_context():
+        app.extensions["ai"].ask("Again?", messages=history)
+    assert fake.last.json()["messages"] == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Let me look."},
+        {"role": "user", "content": "Again?"},
+    ]
+    assert "call_1, call_9" in log_records.text
+
+
+def test_the_task_builder_carries_calls_and_results(make_app, fake):
+    from flask_aistream import ToolCall
+
+    fake.reply = Reply(parts=openai_events(["ok"]))
+    app = make_app()
+    with app.app_context():
+        (
+            app.extensions["ai"]
+            .task()
+            .message("user", "Weather?")
+            .message(
+                "assistant", "", tool_calls=[ToolCall("call_1", "get_weather", '{"city": "Paris"}')]
+            )
+            .tool_result("call_1", {"sky": "clear"})
+            .prompt("Thanks")
+            .ask()
+        )
+    sent = fake.last.json()["messages"]
+    assert sent[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "tool", "content": "x"},  # answers nothing
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "f", "arguments": "{}"}]},
+        {"role": "assistant", "content": "", "tool_calls": "f"},
+    ],
+)
+def test_malformed_tool_turns_are_refused(app, message):
+    from flask_aistream import InvalidRequestError
+
+    with app.app_context(), pytest.raises(InvalidRequestError):
+        app.extensions["ai"].ask("hi", messages=[message])

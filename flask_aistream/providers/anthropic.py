@@ -11,6 +11,8 @@ and ``event: error`` reports a failure after the HTTP 200.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import StreamFormatError, UnsupportedOptionError
@@ -158,10 +160,7 @@ class MessagesProvider(HTTPProvider):
         max_tokens = chat.max_tokens if chat.max_tokens is not None else DEFAULT_MAX_TOKENS
         body: JSONObject = {
             "model": chat.model,
-            "messages": [
-                {"role": message["role"], "content": _content(message["content"])}
-                for message in chat.messages
-            ],
+            "messages": _messages(chat.messages),
             "max_tokens": max_tokens,
             "stream": True,
         }
@@ -199,6 +198,49 @@ class MessagesProvider(HTTPProvider):
 
     def reader(self) -> MessagesReader:
         return MessagesReader(self.name)
+
+
+def _messages(messages: Iterable[JSONObject]) -> list[JSONObject]:
+    """Neutral turns as the Messages API takes them: an assistant's tool calls
+    as ``tool_use`` blocks, and every result of one turn as ``tool_result``
+    blocks of the one user message that follows it."""
+    converted: list[JSONObject] = []
+    for message in messages:
+        if message["role"] == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": message["content"],
+            }
+            if message["error"]:
+                block["is_error"] = True
+            last = converted[-1] if converted else None
+            if last is not None and last["role"] == "user" and last.get("tool_results"):
+                last["content"].append(block)
+            else:
+                converted.append({"role": "user", "content": [block], "tool_results": True})
+            continue
+        content = _content(message["content"])
+        if message.get("tool_calls"):
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            content = [block for block in blocks if block.get("text") != ""] + [
+                {"type": "tool_use", "id": call["id"], "name": call["name"], "input": _input(call)}
+                for call in message["tool_calls"]
+            ]
+        converted.append({"role": message["role"], "content": content})
+    for message in converted:
+        message.pop("tool_results", None)
+    return converted
+
+
+def _input(call: JSONObject) -> object:
+    """A call's arguments as the object ``tool_use`` takes (``{}`` if they
+    were not JSON: the model's own mistake, replayed as no arguments)."""
+    try:
+        value = json.loads(call["arguments"])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _content(content: Any) -> Any:

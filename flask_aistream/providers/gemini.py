@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
@@ -184,13 +184,7 @@ class GeminiProvider(HTTPProvider):
         }
 
     def body(self, chat: ChatRequest) -> JSONObject:
-        contents = [
-            {
-                "role": "model" if message["role"] == "assistant" else "user",
-                "parts": _parts(message["content"]),
-            }
-            for message in chat.messages
-        ]
+        contents = _contents(chat.messages)
         body: JSONObject = {"contents": contents}
         if chat.system:
             body["systemInstruction"] = {"parts": [{"text": chat.system}]}
@@ -271,6 +265,46 @@ class GeminiProvider(HTTPProvider):
         if error.retry_after is None:
             error.retry_after = _retry_delay(payload)
         return error
+
+
+def _contents(messages: Iterable[JSONObject]) -> list[JSONObject]:
+    """Neutral turns as Gemini's contents: an assistant's tool calls as
+    ``functionCall`` parts of its turn, the results that follow as
+    ``functionResponse`` parts of one user turn."""
+    contents: list[JSONObject] = []
+    for message in messages:
+        if message["role"] == "tool":
+            outcome = "error" if message["error"] else "result"
+            try:
+                value = json.loads(message["content"])
+            except ValueError:
+                value = message["content"]
+            part = {"functionResponse": {"name": message["name"], "response": {outcome: value}}}
+            if contents and contents[-1].get("tool_results"):
+                contents[-1]["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part], "tool_results": True})
+            continue
+        parts = _parts(message["content"])
+        if message.get("tool_calls"):
+            parts = [part for part in parts if part.get("text") != ""]
+            parts += [
+                {"functionCall": {"name": call["name"], "args": _args(call)}}
+                for call in message["tool_calls"]
+            ]
+        role = "model" if message["role"] == "assistant" else "user"
+        contents.append({"role": role, "parts": parts})
+    for content in contents:
+        content.pop("tool_results", None)
+    return contents
+
+
+def _args(call: JSONObject) -> object:
+    try:
+        value = json.loads(call["arguments"])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _parts(content: Any) -> list[JSONObject]:

@@ -130,10 +130,20 @@ class OllamaProvider(HTTPProvider):
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
         for message in chat.messages:
+            if message["role"] == "tool":
+                messages.append(
+                    {"role": "tool", "content": message["content"], "tool_name": message["name"]}
+                )
+                continue
             converted = {"role": message["role"], "content": text_of(message["content"])}
             images = image_parts(message["content"])
             if images:
                 converted["images"] = [image["data"] for image in images]
+            if message.get("tool_calls"):
+                converted["tool_calls"] = [
+                    {"function": {"name": call["name"], "arguments": _arguments(call)}}
+                    for call in message["tool_calls"]
+                ]
             messages.append(converted)
         body: JSONObject = {"model": chat.model, "messages": messages, "stream": True}
         options: JSONObject = {}
@@ -159,3 +169,12 @@ class OllamaProvider(HTTPProvider):
 
     def reader(self) -> ChatReader:
         return ChatReader(self.name)
+
+
+def _arguments(call: JSONObject) -> object:
+    """Ollama takes a call's arguments as an object, not JSON text."""
+    try:
+        value = json.loads(call["arguments"])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

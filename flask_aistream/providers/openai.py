@@ -208,10 +208,7 @@ class ChatCompletionsProvider(HTTPProvider):
         messages: list[JSONObject] = []
         if chat.system:
             messages.append({"role": "system", "content": chat.system})
-        messages.extend(
-            {"role": message["role"], "content": _content(message["content"])}
-            for message in chat.messages
-        )
+        messages.extend(_message(message) for message in chat.messages)
         body: JSONObject = {"model": chat.model, "messages": messages, "stream": True}
         if self.conf.stream_usage:  # else a stream reports no usage at all
             body["stream_options"] = {"include_usage": True}
@@ -248,6 +245,28 @@ class ChatCompletionsProvider(HTTPProvider):
 
     def reader(self) -> ChatCompletionsReader:
         return ChatCompletionsReader(self.name)
+
+
+def _message(message: JSONObject) -> JSONObject:
+    """A neutral turn as a chat message: tool calls and results in OpenAI's shape."""
+    if message["role"] == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message["tool_call_id"],
+            "content": message["content"],
+        }
+    converted: JSONObject = {"role": message["role"], "content": _content(message["content"])}
+    if message.get("tool_calls"):
+        converted["content"] = converted["content"] or None
+        converted["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
+            for call in message["tool_calls"]
+        ]
+    return converted
 
 
 def _content(content: Any) -> Any:
