@@ -10,9 +10,9 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .config import (
     DISCONNECT_POLICIES,
@@ -261,36 +261,6 @@ def is_number(value: object) -> TypeGuard[int | float]:
 OnFinish = Callable[[Answer], Any]
 #: Whose answer it is (a user id), for resume and cancel.
 Owner = Union[str, int, None]
-
-
-class AskOptions(TypedDict, total=False):
-    """The keyword options of ``ask_stream``, ``ask``, ``iter_text`` and
-    ``iter_events``, for IDEs and type checkers (each is checked at run time
-    too, whoever calls). ``None`` is the same as leaving an option out."""
-
-    provider: str | None
-    model: str | None
-    temperature: float | None
-    max_tokens: int | None
-    system: str | None
-    messages: Sequence[Options] | None
-    fallbacks: Sequence[str] | None
-    top_p: float | None
-    stop: str | Sequence[str] | None
-    seed: int | None
-    response_format: str | Options | None
-    tools: Sequence[Options] | None
-    tool_choice: str | Mapping[str, str] | None
-    reasoning: Literal["low", "medium", "high"] | None
-    extra_body: Options | None
-    extra_headers: Mapping[str, str] | None
-    on_finish: OnFinish | None
-    on_disconnect: Literal["cancel", "finish"] | None
-    events: Sequence[str] | None
-    format: Literal["aistream", "vercel", "openai"] | None
-    include_usage: bool | None
-    owner: str | int | None
-    chat_id: str | None
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from flask import Blueprint, Flask, Response, has_request_context
 from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerRun
-from .calls import AskOptions, Call, Owner, call_options, plan
+from .calls import Call, OnFinish, Owner, call_options, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat, new_id
@@ -41,6 +41,36 @@ from .transport import Transport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+
+class AskOptions(TypedDict, total=False):
+    """The keyword options of ``ask_stream``, ``ask``, ``iter_text`` and
+    ``iter_events``, for IDEs and type checkers (each is checked at run time
+    too, whoever calls). ``None`` is the same as leaving an option out."""
+
+    provider: str | None
+    model: str | None
+    temperature: float | None
+    max_tokens: int | None
+    system: str | None
+    messages: Sequence[Options] | None
+    fallbacks: Sequence[str] | None
+    top_p: float | None
+    stop: str | Sequence[str] | None
+    seed: int | None
+    response_format: str | Options | None
+    tools: Sequence[Options] | None
+    tool_choice: str | Mapping[str, str] | None
+    reasoning: Literal["low", "medium", "high"] | None
+    extra_body: Options | None
+    extra_headers: Mapping[str, str] | None
+    on_finish: OnFinish | None
+    on_disconnect: Literal["cancel", "finish"] | None
+    events: Sequence[str] | None
+    format: Literal["aistream", "vercel", "openai"] | None
+    include_usage: bool | None
+    owner: str | int | None
+    chat_id: str | None
 
 
 class AIClient:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from ..errors import InvalidRequestError
-from ..parts import JSONObject, ToolCall
+from ..parts import JSONObject, Options, ToolCall
 
 logger = logging.getLogger("flask_aistream")
 
@@ -44,7 +43,7 @@ def checked_tool_calls(value: object) -> list[JSONObject]:
     return calls
 
 
-def checked_tool_result(message: Mapping[str, Any]) -> JSONObject:
+def checked_tool_result(message: Options) -> JSONObject:
     """A ``tool`` turn: the result of one call, as text (a JSON value is sent
     as its JSON text)."""
     call_id = message.get("tool_call_id")

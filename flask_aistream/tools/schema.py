@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Union
+from typing import Literal, Union
 
 from ..errors import ConfigurationError
 from ..parts import JSONObject
@@ -130,7 +130,7 @@ def _enum(values: list[object], where: str) -> JSONObject:
     return schema
 
 
-def _tuple(args: tuple[Any, ...], annotation: object) -> JSONObject:
+def _tuple(args: tuple[object, ...], annotation: object) -> JSONObject:
     if not args or (len(args) == 2 and args[1] is Ellipsis):
         return {"type": "array", "items": schema_of(args[0]) if args else {}}
     if Ellipsis in args:
