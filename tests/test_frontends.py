@@ -589,17 +589,39 @@ def test_openai_endpoint_passes_options_and_images_on(openai_client, fake):
     assert sent["response_format"]["json_schema"]["schema"] == schema
 
 
-def test_openai_endpoint_refuses_tool_results(openai_client, fake):
+def test_openai_endpoint_passes_tool_calls_and_results_on(openai_client, fake):
+    """The openai SDK's own client-side tool loop: the second request carries
+    the model's call and the tool's result; both reach the provider (they
+    were a 400)."""
     client, _ = openai_client()
-    with pytest.raises(openai.BadRequestError, match="Tool results"):
-        client.chat.completions.create(
-            model="fast",
-            messages=[
-                {"role": "user", "content": "Weather?"},
-                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    fake.reply = Reply(parts=openai_events(["It is sunny."]))
+    conversation = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
             ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    answer = client.chat.completions.create(model="fast", messages=conversation)
+    assert answer.choices[0].message.content == "It is sunny."
+    sent = fake.last.json()["messages"]
+    assert sent[1]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+    }
+    assert sent[2] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+    with pytest.raises(openai.BadRequestError):  # a result answering nothing is refused
+        client.chat.completions.create(
+            model="fast", messages=[{"role": "tool", "content": "sunny"}]
         )
-    assert fake.requests == []
 
 
 def test_the_vercel_format_from_a_view_of_your_own(make_app, fake):

@@ -302,16 +302,24 @@ def _messages(value: object) -> list[JSONObject]:
     messages = []
     for message in value:
         role = message.get("role") if isinstance(message, dict) else None
-        if role == "tool" or (isinstance(message, dict) and message.get("tool_calls")):
-            raise APIError(
-                400, "Tool results in the conversation are not supported.", "bad_request"
+        if role == "tool":  # a result, passed on as it is (checked with the call)
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": message.get("tool_call_id"),
+                    "content": message.get("content"),
+                }
             )
+            continue
         if role not in ROLES:
             raise APIError(400, f"Unsupported message role {role!r}.", "bad_request")
         content = message.get("content")
         if isinstance(content, list):
             content = [_part(part) for part in content]
-        messages.append({"role": ROLES[role], "content": content})
+        converted: JSONObject = {"role": ROLES[role], "content": content}
+        if role == "assistant" and message.get("tool_calls"):
+            converted["tool_calls"] = message["tool_calls"]  # OpenAI's shape: checked later
+        messages.append(converted)
     return messages
 
 
