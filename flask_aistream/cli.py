@@ -161,13 +161,13 @@ def _check_url(url: str, report: Report) -> None:
     encoding = response.headers.get("Content-Encoding")
     if encoding and encoding != "identity":
         report.problem("compression", f"Content-Encoding: {encoding} (a compressor holds tokens)")
-    reads, events, done = _reads(response)
+    bursts, events, done = _bursts(response)
     if not done:
         report.problem("end", "the stream ended before [DONE] (a proxy timeout?)")
-    if events >= 5 and reads <= 2:
-        report.problem("buffering", f"{events} events came at once ({reads} burst(s))")
+    if events >= 5 and bursts <= 2:
+        report.problem("buffering", f"{events} events came at once ({bursts} burst(s))")
     elif events:
-        report.ok("streaming", f"{events} events in {reads} bursts, as they were sent")
+        report.ok("streaming", f"{events} events in {bursts} bursts, as they were sent")
     else:
         report.problem("streaming", "no event arrived")
 
@@ -176,7 +176,7 @@ def _check_url(url: str, report: Report) -> None:
 SAME_READ = 0.005
 
 
-def _reads(response: requests.Response) -> tuple[int, int, bool]:
+def _bursts(response: requests.Response) -> tuple[int, int, bool]:
     """How many bursts the events arrived in (urllib3 hands over a chunked
     body chunk by chunk, whatever one read brought: a burst is what came
     with no pause), how many events, and whether ``[DONE]`` came."""

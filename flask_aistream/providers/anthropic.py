@@ -11,7 +11,6 @@ and ``event: error`` reports a failure after the HTTP 200.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from .http import HTTPProvider
 from .sse import ServerSentEvent
 from .wire import (
     ToolCallAssembler,
+    call_arguments,
     in_stream_error,
     key_header,
     normalize_finish,
@@ -205,6 +205,7 @@ def _messages(messages: Iterable[JSONObject]) -> list[JSONObject]:
     as ``tool_use`` blocks, and every result of one turn as ``tool_result``
     blocks of the one user message that follows it."""
     converted: list[JSONObject] = []
+    results: list[JSONObject] | None = None  # the tool_result blocks of the open user turn
     for message in messages:
         if message["role"] == "tool":
             block = {
@@ -214,33 +215,26 @@ def _messages(messages: Iterable[JSONObject]) -> list[JSONObject]:
             }
             if message["error"]:
                 block["is_error"] = True
-            last = converted[-1] if converted else None
-            if last is not None and last["role"] == "user" and last.get("tool_results"):
-                last["content"].append(block)
-            else:
-                converted.append({"role": "user", "content": [block], "tool_results": True})
+            if results is None:
+                results = []
+                converted.append({"role": "user", "content": results})
+            results.append(block)
             continue
+        results = None
         content = _content(message["content"])
         if message.get("tool_calls"):
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
             content = [block for block in blocks if block.get("text") != ""] + [
-                {"type": "tool_use", "id": call["id"], "name": call["name"], "input": _input(call)}
+                {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": call["name"],
+                    "input": call_arguments(call),
+                }
                 for call in message["tool_calls"]
             ]
         converted.append({"role": message["role"], "content": content})
-    for message in converted:
-        message.pop("tool_results", None)
     return converted
-
-
-def _input(call: JSONObject) -> object:
-    """A call's arguments as the object ``tool_use`` takes (``{}`` if they
-    were not JSON: the model's own mistake, replayed as no arguments)."""
-    try:
-        value = json.loads(call["arguments"])
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _content(content: Any) -> Any:

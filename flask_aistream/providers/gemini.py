@@ -23,7 +23,7 @@ from ..parts import JSONObject, Part, ReasoningDelta, ToolCall, ToolCallDelta, U
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
-from .wire import key_header, metadata, parse_json, reported_error, token_counts
+from .wire import call_arguments, key_header, metadata, parse_json, reported_error, token_counts
 
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
 #: Finish reasons that mean the provider withheld (the rest of) the answer.
@@ -272,6 +272,7 @@ def _contents(messages: Iterable[JSONObject]) -> list[JSONObject]:
     ``functionCall`` parts of its turn, the results that follow as
     ``functionResponse`` parts of one user turn."""
     contents: list[JSONObject] = []
+    results: list[JSONObject] | None = None  # the functionResponse parts of the open user turn
     for message in messages:
         if message["role"] == "tool":
             outcome = "error" if message["error"] else "result"
@@ -280,31 +281,22 @@ def _contents(messages: Iterable[JSONObject]) -> list[JSONObject]:
             except ValueError:
                 value = message["content"]
             part = {"functionResponse": {"name": message["name"], "response": {outcome: value}}}
-            if contents and contents[-1].get("tool_results"):
-                contents[-1]["parts"].append(part)
-            else:
-                contents.append({"role": "user", "parts": [part], "tool_results": True})
+            if results is None:
+                results = []
+                contents.append({"role": "user", "parts": results})
+            results.append(part)
             continue
+        results = None
         parts = _parts(message["content"])
         if message.get("tool_calls"):
             parts = [part for part in parts if part.get("text") != ""]
             parts += [
-                {"functionCall": {"name": call["name"], "args": _args(call)}}
+                {"functionCall": {"name": call["name"], "args": call_arguments(call)}}
                 for call in message["tool_calls"]
             ]
         role = "model" if message["role"] == "assistant" else "user"
         contents.append({"role": role, "parts": parts})
-    for content in contents:
-        content.pop("tool_results", None)
     return contents
-
-
-def _args(call: JSONObject) -> object:
-    try:
-        value = json.loads(call["arguments"])
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _parts(content: Any) -> list[JSONObject]:

@@ -21,6 +21,7 @@ from .http import HTTPProvider
 from .ndjson import NDJSONDecoder
 from .wire import (
     bearer,
+    call_arguments,
     image_parts,
     in_stream_error,
     json_schema_tools,
@@ -141,7 +142,7 @@ class OllamaProvider(HTTPProvider):
                 converted["images"] = [image["data"] for image in images]
             if message.get("tool_calls"):
                 converted["tool_calls"] = [
-                    {"function": {"name": call["name"], "arguments": _arguments(call)}}
+                    {"function": {"name": call["name"], "arguments": call_arguments(call)}}
                     for call in message["tool_calls"]
                 ]
             messages.append(converted)
@@ -169,12 +170,3 @@ class OllamaProvider(HTTPProvider):
 
     def reader(self) -> ChatReader:
         return ChatReader(self.name)
-
-
-def _arguments(call: JSONObject) -> object:
-    """Ollama takes a call's arguments as an object, not JSON text."""
-    try:
-        value = json.loads(call["arguments"])
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -267,3 +267,14 @@ def status_kind(status: int, code: str = "") -> str:
     if status >= 500:
         return "unavailable"
     return "bad_request"
+
+
+def call_arguments(call: Options) -> object:
+    """An earlier tool call's arguments as the object Anthropic, Gemini and
+    Ollama take back (``{}`` if they were not a JSON object: the model's own
+    mistake, replayed as no arguments)."""
+    try:
+        value = json.loads(call["arguments"])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

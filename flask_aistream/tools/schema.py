@@ -80,12 +80,7 @@ def parameters_schema(
         elif _plain_default(parameter.default):
             schema = {**schema, "default": _json_default(parameter.default)}
         properties[name] = schema
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
+    return closed_object(properties, required)
 
 
 def schema_of(annotation: object) -> JSONObject:
@@ -172,6 +167,11 @@ def _object(name: str, hints: Mapping[str, object], required: list[str]) -> JSON
             properties[key] = schema_of(hint)
         except SchemaError as exc:
             raise SchemaError(f"{name}.{key}: {exc.where}") from None
+    return closed_object(properties, required)
+
+
+def closed_object(properties: JSONObject, required: list[str]) -> JSONObject:
+    """An object with these properties and no others."""
     return {
         "type": "object",
         "properties": properties,
