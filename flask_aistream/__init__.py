@@ -17,7 +17,17 @@ from .errors import (
     UnsupportedOptionError,
 )
 from .extension import AIStream
-from .parts import Answer, Finish, ReasoningDelta, TextDelta, ToolCall, Usage
+from .parts import (
+    Answer,
+    Finish,
+    ReasoningDelta,
+    Step,
+    StepFinish,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from .providers import HTTPProvider, PartStream, Provider
 from .providers.sse import ServerSentEvent, SSEDecoder
 from .signals import answer_finished
@@ -47,12 +57,15 @@ __all__ = [
     "ReasoningDelta",
     "SSEDecoder",
     "ServerSentEvent",
+    "Step",
+    "StepFinish",
     "StreamFormatError",
     "Task",
     "Tool",
     "ToolError",
     "TextDelta",
     "ToolCall",
+    "ToolResult",
     "UnknownOptionError",
     "UnsupportedOptionError",
     "Usage",

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Callable
 
 from .errors import ProviderError
-from .parts import Answer, AnswerBuilder, Finish, Part, shows
+from .parts import Answer, AnswerBuilder, Finish, Part, StepFinish, ToolCall, shows
 from .providers.base import PartStream
+from .tools.loop import ToolLoop
 
 
 class AnswerRun:
@@ -33,8 +34,12 @@ class AnswerRun:
         on_end: Callable[[Answer], None],
         logger: logging.Logger,
         total_timeout: float | None = None,
+        loop: ToolLoop | None = None,
     ) -> None:
         self._stream = stream
+        #: Runs the tools a step calls (``None``: no tool of the server's).
+        self._loop = loop
+        self._next: PartStream | None = None  # the next step, once asked for
         self._builder = builder
         self._on_error = on_error
         self._on_end = on_end
@@ -92,14 +97,25 @@ class AnswerRun:
         yield from rest
 
     def _parts(self) -> Iterator[list[Part] | Finish]:
-        add = self._builder.add
+        builder = self._builder
+        add = builder.add
         error: ProviderError | None = None
         try:
-            for parts in self._stream:
-                add(parts)
-                yield parts
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    self.cancel(self.timeout_error())
+            while True:
+                for parts in self._stream:
+                    add(parts)
+                    yield parts
+                    if self.deadline is not None and time.monotonic() > self.deadline:
+                        self.cancel(self.timeout_error())
+                self._stream.close()
+                if self._cancelled:
+                    break
+                yield from self._between_steps()
+                if self._next is None:
+                    break
+                self._stream, self._next = self._next, None
+                if self.cancelled:  # since the check above (another thread may cancel)
+                    break
         except ProviderError as exc:
             if not self._cancelled:  # what an abort causes (a cut-off stream) is no failure
                 error = self._on_error(exc)
@@ -112,6 +128,41 @@ class AnswerRun:
             self._stream.close()
         self.answer = self._conclude(error)
         yield Finish(self.answer)
+
+    def _between_steps(self) -> Iterator[list[Part]]:
+        """A step ended: run the tools it called, one result at a time, say
+        the step finished, and get the next one ready (``_next``) if its
+        results go back to the model. A client that left during a tool (with
+        the cancel policy) ends the answer before the next step is asked."""
+        builder, loop = self._builder, self._loop
+        calls: list[ToolCall] = []
+        more = False
+        if loop is not None and builder.complete:
+            calls, more = loop.calls_to_run(
+                builder.step_tool_calls, builder.step_finish_reason, len(builder.steps) + 1
+            )
+        for call in calls:
+            assert loop is not None
+            result = loop.run(call)
+            builder.add([result])
+            yield [result]
+            if self._cancelled or self._past_deadline():
+                return
+        step = builder.end_step(more)
+        yield [StepFinish(step)]
+        if more and loop is not None:
+            self._next = loop.next_stream(
+                step, builder.signatures, builder.provider, builder.requested_model
+            )
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _past_deadline(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.cancel(self.timeout_error())
+        return self._cancelled
 
     def _conclude(self, error: ProviderError | None) -> Answer:
         if self._cancelled and self._cancel_error is not None:

@@ -11,7 +11,7 @@ import binascii
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .config import (
@@ -46,7 +46,16 @@ CHAT_OPTIONS = frozenset(
 )
 #: What we do with its answer.
 ANSWER_OPTIONS = frozenset(
-    {"on_finish", "on_disconnect", "events", "format", "include_usage", "owner", "chat_id"}
+    {
+        "on_finish",
+        "on_disconnect",
+        "events",
+        "format",
+        "include_usage",
+        "owner",
+        "chat_id",
+        "max_steps",
+    }
 )
 OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
 #: A chat id as the Vercel AI SDK makes them (nanoid-like), bounded.
@@ -276,6 +285,16 @@ class Call:
     include_usage: bool = False
     owner: Owner = None
     chat_id: str | None = None
+    #: The tools the call offers that are :class:`~flask_aistream.Tool`
+    #: objects, by name (those with ``execute`` the server runs).
+    tools: Mapping[str, Tool[object]] = field(default_factory=dict)
+    #: The most provider calls the answer may make (else ``AI_MAX_STEPS``).
+    max_steps: int | None = None
+
+    @property
+    def runs_tools(self) -> bool:
+        """Whether the server runs any of the call's tools."""
+        return any(tool.execute is not None for tool in self.tools.values())
 
     @property
     def provider(self) -> Provider:
@@ -365,7 +384,8 @@ def plan(
             continue  # what failed is not its own fallback
         provider.check(chat)
         attempts.append((provider, chat))
-    return Call(tuple(attempts), **answer_options)
+    tools = {tool.name: tool for tool in options.get("tools") or () if isinstance(tool, Tool)}
+    return Call(tuple(attempts), tools=tools, **answer_options)
 
 
 def checked_answer_options(options: Options) -> JSONObject:
@@ -396,6 +416,11 @@ def checked_answer_options(options: Options) -> JSONObject:
         raise InvalidRequestError(
             f"chat_id must be 1 to 128 letters, digits, '-' or '_', not {chat_id!r}"
         )
+    max_steps = options.get("max_steps")
+    if max_steps is not None and (
+        not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1
+    ):
+        raise ConfigurationError(f"max_steps must be a whole number >= 1, not {max_steps!r}")
     if "include_usage" in checked:
         checked["include_usage"] = bool(checked["include_usage"])
     return checked

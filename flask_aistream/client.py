@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -25,6 +26,7 @@ from .parts import (
     AnswerBuilder,
     Event,
     Finish,
+    JSONObject,
     Options,
     Part,
     TextDelta,
@@ -35,8 +37,10 @@ from .resume import ResumeStore, StoreWriter, owner_key, resume_store_for
 from .retry import FallbackStream, RetryingStream
 from .serving import client_socket, sse_response, warn_if_sync_worker
 from .serving.server import warn_if_memory_storage
-from .signals import Hooks
+from .signals import AskingContext, Hooks
 from .task import Task
+from .tools import Tool
+from .tools.loop import ToolLoop
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -59,7 +63,8 @@ class AskOptions(TypedDict, total=False):
     stop: str | Sequence[str] | None
     seed: int | None
     response_format: str | Options | None
-    tools: Sequence[Options] | None
+    tools: Sequence[Options | Tool[Any]] | None
+    max_steps: int | None
     tool_choice: str | Mapping[str, str] | None
     reasoning: Literal["low", "medium", "high"] | None
     extra_body: Options | None
@@ -380,27 +385,59 @@ class AIClient:
     def start(self, call: Call) -> AnswerRun:
         """The answer to a checked call: opened lazily, retried before its
         first token, ended once (nothing is sent before it is read). Its
-        hooks take the asking request's context now, to run in it later."""
+        tools and hooks take the asking request's context now, to run in it
+        later."""
         provider, chat = call.attempts[0]
         builder = AnswerBuilder(provider.name, chat.model, id=new_id("ans"), chat_id=call.chat_id)
-        stream: PartStream = self._retrying(provider, chat)
-        if len(call.attempts) > 1:
-            stream = FallbackStream(
-                [(p.name, c.model, partial(self._retrying, p, c)) for p, c in call.attempts],
-                on_fallback=self._log_fallback,
+        context = AskingContext(
+            self.app, self.logger, needed=call.runs_tools or Hooks.wanted(call.on_finish)
+        )
+        loop = None
+        if call.runs_tools:
+            loop = ToolLoop(
+                call.tools,
+                frozenset(tool["name"] for tool in chat.tools or ()),
+                call.max_steps or self.settings.max_steps,
+                partial(self._next_step, call),
+                context,
+                self.logger,
             )
-        hooks = Hooks(call.on_finish, self.app, self.logger)
+        hooks = Hooks(call.on_finish, context)
         run = AnswerRun(
-            stream,
+            self._step_stream(call.attempts),
             builder,
             on_error=self._log_failure,
             on_end=hooks,
             logger=self.logger,
             total_timeout=self.settings.total_timeout,
+            loop=loop,
         )
         if hooks.watcher is not None:
             hooks.watcher.started(run, chat)
         return run
+
+    def _step_stream(self, attempts: Sequence[tuple[Provider, ChatRequest]]) -> PartStream:
+        """One step's stream: retried, then the fallbacks, before its first visible part."""
+        provider, chat = attempts[0]
+        if len(attempts) == 1:
+            return self._retrying(provider, chat)
+        return FallbackStream(
+            [(p.name, c.model, partial(self._retrying, p, c)) for p, c in attempts],
+            on_fallback=self._log_fallback,
+        )
+
+    def _next_step(
+        self, call: Call, messages: tuple[JSONObject, ...], provider: str, model: str | None
+    ) -> PartStream:
+        """A step after the first: the provider that answered the last one
+        (then its fallbacks), asked with ``messages`` appended."""
+        attempts = list(call.attempts)
+        answering = next(
+            (i for i, (p, c) in enumerate(attempts) if p.name == provider and c.model == model), 0
+        )
+        return self._step_stream(
+            [(p, replace(c, messages=c.messages + messages)) for p, c in attempts[answering:]]
+        )
 
     def _retrying(self, provider: Provider, chat: ChatRequest) -> RetryingStream:
         return RetryingStream(

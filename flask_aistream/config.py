@@ -34,6 +34,7 @@ class ConfigVars:
     TOTAL_TIMEOUT = "AI_TOTAL_TIMEOUT"
     HEARTBEAT_INTERVAL = "AI_HEARTBEAT_INTERVAL"
     MAX_RETRIES = "AI_MAX_RETRIES"
+    MAX_STEPS = "AI_MAX_STEPS"
     RETRY_BACKOFF = "AI_RETRY_BACKOFF"
     SYSTEM_PROMPT = "AI_SYSTEM_PROMPT"
     MAX_QUESTION_CHARS = "AI_MAX_QUESTION_CHARS"
@@ -88,7 +89,7 @@ STREAM_FORMATS = ("aistream", "vercel", "openai")
 #: The versions of the AI SDK's UI message stream ``AI_VERCEL_PROTOCOL`` names.
 VERCEL_PROTOCOLS = (5, 6, 7)
 #: The events ``AI_STREAM_EVENTS`` / ``events=`` may add to the default format.
-OPTIONAL_EVENTS = ("reasoning", "tool_calls", "finish")
+OPTIONAL_EVENTS = ("reasoning", "tool_calls", "tool_results", "steps", "finish")
 #: Longest silence from the provider, in seconds, before giving up. Not a cap
 #: on the whole answer, which may stream for minutes.
 DEFAULT_HTTP_TIMEOUT = 30.0
@@ -100,6 +101,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 15.0
 #: client never blocks that long: its buffers hold far more than an answer.
 DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
+#: Provider calls one answer may make when the server runs its tools.
+DEFAULT_MAX_STEPS = 10
 #: First wait between retries, doubled each time (the official SDKs' value).
 DEFAULT_RETRY_BACKOFF = 0.5
 DEFAULT_OFFLINE_DELAY = 0.05
@@ -154,6 +157,7 @@ class Settings:
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     max_retries: int = DEFAULT_MAX_RETRIES
+    max_steps: int = DEFAULT_MAX_STEPS
     retry_backoff: float = DEFAULT_RETRY_BACKOFF
     system_prompt: str | None = None
     max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
@@ -210,6 +214,7 @@ class Settings:
                 ConfigVars.HEARTBEAT_INTERVAL, float, DEFAULT_HEARTBEAT_INTERVAL, 0
             ),
             max_retries=number(ConfigVars.MAX_RETRIES, int, DEFAULT_MAX_RETRIES, 0),
+            max_steps=number(ConfigVars.MAX_STEPS, int, DEFAULT_MAX_STEPS, 1),
             retry_backoff=number(ConfigVars.RETRY_BACKOFF, float, DEFAULT_RETRY_BACKOFF, 0),
             system_prompt=config.get(ConfigVars.SYSTEM_PROMPT),
             max_question_chars=number(

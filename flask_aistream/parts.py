@@ -70,6 +70,32 @@ class ToolCall(NamedTuple):
         return "tool_call"
 
 
+class ToolResult(NamedTuple):
+    """What a tool the server ran gave back for call ``call_id``: ``output``,
+    a JSON value (a dict stays an object), or ``error``, the text the model
+    and the client are shown when it failed (``output`` is then ``None``)."""
+
+    call_id: str
+    name: str
+    output: Any
+    error: str | None = None
+
+    @property
+    def type(self) -> str:
+        return "tool_result"
+
+
+class StepFinish(NamedTuple):
+    """One step (one provider call) of the answer ended: after its tool
+    results, before the next step's first part; the last step's too."""
+
+    step: Step
+
+    @property
+    def type(self) -> str:
+        return "step_finish"
+
+
 class Finish(NamedTuple):
     """The last event of every answer, however it ended."""
 
@@ -136,6 +162,19 @@ class Source(NamedTuple):
         return "source"
 
 
+class ToolCallSignature(NamedTuple):
+    """An opaque token the provider gave with tool call ``call_id`` and wants
+    back with it (Gemini's ``thoughtSignature``): sent on the next step,
+    never to a client."""
+
+    call_id: str
+    signature: str
+
+    @property
+    def type(self) -> str:
+        return "tool_call_signature"
+
+
 class Stop(NamedTuple):
     """The provider said the answer is complete. ``reason`` is one of
     :data:`FINISH_REASONS`; ``raw`` the provider's own value (or ``None``)."""
@@ -149,11 +188,24 @@ class Stop(NamedTuple):
 
 
 #: What :meth:`AIClient.iter_events` yields.
-Event = Union[TextDelta, ReasoningDelta, ToolCall, Finish]
+Event = Union[TextDelta, ReasoningDelta, ToolCall, ToolResult, StepFinish, Finish]
 
 #: What a provider's stream yields, in lists, one list per read: text as a
-#: bare ``str``, everything else a NamedTuple.
-Part = Union[str, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate, Metadata, Source, Stop]
+#: bare ``str``, everything else a NamedTuple; between steps the answer adds
+#: the tools' results and each step's end.
+Part = Union[
+    str,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallSignature,
+    UsageUpdate,
+    Metadata,
+    Source,
+    Stop,
+    ToolResult,
+    StepFinish,
+]
 
 #: Parts a person sees (or a client renders): once one was handed on, a retry
 #: would show a different answer glued to the first.
@@ -167,7 +219,7 @@ def shows(parts: list[Part]) -> bool:
 
 
 #: The parts :meth:`AIClient.iter_events` yields as they are (text is wrapped).
-PUBLIC = frozenset({ReasoningDelta, ToolCall, Finish})
+PUBLIC = frozenset({ReasoningDelta, ToolCall, ToolResult, StepFinish, Finish})
 
 
 # --- the answer ----------------------------------------------------------------
@@ -188,16 +240,48 @@ class Usage:
     def as_dict(self) -> dict[str, int | None]:
         return asdict(self)
 
+    def __add__(self, other: Usage) -> Usage:
+        """Two steps' usage together: a count either leaves out stays out
+        only if both do."""
+
+        def both(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+            both(self.reasoning_tokens, other.reasoning_tokens),
+            both(self.cached_input_tokens, other.cached_input_tokens),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One provider call of an answer: what it said, the tools it called
+    and what they gave back, how it ended, and what it cost. An answer with
+    tools the server runs has one step per round of calls, plus the last."""
+
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    tool_results: tuple[ToolResult, ...]
+    finish_reason: str
+    raw_finish_reason: str | None
+    usage: Usage | None
+
 
 @dataclass(frozen=True)
 class Answer:
     """One answer, as it ended. What ``on_finish`` hooks and the
     ``answer_finished`` signal receive, and the last event of ``iter_events``.
 
-    ``finish_reason`` is one of :data:`FINISH_REASONS`: ``"error"`` with
-    ``error`` set, ``"cancelled"`` when the client left (or the consumer
-    stopped reading) first; ``text`` then holds what did arrive.
-    ``first_token_s`` and ``duration_s`` count from the call that asked.
+    ``finish_reason`` is one of :data:`FINISH_REASONS` (the last step's):
+    ``"error"`` with ``error`` set, ``"cancelled"`` when the client left (or
+    the consumer stopped reading) first; ``text`` then holds what did arrive.
+    ``text``, ``tool_calls`` and ``tool_results`` are every step's, in order,
+    ``usage`` their sum. ``first_token_s`` and ``duration_s`` count from the
+    call that asked.
     """
 
     text: str
@@ -216,6 +300,10 @@ class Answer:
     id: str | None = None
     #: The chat it answers in: useChat's chat id, or ``chat_id=`` (else ``None``).
     chat_id: str | None = None
+    #: Its steps, one per provider call (at least one).
+    steps: tuple[Step, ...] = ()
+    #: What the tools the server ran gave back, every step's.
+    tool_results: tuple[ToolResult, ...] = ()
 
 
 #: Text pieces kept apart before they are joined into one: a long answer
@@ -224,8 +312,8 @@ JOIN_EVERY = 4096
 
 
 class AnswerBuilder:
-    """Adds parts up into an :class:`Answer`. Per text part it does one
-    append; everything else is rare."""
+    """Adds parts up into an :class:`Answer`, step by step. Per text part it
+    does one append; everything else is rare."""
 
     def __init__(
         self,
@@ -242,17 +330,47 @@ class AnswerBuilder:
         self.requested_model = model
         self.started = time.monotonic() if started is None else started
         self.first_text_at: float | None = None
-        self.complete = False  # a Stop part was seen
+        self._steps: list[Step] = []
+        #: The last ended step asked for another (its calls' results went out).
+        self._more = False
+        #: What providers want back with their calls (call id -> token).
+        self.signatures: dict[str, str] = {}
+        self._model: str | None = None
+        self._response_id: str | None = None
+        self._new_step()
+
+    def _new_step(self) -> None:
+        self._opened = False  # a part of this step arrived
         self._texts: list[str] = []
         self._reasoning: list[str] = []
         self._tool_calls: list[ToolCall] = []
+        self._results: list[ToolResult] = []
         self._usage: dict[str, int] = {}
         self._stop: Stop | None = None
-        self._model: str | None = None
-        self._response_id: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The provider said this step is complete."""
+        return self._stop is not None
+
+    @property
+    def step_tool_calls(self) -> tuple[ToolCall, ...]:
+        """The complete tool calls of the step under way."""
+        return tuple(self._tool_calls)
+
+    @property
+    def step_finish_reason(self) -> str:
+        """How the provider said the step under way ended (``"other"``: it did not)."""
+        return self._stop.reason if self._stop is not None else "other"
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps that ended."""
+        return tuple(self._steps)
 
     def add(self, parts: list[Part]) -> None:
         texts = self._texts
+        self._opened = True
         for part in parts:
             if part.__class__ is str:
                 texts.append(part)
@@ -269,6 +387,10 @@ class AnswerBuilder:
             self._reasoning.append(part.text)
         elif kind is ToolCall:
             self._tool_calls.append(part)
+        elif kind is ToolResult:
+            self._results.append(part)
+        elif kind is ToolCallSignature:
+            self.signatures[part.call_id] = part.signature
         elif kind is UsageUpdate:
             for name, value in zip(UsageUpdate._fields, part):
                 if value is not None:
@@ -278,29 +400,61 @@ class AnswerBuilder:
             self._response_id = part.response_id or self._response_id
         elif kind is Stop:
             self._stop = part
-            self.complete = True
         elif kind is Source:  # nothing of the provider that failed counts
             self.provider, self.requested_model = part.provider, part.model
             self._model = self._response_id = None
             self._usage.clear()
 
-    def build(self, error: ProviderError | None = None, cancelled: bool = False) -> Answer:
-        """The answer so far. An error decides first; a complete answer keeps
-        its own reason even when the client left right after it."""
-        if error is not None:
-            # A provider that withheld the answer for its content says so.
-            reason = "content_filter" if error.kind == "blocked" else "error"
-        elif self._stop is not None:
-            reason = self._stop.reason
-        else:
-            reason = "cancelled" if cancelled else "other"
-        return Answer(
+    def end_step(self, more: bool) -> Step:
+        """Close the step under way (its parts and tool results were added);
+        ``more``: another step follows."""
+        stop = self._stop
+        step = self._step(stop.reason if stop else "other", stop.raw if stop else None)
+        self._steps.append(step)
+        self._more = more
+        self._new_step()
+        return step
+
+    def _step(self, reason: str, raw: str | None) -> Step:
+        return Step(
             text="".join(self._texts),
             reasoning="".join(self._reasoning),
             tool_calls=tuple(self._tool_calls),
+            tool_results=tuple(self._results),
             finish_reason=reason,
-            raw_finish_reason=self._stop.raw if self._stop is not None else None,
+            raw_finish_reason=raw,
             usage=self._build_usage(),
+        )
+
+    def build(self, error: ProviderError | None = None, cancelled: bool = False) -> Answer:
+        """The answer so far. An error decides first; a complete answer keeps
+        its own reason even when the client left right after it; one left
+        between two steps is cancelled."""
+        steps = list(self._steps)
+        under_way = self._opened or not steps
+        stop = self._stop
+        if not under_way:  # the last step ended: its own reason, unless more was to come
+            stop = (
+                None if self._more else Stop(steps[-1].finish_reason, steps[-1].raw_finish_reason)
+            )
+        if error is not None:
+            # A provider that withheld the answer for its content says so.
+            reason = "content_filter" if error.kind == "blocked" else "error"
+        elif stop is not None:
+            reason = stop.reason
+        else:
+            reason = "cancelled" if cancelled else "other"
+        raw = stop.raw if stop is not None else None
+        if under_way:
+            steps.append(self._step(reason, raw))
+        usages = [step.usage for step in steps if step.usage is not None]
+        return Answer(
+            text="".join(step.text for step in steps),
+            reasoning="".join(step.reasoning for step in steps),
+            tool_calls=tuple(call for step in steps for call in step.tool_calls),
+            finish_reason=reason,
+            raw_finish_reason=raw,
+            usage=sum(usages[1:], usages[0]) if usages else None,
             model=self._model or self.requested_model,
             provider=self.provider,
             response_id=self._response_id,
@@ -309,6 +463,8 @@ class AnswerBuilder:
             duration_s=time.monotonic() - self.started,
             id=self.id,
             chat_id=self.chat_id,
+            steps=tuple(steps),
+            tool_results=tuple(result for step in steps for result in step.tool_results),
         )
 
     def _build_usage(self) -> Usage | None:

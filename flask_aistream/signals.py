@@ -9,7 +9,7 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
 from blinker import Namespace
 from flask import Flask, current_app, g, has_app_context, has_request_context
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .parts import Answer
     from .providers.base import ChatRequest
 
+R = TypeVar("R")
 _signals = Namespace()
 
 #: Sent once per answer, however it was asked for (``ask_stream``, ``ask``,
@@ -58,33 +59,68 @@ def watched_by(watcher: AnswerWatcher) -> Iterator[None]:
         _watcher.reset(token)
 
 
+class AskingContext:
+    """The asking request's context, taken in the view (its app, a copy of
+    its request context, its ``g``), for the tools and hooks that run later,
+    on whichever thread, also after the client left. Each run gets a fresh
+    app context, torn down after it (``teardown_appcontext`` runs, a
+    ``db.session`` is removed), with that request and ``g`` in it."""
+
+    def __init__(self, app: Flask | None, logger: logging.Logger, *, needed: bool = True) -> None:
+        self.app = app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
+        self.logger = logger
+        self._request: RequestContext | None = None
+        self._g: dict[str, object] = {}
+        # Copying a request costs; an answer with no tools and no hooks skips it.
+        if needed and has_request_context() and self.app is request_ctx.app:
+            self._request = request_ctx.copy()
+            self._g = dict(vars(g._get_current_object()))
+
+    def run(self, function: Callable[..., R], *args: object) -> R | None:
+        """``function(*args)`` in that context, on a copy of no context at
+        all, so it never sees, nor leaks into, another request's; what it
+        sets on ``g`` the next run sees. ``None`` when there is no app."""
+        return contextvars.Context().run(self._run, function, *args)
+
+    def _run(self, function: Callable[..., R], *args: object) -> R | None:
+        app = self.app
+        if app is None:
+            self.logger.warning(
+                "flask-aistream: no Flask app to run tools and hooks in; "
+                "create the client with AIStream(app) or call it inside an app context"
+            )
+            return None
+        with self._request.copy() if self._request is not None else app.app_context():
+            shared = vars(g._get_current_object())
+            shared.update(self._g)
+            try:
+                return function(*args)
+            finally:
+                self._g = dict(shared)
+
+
 class Hooks:
-    """An answer's hooks, and the context they run in: taken in the view
-    that asked (its app, a copy of its request context and of ``g``: the
-    user a ``before_request`` loaded is there), run once the answer ended,
-    on whichever thread ends it, also after the client left."""
+    """An answer's hooks, run once the answer ended, in the asking
+    request's context: the watcher that counts it, the call's ``on_finish``,
+    then ``answer_finished``."""
 
     def __init__(
         self,
         on_finish: Callable[[Answer], object] | None,
-        app: Flask | None,
-        logger: logging.Logger,
+        context: AskingContext,
     ) -> None:
         self.on_finish = on_finish
-        self.app = app or (current_app._get_current_object() if has_app_context() else None)  # type: ignore[attr-defined]
-        self.logger = logger
+        self.context = context
+        self.logger = context.logger
         #: Who counts this answer (``watched_by``), told before the hooks.
         self.watcher = _watcher.get()
-        self._request: RequestContext | None = None
-        self._g: dict[str, object] = {}
-        hooked = on_finish is not None or bool(answer_finished.receivers)
-        if hooked and has_request_context() and self.app is request_ctx.app:
-            self._request = request_ctx.copy()
-            self._g = dict(vars(g._get_current_object()))
+
+    @staticmethod
+    def wanted(on_finish: Callable[[Answer], object] | None) -> bool:
+        """Whether an answer has hooks to run (its context is then kept)."""
+        return on_finish is not None or bool(answer_finished.receivers)
 
     def __call__(self, answer: Answer) -> None:
-        """Run them, on a copy of no context at all, so a hook never sees,
-        nor leaks into, another request's."""
         if self.watcher is not None:
             try:
                 self.watcher.ended(answer)
@@ -92,24 +128,15 @@ class Hooks:
                 self.logger.exception("flask-aistream: counting the answer failed")
         if self.on_finish is None and not answer_finished.receivers:
             return
-        contextvars.Context().run(self._run, answer)
+        self.context.run(self._run, answer)
 
     def _run(self, answer: Answer) -> None:
-        app = self.app
-        if app is None:
-            self.logger.warning(
-                "flask-aistream: no Flask app to run the answer's hooks in; "
-                "create the client with AIStream(app) or call it inside an app context"
-            )
-            return
-        with self._request if self._request is not None else app.app_context():
-            vars(g._get_current_object()).update(self._g)
-            if self.on_finish is not None:
-                try:
-                    self.on_finish(answer)
-                except Exception:
-                    self.logger.exception("flask-aistream: the on_finish hook failed")
+        if self.on_finish is not None:
             try:
-                answer_finished.send(app, answer=answer)
+                self.on_finish(answer)
             except Exception:
-                self.logger.exception("flask-aistream: an answer_finished receiver failed")
+                self.logger.exception("flask-aistream: the on_finish hook failed")
+        try:
+            answer_finished.send(self.context.app, answer=answer)
+        except Exception:
+            self.logger.exception("flask-aistream: an answer_finished receiver failed")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Response
 
 from .calls import OnFinish, call_options
 from .parts import Event, JSONObject, Options, ToolCall
+from .tools import Tool
 
 
 class Asker(Protocol):
@@ -106,13 +107,29 @@ class Task:
         return self
 
     def tools(
-        self, tools: Iterable[Options], choice: str | Mapping[str, str] | None = None
+        self,
+        *tools: Tool[Any] | Options | Iterable[Tool[Any] | Options],
+        choice: str | Mapping[str, str] | None = None,
     ) -> Task:
-        """Tools the model may call (``name``, ``description``, ``parameters``),
-        and optionally ``tool_choice``."""
-        self._options["tools"] = list(tools)
+        """Tools the model may call: :class:`~flask_aistream.Tool` objects
+        (``@tool``; those with a function the server runs between steps) or
+        dicts (``name``, ``description``, ``parameters``), one by one or in a
+        list; and optionally ``tool_choice``."""
+        flat: list[Tool[Any] | Options] = []
+        for item in tools:
+            if isinstance(item, (list, tuple)):
+                flat.extend(item)
+            else:
+                flat.append(item)  # type: ignore[arg-type]
+        self._options["tools"] = flat
         if choice is not None:
             self._options["tool_choice"] = choice
+        return self
+
+    def max_steps(self, steps: int) -> Task:
+        """The most provider calls the answer may make while the server runs
+        its tools (default ``AI_MAX_STEPS``)."""
+        self._options["max_steps"] = steps
         return self
 
     def tool_choice(self, choice: str | dict[str, str]) -> Task:
@@ -151,7 +168,8 @@ class Task:
         return self
 
     def events(self, *names: str) -> Task:
-        """Optional events for :meth:`stream`: ``"reasoning"``, ``"tool_calls"``, ``"finish"``."""
+        """Optional events for :meth:`stream`: ``"reasoning"``, ``"tool_calls"``,
+        ``"tool_results"``, ``"steps"``, ``"finish"``."""
         self._options["events"] = names
         return self
 

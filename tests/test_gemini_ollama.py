@@ -97,7 +97,7 @@ def test_gemini_answer(make_app, fake):
 def test_gemini_thoughts_and_function_calls(make_app, fake):
     fake.reply = reply_for("gemini_thinking_tools.sse")
     events = ask_events(make_app(), "gemini")
-    assert [e.type for e in events] == ["reasoning", "text", "tool_call", "finish"]
+    assert [e.type for e in events] == ["reasoning", "text", "tool_call", "step_finish", "finish"]
     answer = events[-1].answer
     assert answer.reasoning.startswith("**Checking the weather**")
     assert "Checking" not in answer.text  # thoughts are never text
@@ -235,7 +235,7 @@ def test_ollama_answer(make_app, fake):
 def test_ollama_thinking_and_tool_calls(make_app, fake):
     fake.reply = reply_for("ollama_thinking_tools.ndjson")
     events = ask_events(make_app(), "ollama")
-    assert [e.type for e in events] == ["reasoning", "text", "tool_call", "finish"]
+    assert [e.type for e in events] == ["reasoning", "text", "tool_call", "step_finish", "finish"]
     answer = events[-1].answer
     assert answer.reasoning == "The user asks about Paris weather."
     assert answer.tool_calls[0].id == "call_k3jd8"

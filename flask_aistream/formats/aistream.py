@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..parts import Answer, JSONObject, Part, ReasoningDelta, ToolCall
+from ..parts import Answer, JSONObject, Part, ReasoningDelta, Step, StepFinish, ToolCall, ToolResult
 from .sse import (
     DONE,
     FINAL_ID,
@@ -17,6 +17,24 @@ from .sse import (
     data_event,
     error_event,
 )
+
+
+def step_info(step: Step) -> JSONObject:
+    """How a step ended, as the ``steps`` event says it."""
+    return {
+        "finish_reason": step.finish_reason,
+        "usage": step.usage.as_dict() if step.usage is not None else None,
+    }
+
+
+def result_info(result: ToolResult) -> JSONObject:
+    """A tool's result, as the ``tool_results`` event says it."""
+    info: JSONObject = {"id": result.call_id, "name": result.name}
+    if result.error is not None:
+        info["error"] = result.error
+    else:
+        info["output"] = result.output
+    return info
 
 
 def finish_info(answer: Answer) -> JSONObject:
@@ -34,7 +52,9 @@ class AIStreamFormat:
     answer failed, then ``[DONE]``. ``events`` adds ``{"reasoning"}`` per
     reasoning delta, ``{"tool_call"}`` per complete tool call, and one
     ``{"finish"}`` right before ``[DONE]``; clients that only know the
-    original events skip them."""
+    original events skip them. ``tool_results`` adds ``{"tool_result"}`` per
+    result of a tool the server ran, ``steps`` one ``{"step"}`` after each
+    step (one provider call), the last included."""
 
     content_type = SSE_CONTENT_TYPE
     headers = SSE_HEADERS
@@ -45,7 +65,11 @@ class AIStreamFormat:
         self._reasoning = "reasoning" in events
         self._tool_calls = "tool_calls" in events
         self._finish = "finish" in events
-        self._text_only = not (self._reasoning or self._tool_calls)
+        self._tool_results = "tool_results" in events
+        self._steps = "steps" in events
+        self._text_only = not (
+            self._reasoning or self._tool_calls or self._tool_results or self._steps
+        )
 
     def parts(self, parts: list[Part]) -> bytes:
         """The bytes for parts that arrived together: one write."""
@@ -66,6 +90,10 @@ class AIStreamFormat:
             return data_event(
                 {"tool_call": {"id": part.id, "name": part.name, "arguments": part.arguments}}
             )
+        if type(part) is ToolResult and self._tool_results:
+            return data_event({"tool_result": result_info(part)})
+        if type(part) is StepFinish and self._steps:
+            return data_event({"step": step_info(part.step)})
         return b""
 
     @staticmethod

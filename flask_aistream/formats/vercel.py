@@ -7,7 +7,15 @@ from collections.abc import Hashable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ..parts import Answer, JSONObject, ReasoningDelta, ToolCall, ToolCallDelta
+from ..parts import (
+    Answer,
+    JSONObject,
+    ReasoningDelta,
+    StepFinish,
+    ToolCall,
+    ToolCallDelta,
+    ToolResult,
+)
 from .aistream import finish_info
 from .sse import DONE, PING, SSE_CONTENT_TYPE, SSE_HEADERS, data_event
 
@@ -45,18 +53,25 @@ class VercelFormat:
         self._message_id = message_id
         self._protocol = protocol
         self._started = False
+        self._in_step = False
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", its id)
         self._blocks = 0
         self._tools: dict[Hashable, tuple[str, str]] = {}  # position -> (id, name)
 
-    def _start(self) -> bytes:
-        self._started = True
-        return data_event({"type": "start", "messageId": self._message_id}) + data_event(
-            {"type": "start-step"}
-        )
+    def _start(self, out: list[bytes]) -> None:
+        if not self._started:
+            self._started = True
+            out.append(data_event({"type": "start", "messageId": self._message_id}))
+        if not self._in_step:
+            self._in_step = True
+            out.append(data_event({"type": "start-step"}))
 
     def parts(self, parts: list[Any]) -> bytes:  # dispatched on __class__: a token is one lookup
-        out = [] if self._started else [self._start()]
+        out: list[bytes] = []
+        if not self._in_step:
+            if parts and parts[0].__class__ is StepFinish:
+                return self._finish_step(out)
+            self._start(out)
         for part in parts:
             kind = part.__class__
             if kind is str:
@@ -83,6 +98,19 @@ class VercelFormat:
                         }
                     )
                 )
+            elif kind is ToolResult:
+                self._close(out)
+                out.append(data_event(_tool_output(part)))
+            elif kind is StepFinish:
+                self._finish_step(out)
+        return b"".join(out)
+
+    def _finish_step(self, out: list[bytes]) -> bytes:
+        self._close(out)
+        if self._in_step:
+            out.append(data_event({"type": "finish-step"}))
+            self._in_step = False
+        self._tools.clear()  # the next step numbers its calls anew
         return b"".join(out)
 
     def _block(self, kind: str, out: list[bytes]) -> str:
@@ -125,11 +153,14 @@ class VercelFormat:
         return data_event({"type": "error", "errorText": message})
 
     def end(self, answer: Answer) -> bytes:
-        out = [] if self._started else [self._start()]
+        out: list[bytes] = []
+        if not self._started:
+            self._start(out)
         self._close(out)
         if answer.error is not None:
             out.append(self.error(answer.error.message))
-        out.append(data_event({"type": "finish-step"}))
+        if self._in_step:
+            out.append(data_event({"type": "finish-step"}))
         finish: JSONObject = {"type": "finish", "messageMetadata": finish_info(answer)}
         if self._protocol >= 6:
             reason = answer.finish_reason
@@ -138,6 +169,16 @@ class VercelFormat:
             finish["finishReason"] = VERCEL_FINISH_REASONS.get(reason, reason)
         out.append(data_event(finish))
         return b"".join(out) + DONE
+
+
+def _tool_output(result: ToolResult) -> JSONObject:
+    if result.error is not None:
+        return {
+            "type": "tool-output-error",
+            "toolCallId": result.call_id,
+            "errorText": result.error,
+        }
+    return {"type": "tool-output-available", "toolCallId": result.call_id, "output": result.output}
 
 
 def _json_or_text(arguments: str) -> object:

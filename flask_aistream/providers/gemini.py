@@ -19,11 +19,27 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ERROR_KINDS, ProviderError, StreamFormatError
-from ..parts import JSONObject, Part, ReasoningDelta, ToolCall, ToolCallDelta, UsageUpdate
+from ..parts import (
+    JSONObject,
+    Part,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallSignature,
+    UsageUpdate,
+)
 from .base import REQUEST_OPTIONS, ChatRequest, EventReader
 from .http import HTTPProvider
 from .sse import ServerSentEvent
-from .wire import call_arguments, key_header, metadata, parse_json, reported_error, token_counts
+from .wire import (
+    call_arguments,
+    key_header,
+    metadata,
+    new_call_id,
+    parse_json,
+    reported_error,
+    token_counts,
+)
 
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
 #: Finish reasons that mean the provider withheld (the rest of) the answer.
@@ -42,6 +58,8 @@ BLOCKED = frozenset(
 )
 #: Thinking budgets for ``reasoning`` on Gemini 2.x, which takes a budget;
 #: later models take the level itself (``thinkingLevel``).
+#: The signature Google lets a client send for a call it has none for.
+UNSIGNED = "skip_thought_signature_validator"
 THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 #: ``google.rpc.Status`` codes worth a retry (Gemini sends no Retry-After).
@@ -130,10 +148,13 @@ class GenerateContentReader(EventReader[ServerSentEvent]):
         call = part.get("functionCall")
         if isinstance(call, dict):
             call_id = call.get("id") if isinstance(call.get("id"), str) else None
-            call_id = call_id or f"call_{self._calls}"
+            call_id = call_id or new_call_id()
             name = str(call.get("name") or "")
             arguments = json.dumps(call.get("args") or {}, ensure_ascii=False)
             out.append(ToolCallDelta(self._calls, call_id, name, arguments))
+            signature = part.get("thoughtSignature")
+            if isinstance(signature, str) and signature:
+                out.append(ToolCallSignature(call_id, signature))
             out.append(ToolCall(call_id, name, arguments))
             self._calls += 1
 
@@ -290,13 +311,22 @@ def _contents(messages: Iterable[JSONObject]) -> list[JSONObject]:
         parts = _parts(message["content"])
         if message.get("tool_calls"):
             parts = [part for part in parts if part.get("text") != ""]
-            parts += [
-                {"functionCall": {"name": call["name"], "args": call_arguments(call)}}
-                for call in message["tool_calls"]
-            ]
+            parts += [_function_call(call) for call in message["tool_calls"]]
         role = "model" if message["role"] == "assistant" else "user"
         contents.append({"role": role, "parts": parts})
     return contents
+
+
+def _function_call(call: JSONObject) -> JSONObject:
+    """A call, replayed with its ``thoughtSignature``: Gemini 3 refuses one
+    without. A call of this answer's that came unsigned (the second of
+    parallel calls) stays so; one from a client's history, whose signature
+    we never saw, gets the placeholder Google documents for that case."""
+    part: JSONObject = {"functionCall": {"name": call["name"], "args": call_arguments(call)}}
+    signature = call.get("signature", UNSIGNED)
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
 
 
 def _parts(content: Any) -> list[JSONObject]:

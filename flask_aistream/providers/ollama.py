@@ -25,6 +25,7 @@ from .wire import (
     image_parts,
     in_stream_error,
     json_schema_tools,
+    new_call_id,
     normalize_finish,
     parse_json,
     text_of,
@@ -83,7 +84,7 @@ class ChatReader(EventReader[str]):
         if not isinstance(function, dict):
             return
         call_id = call.get("id") if isinstance(call.get("id"), str) else None
-        call_id = call_id or f"call_{self._calls}"
+        call_id = call_id or new_call_id()
         name = str(function.get("name") or "")
         arguments = function.get("arguments")
         if not isinstance(arguments, str):

@@ -6,6 +6,7 @@ Every built-in provider uses them; a provider of your own may."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Hashable, Iterable, Mapping
 from json import JSONDecoder
 from typing import Any
@@ -267,6 +268,12 @@ def status_kind(status: int, code: str = "") -> str:
     if status >= 500:
         return "unavailable"
     return "bad_request"
+
+
+def new_call_id() -> str:
+    """An id for a tool call the provider gave none (Gemini, Ollama): unique
+    within the answer, as clients merge tool parts by id."""
+    return f"call_{secrets.token_hex(8)}"
 
 
 def call_arguments(call: Options) -> object:

@@ -1,0 +1,149 @@
+"""Running the tools a step called, and asking the next step.
+
+The answer (:class:`~flask_aistream.answer.AnswerRun`) reads one step after
+another; between two it asks a :class:`ToolLoop` which calls to run, runs
+them one by one in the order the model gave (in the asking request's
+context), and opens the next step with the calls and their results appended
+to the conversation. The loop knows neither wire formats nor output
+formats: it gets :class:`~flask_aistream.ToolCall` parts and gives
+:class:`~flask_aistream.ToolResult` parts and a stream of the next step's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ToolError
+from ..parts import JSONObject, Step, ToolCall, ToolResult
+from ..providers.base import PartStream
+from . import Tool
+from .arguments import BadArguments, NotJSON, call_with, json_value, parsed_arguments
+
+if TYPE_CHECKING:
+    from ..signals import AskingContext
+
+#: What the model and the client are told when a tool raised something other
+#: than ToolError: the exception's own text may hold internals.
+TOOL_FAILED = "The tool failed."
+#: Finish reasons after which a step's calls are run (a step cut for length
+#: may hold a call cut in half).
+RUNS_AFTER = ("tool_calls", "stop")
+
+
+class ToolLoop:
+    """The server's tools for one answer, and how to ask its next step.
+
+    ``next_step(messages, provider)`` opens the next step: the conversation
+    so far plus ``messages`` (the assistant's calls and the results), asked
+    of ``provider`` (the one that answered this step) and its fallbacks."""
+
+    def __init__(
+        self,
+        tools: Mapping[str, Tool[object]],
+        offered: frozenset[str],
+        max_steps: int,
+        next_step: Callable[[tuple[JSONObject, ...], str, str | None], PartStream],
+        context: AskingContext,
+        logger: logging.Logger,
+    ) -> None:
+        self.tools = tools
+        self.offered = offered
+        self.max_steps = max_steps
+        self._next_step = next_step
+        self.context = context
+        self.logger = logger
+
+    def calls_to_run(
+        self, calls: tuple[ToolCall, ...], reason: str, steps_done: int
+    ) -> tuple[list[ToolCall], bool]:
+        """Which of a finished step's calls the server runs, and whether
+        another step follows them. None past ``max_steps``; the server's
+        own when a client tool was called too (the answer then ends with
+        that call pending for the client)."""
+        if not calls or reason not in RUNS_AFTER or steps_done >= self.max_steps:
+            return [], False
+        for_client = [call for call in calls if self._for_client(call)]
+        return [call for call in calls if not self._for_client(call)], not for_client
+
+    def _for_client(self, call: ToolCall) -> bool:
+        tool = self.tools.get(call.name)
+        return (
+            tool is None
+            and call.name in self.offered
+            or (tool is not None and tool.execute is None)
+        )
+
+    def run(self, call: ToolCall) -> ToolResult:
+        """One call, run: its result, or the error the model is told."""
+        tool = self.tools.get(call.name)
+        if tool is None or tool.execute is None:
+            return ToolResult(call.id, call.name, None, f"There is no tool named {call.name!r}.")
+        try:
+            arguments = parsed_arguments(call.arguments, tool.parameters)
+        except BadArguments as exc:
+            return ToolResult(
+                call.id, call.name, None, f"Invalid arguments for {call.name}: {exc}."
+            )
+        outcome = self.context.run(self._execute, tool, call, arguments)
+        return outcome if outcome is not None else ToolResult(call.id, call.name, None, TOOL_FAILED)
+
+    def _execute(self, tool: Tool[object], call: ToolCall, arguments: JSONObject) -> ToolResult:
+        assert tool.execute is not None
+        try:
+            output = json_value(call_with(tool.execute, arguments))
+        except ToolError as exc:
+            return ToolResult(call.id, call.name, None, str(exc) or TOOL_FAILED)
+        except NotJSON as exc:
+            self.logger.error(
+                "flask-aistream: tool %r returned a %s, which has no JSON form", call.name, exc
+            )
+            return ToolResult(
+                call.id, call.name, None, f"The tool returned a {exc}, which is not JSON."
+            )
+        except Exception:
+            self.logger.exception("flask-aistream: tool %r failed", call.name)
+            return ToolResult(call.id, call.name, None, TOOL_FAILED)
+        return ToolResult(call.id, call.name, output)
+
+    def next_stream(
+        self, step: Step, signatures: Mapping[str, str], provider: str, model: str | None
+    ) -> PartStream:
+        """The next step, asked with ``step``'s calls and results appended."""
+        calls = []
+        for call in step.tool_calls:
+            # "" says the provider gave this call no signature (not: unknown)
+            signature = signatures.get(call.id, "")
+            calls.append(
+                {
+                    "id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "signature": signature,
+                }
+            )
+        messages = (
+            {"role": "assistant", "content": step.text, "tool_calls": calls},
+            *(result_message(result) for result in step.tool_results),
+        )
+        return self._next_step(messages, provider, model)
+
+
+def result_message(result: ToolResult) -> JSONObject:
+    """A result as a ``tool`` turn: the error's text, a string as it is,
+    any other value as its JSON text."""
+    if result.error is not None:
+        content = result.error
+    elif isinstance(result.output, str):
+        content = result.output
+    else:
+        content = json.dumps(result.output, ensure_ascii=False)
+    return {
+        "role": "tool",
+        "tool_call_id": result.call_id,
+        "name": result.name,
+        "content": content,
+        "error": result.error is not None,
+    }

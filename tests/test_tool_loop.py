@@ -1,0 +1,578 @@
+"""The tool loop: a step ends with tool calls, the server runs its tools,
+and the next step is asked with the calls and results, in each provider's
+dialect, streamed on in the same response."""
+
+import json
+
+import pytest
+
+from fakeprovider import Reply, transcript
+from flask_aistream import Step, StepFinish, ToolError, ToolResult, tool
+from helpers import sse_events
+
+TEXT = {  # what each provider's basic transcript says in step 2
+    "openai": "The sky is blue",
+    "anthropic": "Hello! Rayleigh",
+    "gemini": "The sky appears blue",
+    "ollama": "The sky",
+}
+STEP2 = {
+    "openai": "openai_basic.sse",
+    "anthropic": "anthropic_basic.sse",
+    "gemini": "gemini_basic.sse",
+    "ollama": "ollama_basic.ndjson",
+}
+
+
+def sse(*events) -> bytes:
+    return b"".join(b"data: %s\n\n" % json.dumps(event).encode() for event in events)
+
+
+def calls_step(provider: str, calls: list[tuple[str, str, dict]]) -> Reply:
+    """Step 1 in ``provider``'s wire format: these tool calls (id, name,
+    arguments) and nothing else; 10 tokens in, 5 out."""
+    if provider == "openai":
+        chunks = []
+        for index, (call_id, name, arguments) in enumerate(calls):
+            head = {"index": index, "id": call_id, "type": "function"}
+            chunks.append({**head, "function": {"name": name, "arguments": ""}})
+            chunks.append({"index": index, "function": {"arguments": json.dumps(arguments)}})
+        body = sse(
+            *(
+                {
+                    "id": "c1",
+                    "model": "gpt-x",
+                    "choices": [{"index": 0, "delta": {"tool_calls": [c]}}],
+                }
+                for c in chunks
+            ),
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            {
+                "choices": [],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            },
+        )
+        return Reply.sse(body + b"data: [DONE]\n\n")
+    if provider == "anthropic":
+        events = [
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_1",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": "claude-x",
+                        "content": [],
+                        "usage": {"input_tokens": 10, "output_tokens": 1},
+                    },
+                },
+            ),
+        ]
+        for index, (call_id, name, arguments) in enumerate(calls):
+            events += [
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": call_id,
+                            "name": name,
+                            "input": {},
+                        },
+                    },
+                ),
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(arguments),
+                        },
+                    },
+                ),
+                ("content_block_stop", {"type": "content_block_stop", "index": index}),
+            ]
+        events += [
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "tool_use"},
+                    "usage": {"output_tokens": 5},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        body = b"".join(
+            b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data).encode())
+            for name, data in events
+        )
+        return Reply.sse(body)
+    if provider == "gemini":
+        parts = [
+            {
+                "functionCall": {"name": name, "args": arguments},
+                **({"thoughtSignature": "sig-%d" % i} if i == 0 else {}),
+            }
+            for i, (_, name, arguments) in enumerate(calls)
+        ]
+        return Reply.sse(
+            sse(
+                {
+                    "candidates": [
+                        {
+                            "content": {"parts": parts, "role": "model"},
+                            "finishReason": "STOP",
+                            "index": 0,
+                        }
+                    ],
+                    "usageMetadata": {
+                        "promptTokenCount": 10,
+                        "candidatesTokenCount": 5,
+                        "totalTokenCount": 15,
+                    },
+                    "modelVersion": "gemini-x",
+                }
+            )
+        )
+    lines = [
+        {
+            "model": "llama-x",
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"function": {"name": name, "arguments": arguments}}
+                    for _, name, arguments in calls
+                ],
+            },
+            "done": False,
+        },
+        {
+            "model": "llama-x",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 10,
+            "eval_count": 5,
+        },
+    ]
+    return Reply.ndjson(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+
+
+def text_step(provider: str) -> Reply:
+    body = transcript(STEP2[provider])
+    return Reply.ndjson(body) if provider == "ollama" else Reply.sse(body)
+
+
+@tool
+def get_weather(city: str) -> dict:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    return {"city": city, "sky": "sunny", "celsius": 21}
+
+
+@tool
+def get_time(tz: str) -> str:
+    """The time in a time zone."""
+    return f"12:00 in {tz}"
+
+
+PROVIDERS = ["openai", "anthropic", "gemini", "ollama"]
+
+
+def step2_messages(provider: str, body: dict) -> list:
+    return body["contents"] if provider == "gemini" else body["messages"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_two_steps_in_each_dialect(make_app, fake, provider):
+    fake.replies = [
+        calls_step(
+            provider,
+            [("call_w", "get_weather", {"city": "Paris"}), ("call_t", "get_time", {"tz": "UTC"})],
+        ),
+        text_step(provider),
+    ]
+    app = make_app()
+    with app.app_context():
+        events = list(
+            app.extensions["ai"].iter_events(
+                "Weather and time?", provider=provider, tools=[get_weather, get_time]
+            )
+        )
+    kinds = [event.type for event in events]
+    assert kinds[:5] == ["tool_call", "tool_call", "tool_result", "tool_result", "step_finish"]
+    assert kinds[-2:] == ["step_finish", "finish"] and "text" in kinds[5:]
+    results = [event for event in events if isinstance(event, ToolResult)]
+    assert results[0].output == {"city": "Paris", "sky": "sunny", "celsius": 21}
+    assert results[1].output == "12:00 in UTC" and results[1].error is None
+    answer = events[-1].answer
+    assert len(answer.steps) == 2 and answer.finish_reason == "stop"
+    first, second = answer.steps
+    assert first.finish_reason == "tool_calls" and [c.name for c in first.tool_calls] == [
+        "get_weather",
+        "get_time",
+    ]
+    assert first.tool_results == answer.tool_results == tuple(results)
+    assert answer.text == second.text and answer.text.startswith(TEXT[provider])
+    # usage adds up: every step counts
+    assert answer.usage.input_tokens == first.usage.input_tokens + second.usage.input_tokens
+    assert answer.usage.output_tokens == first.usage.output_tokens + second.usage.output_tokens
+    assert first.usage.input_tokens == 10
+    # ids stay unique within the answer, even where the provider gives none
+    ids = [call.id for call in answer.tool_calls]
+    assert len(set(ids)) == 2 and [r.call_id for r in results] == ids
+
+    assert len(fake.requests) == 2
+    sent = step2_messages(provider, fake.requests[1].json())
+    check_dialect(provider, sent, ids)
+
+
+def check_dialect(provider, sent, ids):
+    weather = {"city": "Paris", "sky": "sunny", "celsius": 21}
+    if provider == "openai":
+        calls = sent[-3]["tool_calls"]
+        assert sent[-3]["role"] == "assistant"
+        assert [c["id"] for c in calls] == ids and calls[0]["function"]["name"] == "get_weather"
+        assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+        assert sent[-2] == {"role": "tool", "tool_call_id": ids[0], "content": json.dumps(weather)}
+        assert sent[-1] == {"role": "tool", "tool_call_id": ids[1], "content": "12:00 in UTC"}
+    elif provider == "anthropic":
+        assistant, results = sent[-2], sent[-1]
+        uses = [b for b in assistant["content"] if b["type"] == "tool_use"]
+        assert [u["id"] for u in uses] == ids and uses[0]["input"] == {"city": "Paris"}
+        assert results["role"] == "user"
+        assert [b["tool_use_id"] for b in results["content"]] == ids  # one user turn, both results
+        assert json.loads(results["content"][0]["content"]) == weather
+    elif provider == "gemini":
+        model, results = sent[-2], sent[-1]
+        assert model["role"] == "model"
+        assert model["parts"][0]["functionCall"] == {
+            "name": "get_weather",
+            "args": {"city": "Paris"},
+        }
+        # the signature goes back with its call; the unsigned parallel call stays unsigned
+        assert model["parts"][0]["thoughtSignature"] == "sig-0"
+        assert "thoughtSignature" not in model["parts"][1]
+        assert results["role"] == "user"
+        assert results["parts"][0] == {
+            "functionResponse": {"name": "get_weather", "response": {"result": weather}}
+        }
+        assert results["parts"][1]["functionResponse"]["response"] == {"result": "12:00 in UTC"}
+    else:
+        assistant = sent[-3]
+        assert assistant["role"] == "assistant"
+        assert [c["function"]["name"] for c in assistant["tool_calls"]] == [
+            "get_weather",
+            "get_time",
+        ]
+        assert sent[-2]["role"] == "tool" and json.loads(sent[-2]["content"]) == weather
+        assert sent[-1]["role"] == "tool" and sent[-1]["content"] == "12:00 in UTC"
+
+
+def test_the_browser_gets_one_stream_with_both_steps(make_app, fake):
+    fake.replies = [
+        calls_step("openai", [("call_w", "get_weather", {"city": "Paris"})]),
+        text_step("openai"),
+    ]
+    app = make_app()
+
+    @app.post("/tools")
+    def tools():
+        return app.extensions["ai"].ask_stream(
+            "Weather?",
+            tools=[get_weather],
+            events=["tool_calls", "tool_results", "steps", "finish"],
+        )
+
+    events = [
+        json.loads(e.data) for e in sse_events(app.test_client().post("/tools").data) if e.data != "[DONE]"
+    ]
+    assert events[0] == {
+        "tool_call": {"id": "call_w", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    }
+    assert events[1] == {
+        "tool_result": {
+            "id": "call_w",
+            "name": "get_weather",
+            "output": {"city": "Paris", "sky": "sunny", "celsius": 21},
+        }
+    }
+    assert events[2] == {
+        "step": {
+            "finish_reason": "tool_calls",
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "total_tokens": 15,
+                "reasoning_tokens": None,
+                "cached_input_tokens": None,
+            },
+        }
+    }
+    text = "".join(e["content"] for e in events if "content" in e)
+    assert text.startswith(TEXT["openai"])
+    assert "step" in events[-2] and events[-2]["step"]["finish_reason"] == "stop"
+    assert events[-1]["finish"]["reason"] == "stop"
+    assert events[-1]["finish"]["usage"]["input_tokens"] > 10  # both steps
+
+
+def test_vercel_stream_has_a_step_per_call_and_tool_outputs(make_app, fake):
+    fake.replies = [
+        calls_step("anthropic", [("toolu_1", "get_weather", {"city": "Paris"})]),
+        text_step("anthropic"),
+    ]
+    app = make_app()
+
+    @app.post("/v")
+    def v():
+        return app.extensions["ai"].ask_stream(
+            "Weather?", provider="anthropic", tools=[get_weather], format="vercel"
+        )
+
+    events = [json.loads(e.data) for e in sse_events(app.test_client().post("/v").data) if e.data != "[DONE]"]
+    types = [e["type"] for e in events]
+    assert types.count("start") == 1 and types.count("finish") == 1
+    assert types.count("start-step") == 2 and types.count("finish-step") == 2
+    first_finish = types.index("finish-step")
+    assert types[: first_finish + 2] == [
+        "start",
+        "start-step",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-available",
+        "tool-output-available",
+        "finish-step",
+        "start-step",
+    ]
+    output = events[types.index("tool-output-available")]
+    assert output == {
+        "type": "tool-output-available",
+        "toolCallId": "toolu_1",
+        "output": {"city": "Paris", "sky": "sunny", "celsius": 21},
+    }
+    assert "text-delta" in types[first_finish:]
+
+
+def bad_call_replies(provider="openai", arguments=None, name="get_weather"):
+    return [
+        calls_step(
+            provider, [("call_1", name, arguments if arguments is not None else {"city": "Paris"})]
+        ),
+        text_step(provider),
+    ]
+
+
+def ask_events(app, **options):
+    with app.app_context():
+        return list(app.extensions["ai"].iter_events("Go", **options))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        ({"town": "Paris"}, "lacks required city"),
+        ({"city": 3}, "arguments.city must be string, not integer"),
+        ({"city": "Paris", "x": 1}, "has no parameter 'x'"),
+    ],
+)
+def test_arguments_that_do_not_fit_are_an_error_result_and_the_model_may_retry(
+    make_app, fake, arguments, why
+):
+    ran = []
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Weather."""
+        ran.append(city)
+        return "sunny"
+
+    fake.replies = bad_call_replies(arguments=arguments)
+    events = ask_events(make_app(), tools=[get_weather])
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert not ran and result.output is None and why in result.error
+    sent = fake.requests[1].json()["messages"][-1]
+    assert sent["role"] == "tool" and why in sent["content"]  # the model is told why
+    assert events[-1].answer.finish_reason == "stop"
+
+
+def test_arguments_that_are_not_json(make_app, fake):
+    body = (
+        sse(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "c",
+                                    "type": "function",
+                                    "function": {
+                                        "name": "get_weather",
+                                        "arguments": "{city: Paris",
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ]
+            },
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        )
+        + b"data: [DONE]\n\n"
+    )
+    fake.replies = [Reply.sse(body), text_step("openai")]
+    events = ask_events(make_app(), tools=[get_weather])
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.error == "Invalid arguments for get_weather: the arguments are not valid JSON."
+
+
+def test_tool_error_text_reaches_model_and_client_other_exceptions_do_not(
+    make_app, fake, log_records
+):
+    @tool
+    def refuses(city: str) -> str:
+        """Refuses."""
+        raise ToolError("No weather for Atlantis.")
+
+    @tool
+    def breaks(city: str) -> str:
+        """Breaks."""
+        raise RuntimeError("db password is hunter2")
+
+    fake.replies = [
+        calls_step(
+            "openai", [("c1", "refuses", {"city": "Atlantis"}), ("c2", "breaks", {"city": "X"})]
+        ),
+        text_step("openai"),
+    ]
+    app = make_app()
+
+    @app.post("/t")
+    def t():
+        return app.extensions["ai"].ask_stream(
+            "Go", tools=[refuses, breaks], events=["tool_results"]
+        )
+
+    body = app.test_client().post("/t").data
+    assert b"hunter2" not in body
+    events = [json.loads(e.data) for e in sse_events(body) if e.data != "[DONE]"]
+    assert events[0] == {
+        "tool_result": {"id": "c1", "name": "refuses", "error": "No weather for Atlantis."}
+    }
+    assert events[1] == {"tool_result": {"id": "c2", "name": "breaks", "error": "The tool failed."}}
+    sent = fake.requests[1].json()["messages"]
+    assert (
+        sent[-2]["content"] == "No weather for Atlantis."
+        and sent[-1]["content"] == "The tool failed."
+    )
+    assert "hunter2" not in json.dumps(sent)
+    assert any("hunter2" in (r.exc_text or "") for r in log_records.records)  # the log has it all
+
+
+def test_a_result_with_no_json_form_is_a_tool_error(make_app, fake):
+    @tool
+    def opaque(city: str) -> object:
+        """Opaque."""
+        return object()
+
+    fake.replies = bad_call_replies(name="opaque")
+    events = ask_events(make_app(), tools=[opaque])
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.error == "The tool returned a object, which is not JSON."
+
+
+def test_max_steps_reached_ends_with_the_calls_not_run(make_app, fake):
+    ran = []
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Weather."""
+        ran.append(city)
+        return "sunny"
+
+    fake.replies = [calls_step("openai", [("c1", "get_weather", {"city": "A"})]) for _ in range(3)]
+    events = ask_events(make_app(), tools=[get_weather], max_steps=2)
+    answer = events[-1].answer
+    assert ran == ["A"] and len(fake.requests) == 2
+    assert len(answer.steps) == 2 and answer.finish_reason == "tool_calls"
+    assert len(answer.tool_calls) == 2 and len(answer.tool_results) == 1
+
+
+def test_ai_max_steps_is_the_default(make_app, fake):
+    fake.replies = [calls_step("openai", [("c1", "get_weather", {"city": "A"})]) for _ in range(3)]
+    events = ask_events(make_app(AI_MAX_STEPS=1), tools=[get_weather])
+    assert len(fake.requests) == 1 and events[-1].answer.finish_reason == "tool_calls"
+    assert not events[-1].answer.tool_results
+
+
+def test_a_client_tool_ends_the_answer_after_the_server_tools_ran(make_app, fake):
+    from flask_aistream import Tool
+
+    confirm = Tool("confirm", "Ask the user to confirm.", {"type": "object", "properties": {}})
+    fake.replies = bad_call_replies()
+    fake.replies[0] = calls_step(
+        "openai", [("c1", "get_weather", {"city": "A"}), ("c2", "confirm", {})]
+    )
+    events = ask_events(make_app(), tools=[get_weather, confirm])
+    answer = events[-1].answer
+    assert len(fake.requests) == 1  # not asked again
+    assert answer.finish_reason == "tool_calls" and [r.call_id for r in answer.tool_results] == [
+        "c1"
+    ]
+    assert [c.id for c in answer.tool_calls] == ["c1", "c2"]  # c2 pending for the client
+
+
+def test_an_unknown_tool_is_an_error_result(make_app, fake):
+    fake.replies = bad_call_replies(name="launch_missiles")
+    events = ask_events(make_app(), tools=[get_weather])
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.error == "There is no tool named 'launch_missiles'."
+    assert len(fake.requests) == 2
+
+
+def test_without_server_tools_one_step_and_no_loop(make_app, fake):
+    fake.reply = calls_step("openai", [("c1", "get_weather", {"city": "A"})])
+    events = ask_events(make_app(), tools=[get_weather.definition()])
+    assert [e.type for e in events] == ["tool_call", "step_finish", "finish"]
+    assert isinstance(events[1], StepFinish) and isinstance(events[1].step, Step)
+    assert len(fake.requests) == 1
+
+
+def test_tools_see_typed_arguments(make_app, fake):
+    import dataclasses
+    import enum
+
+    class Unit(enum.Enum):
+        C = "celsius"
+
+    @dataclasses.dataclass
+    class Place:
+        city: str
+        days: int = 1
+
+    got = []
+
+    @tool
+    def forecast(place: Place, unit: Unit, span: tuple[int, int]) -> str:
+        """Forecast."""
+        got.append((place, unit, span))
+        return "ok"
+
+    fake.replies = bad_call_replies(
+        name="forecast", arguments={"place": {"city": "Oslo"}, "unit": "celsius", "span": [1, 2]}
+    )
+    ask_events(make_app(), tools=[forecast])
+    assert got == [(Place("Oslo"), Unit.C, (1, 2))]
