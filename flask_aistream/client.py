@@ -160,7 +160,9 @@ class AIClient:
         ``providers`` (names a browser may pick with ``"provider"``),
         ``format`` (``"vercel"``: it then takes what ``useChat`` sends), and
         ``owner`` (a function returning the current user's id: with resume
-        on, whose answers a request may resume or cancel).
+        on, whose answers a request may resume or cancel), ``tools`` (the
+        server's :class:`~flask_aistream.Tool` objects or tool dicts: a
+        browser can never add one) and ``max_steps``.
         """
         from .endpoints import checked_keywords
         from .endpoints.chat import make_blueprint

@@ -122,6 +122,100 @@ def test_the_ai_sdk_assembles_the_message(node, chat_site, fake, package, protoc
     }
 
 
+@pytest.mark.parametrize("package, protocol", [("ai5", 5), ("ai6", 6), ("ai", 7)])
+def test_the_ai_sdk_reads_a_two_step_answer(node, chat_site, fake, package, protocol):
+    """A tool the server runs: the SDK's tool part reaches output-available
+    with the tool's output, then the second step's text follows."""
+    from flask_aistream import tool
+    from test_tool_loop import calls_step
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"city": city, "sky": "sunny"}
+
+    fake.replies = [
+        calls_step("openai", [("call_w", "get_weather", {"city": "Paris"})]),
+        Reply(parts=openai_events(["It is ", "sunny."])),
+    ]
+    url = chat_site(blueprint={"tools": [get_weather]}, AI_VERCEL_PROTOCOL=protocol)
+    result = node(
+        "use_chat_transport.mjs", package, f"{url}/api/chat/stream", json.dumps([user("Weather?")])
+    )
+    assert result["error"] is None
+    parts = result["message"]["parts"]
+    assert [p["type"] for p in parts] == [
+        "step-start",
+        "tool-get_weather",
+        "step-start",
+        "text",
+    ]
+    assert parts[1]["state"] == "output-available"
+    assert parts[1]["input"] == {"city": "Paris"}
+    assert parts[1]["output"] == {"city": "Paris", "sky": "sunny"}
+    assert parts[3]["text"] == "It is sunny."
+    assert result["message"]["metadata"]["usage"]["input_tokens"] >= 10
+
+
+def test_tool_parts_of_the_history_reach_the_provider_as_calls_and_results(node, chat_site, fake):
+    fake.reply = Reply(parts=openai_events(["Fine."]))
+    url = chat_site()
+    history = [
+        user("Weather?"),
+        {
+            "id": "a1",
+            "role": "assistant",
+            "parts": [
+                {"type": "step-start"},
+                {
+                    "type": "tool-get_weather",
+                    "toolCallId": "call_w",
+                    "state": "output-available",
+                    "input": {"city": "Paris"},
+                    "output": {"sky": "sunny"},
+                },
+                {
+                    "type": "dynamic-tool",
+                    "toolName": "lookup",
+                    "toolCallId": "call_l",
+                    "state": "output-error",
+                    "input": {},
+                    "errorText": "No such order.",
+                },
+                {"type": "tool-x", "toolCallId": "c", "state": "input-available", "input": {}},
+                {"type": "step-start"},
+                {"type": "text", "text": "Sunny."},
+            ],
+        },
+        user("Thanks", id="u2"),
+    ]
+    result = node("use_chat_transport.mjs", "ai", f"{url}/api/chat/stream", json.dumps(history))
+    assert result["error"] is None
+    assert fake.last.json()["messages"] == [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_w",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "call_l",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": "{}"},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_w", "content": '{"sky": "sunny"}'},
+        {"role": "tool", "tool_call_id": "call_l", "content": "No such order."},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
 def test_a_conversation_reaches_the_provider_whole(node, chat_site, fake):
     fake.reply = Reply(parts=openai_events(["Fine."]))
     url = chat_site(blueprint={"system": "Be brief."})

@@ -28,12 +28,13 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..calls import OnFinish, Owner, checked_answer_options
+from ..calls import OnFinish, Owner, checked_answer_options, checked_request_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
 from ..extension import client_of
 from ..parts import Content, JSONObject
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
+from ..tools import Tool
 from .chat_input import (
     BadInput,
     ChatInput,
@@ -98,14 +99,25 @@ def make_blueprint(
     format: str | None = None,
     owner: Callable[[], Owner] | None = None,
     prepare: Callable[[ChatInput], object] | None = None,
+    tools: Iterable[Tool[Any] | JSONObject] | None = None,
+    max_steps: int | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own
     (``app.extensions["ai"]``) serves each app the blueprint is registered
     on, so it can be made before any app exists, as in an app factory."""
     # Checked now, whatever the app: a mistake fails where it was written.
     answer_options = checked_answer_options(
-        {"events": events, "on_finish": on_finish, "on_disconnect": on_disconnect, "format": format}
+        {
+            "events": events,
+            "on_finish": on_finish,
+            "on_disconnect": on_disconnect,
+            "format": format,
+            "max_steps": max_steps,
+        }
     )
+    # The server's tools, checked now; a browser can never add one.
+    tools = list(tools) if tools is not None else None
+    checked_request_options({"tools": tools})
     if ratelimit is not True:
         ratelimit = checked_limit(ratelimit or None, "ratelimit")
     if token_budget is not True:
@@ -238,6 +250,7 @@ def make_blueprint(
 
         def ask() -> Response:
             options = {
+                "tools": tools,
                 **chat.options,
                 "provider": chat.provider,
                 "model": chat.model,

@@ -14,8 +14,9 @@ from flask import Request
 
 from ..calls import CHAT_ID, checked_content, image_bytes
 from ..errors import ConfigurationError, InvalidRequestError
-from ..parts import JSONObject, Options
+from ..parts import Content, JSONObject, Options
 from ..providers.wire import text_of
+from ..tools.conversation import checked_tool_calls, checked_tool_result
 
 HISTORY_ROLES = ("user", "assistant")  # a browser may not send "system"
 
@@ -98,10 +99,12 @@ def question_text(value: object, max_chars: int) -> str:
 def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject], list[JSONObject]]:
     """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
     question, the history before it and the question's images. Earlier
-    assistant turns keep their text only (reasoning, steps, tools, sources
-    and data parts are dropped; a turn left empty goes); a ``system`` message
-    is refused (a browser never sets the system prompt), as is a user part
-    that is not text, unless images are allowed."""
+    assistant turns keep their text and their tool calls with the results
+    (a ``tool-<name>`` or ``dynamic-tool`` part in state
+    ``output-available`` or ``output-error``), one assistant turn per step;
+    reasoning, sources and data parts are dropped, a turn left empty goes.
+    A ``system`` message is refused (a browser never sets the system
+    prompt), as is a user part that is not text, unless images are allowed."""
     if not isinstance(value, list) or not value:
         raise BadInput(400, "Send the conversation: 'messages' must be a list of UI messages.")
     turns: list[JSONObject] = []
@@ -112,6 +115,9 @@ def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject]
             raise BadInput(400, "A system message cannot be sent from the browser.")
         if role not in HISTORY_ROLES or not isinstance(parts, list):
             raise BadInput(400, "Each message needs a role of 'user' or 'assistant' and parts.")
+        if role == "assistant":
+            turns += assistant_turns(parts)
+            continue
         text = "".join(
             part["text"]
             for part in parts
@@ -119,10 +125,6 @@ def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject]
             and part.get("type") == "text"
             and isinstance(part.get("text"), str)
         )
-        if role == "assistant":
-            if text:
-                turns.append({"role": "assistant", "content": text})
-            continue
         images = []
         for part in parts:
             kind = part.get("type") if isinstance(part, dict) else None
@@ -146,11 +148,88 @@ def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject]
     )
     if len(turns) > conf.max_history:
         raise BadInput(400, f"The history is too long (at most {conf.max_history} messages).")
-    if sum(len(text_of(turn["content"])) for turn in turns) > conf.max_history_chars:
+    if sum(turn_chars(turn) for turn in turns) > conf.max_history_chars:
         raise BadInput(
             400, f"The history is too long (at most {conf.max_history_chars} characters)."
         )
     return question, turns, images
+
+
+#: A UI tool part's states that hold the tool's outcome.
+TOOL_OUTCOMES = ("output-available", "output-error")
+
+
+def assistant_turns(parts: list[object]) -> list[JSONObject]:
+    """One UI assistant message as turns: per step (``step-start`` parts
+    divide them) an assistant turn with its text and tool calls, then a
+    ``tool`` turn per call's outcome. A call with no outcome yet is left
+    out (with its result missing it would break the conversation)."""
+    turns: list[JSONObject] = []
+    text: list[str] = []
+    calls: list[JSONObject] = []
+    results: list[JSONObject] = []
+
+    def close_step() -> None:
+        if calls:
+            turns.append({"role": "assistant", "content": "".join(text), "tool_calls": list(calls)})
+        elif text:
+            turns.append({"role": "assistant", "content": "".join(text)})
+        turns.extend(results)
+        for done in (text, calls, results):
+            done.clear()
+
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "step-start":
+            close_step()
+        elif kind == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+        elif isinstance(kind, str) and (kind.startswith("tool-") or kind == "dynamic-tool"):
+            outcome = ui_tool_call(part, kind)
+            if outcome is not None:
+                calls.append(outcome[0])
+                results.append(outcome[1])
+    close_step()
+    return turns
+
+
+def ui_tool_call(part: JSONObject, kind: str) -> tuple[JSONObject, JSONObject] | None:
+    """A UI tool part as a call and its result (``None``: no outcome yet)."""
+    name = part.get("toolName") if kind == "dynamic-tool" else kind[len("tool-") :]
+    call_id = part.get("toolCallId")
+    state = part.get("state")
+    if state not in TOOL_OUTCOMES:
+        return None
+    if not isinstance(name, str) or not name or not isinstance(call_id, str) or not call_id:
+        raise BadInput(400, "A tool part needs a toolCallId and a tool name.")
+    try:
+        arguments = json.dumps(part.get("input") or {})
+        if state == "output-error":
+            content, error = part.get("errorText"), True
+            if not isinstance(content, str):
+                raise BadInput(400, "A failed tool part needs its errorText.")
+        else:
+            output = part.get("output")
+            content, error = output if isinstance(output, str) else json.dumps(output), False
+    except (TypeError, ValueError):
+        raise BadInput(400, "A tool part's input and output must be JSON.") from None
+    call = {"id": call_id, "name": name, "arguments": arguments}
+    return call, {
+        "role": "tool",
+        "tool_call_id": call_id,
+        "name": name,
+        "content": content,
+        "error": error,
+    }
+
+
+def turn_chars(turn: JSONObject) -> int:
+    """How much text a history turn carries: its content, and its calls'
+    arguments."""
+    calls = turn.get("tool_calls") or ()
+    return len(text_of(turn["content"])) + sum(len(call["arguments"]) for call in calls)
 
 
 def usable_chat_id(value: object) -> str | None:
@@ -209,6 +288,9 @@ def check_image_bytes(messages: list[JSONObject], max_bytes: int) -> None:
 def history_messages(
     value: object, max_messages: int, max_chars: int, max_image_bytes: int = 0
 ) -> list[JSONObject]:
+    """Our JSON ``history``: user and assistant turns, and tool calls and
+    results in OpenAI's shape (an assistant's ``tool_calls``, ``{"role":
+    "tool", "tool_call_id", "content"}``)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -217,20 +299,37 @@ def history_messages(
         raise BadInput(400, f"The history is too long (at most {max_messages} messages).")
     history, total = [], 0
     for message in value:
-        if not isinstance(message, dict) or message.get("role") not in HISTORY_ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in (*HISTORY_ROLES, "tool"):
             raise BadInput(
                 400, "Each history message needs a role of 'user' or 'assistant' and a content."
             )
-        content = message.get("content")
-        if isinstance(content, list) and max_image_bytes:
-            content = content_parts(content)
-        elif not isinstance(content, str):
-            raise BadInput(400, "Each history message's content must be a string.")
-        total += len(text_of(content))
-        history.append({"role": message["role"], "content": content})
+        assert isinstance(message, dict)
+        try:
+            if role == "tool":
+                turn = checked_tool_result(message)
+            else:
+                turn = {"role": role, "content": history_content(message, max_image_bytes)}
+                if role == "assistant" and message.get("tool_calls"):
+                    turn["tool_calls"] = checked_tool_calls(message["tool_calls"])
+        except InvalidRequestError as exc:
+            raise BadInput(400, f"Bad history: {exc}") from None
+        total += turn_chars(turn)
+        history.append(turn)
     if total > max_chars:
         raise BadInput(400, f"The history is too long (at most {max_chars} characters).")
     return history
+
+
+def history_content(message: JSONObject, max_image_bytes: int) -> Content:
+    content = message.get("content")
+    if isinstance(content, list) and max_image_bytes:
+        return content_parts(content)
+    if content is None and message.get("tool_calls"):
+        return ""  # OpenAI's shape: an assistant turn of calls only
+    if not isinstance(content, str):
+        raise BadInput(400, "Each history message's content must be a string.")
+    return content
 
 
 def cross_site_get(req: Request, origins: Any) -> bool:
