@@ -12,10 +12,27 @@ first one.
 import json
 import os
 import secrets
+from datetime import datetime, timezone
 
 from flask import Flask, render_template, session
 
-from flask_aistream import AIStream
+from flask_aistream import AIStream, ToolError, tool
+
+
+@tool
+def current_time(timezone_name: str = "UTC") -> str:
+    """The current date and time. Ask "what time is it?" to see the model call it.
+
+    Args:
+        timezone_name: An IANA time zone such as "Europe/Paris".
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        zone = timezone.utc if timezone_name == "UTC" else ZoneInfo(timezone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ToolError(f"There is no time zone called {timezone_name!r}.") from None
+    return datetime.now(zone).strftime(f"%A %d %B %Y, %H:%M ({timezone_name})")
 
 
 def settings_from_environment():
@@ -61,7 +78,8 @@ def create_app(config=None):
         AI_SYSTEM_PROMPT="You are a helpful assistant. Answer briefly.",
         AI_RATELIMIT="10 per minute",
         # The page shows the reasoning (collapsed) and a line on how each answer ended.
-        AI_STREAM_EVENTS=["reasoning", "finish"],
+        # and the tools the server ran (ask "what time is it?").
+        AI_STREAM_EVENTS=["reasoning", "tool_results", "finish"],
         # A reload in the middle of an answer continues it. One process here;
         # AI_RESUME_STORAGE_URI=redis://... for several workers or hosts.
         AI_RESUME_STORAGE_URI="memory://",
@@ -75,7 +93,8 @@ def create_app(config=None):
     default = wanted if wanted in choices else choices[0]  # no key: a demo that still streams
     client = app.extensions["ai"].provider(default)
     app.register_blueprint(
-        client.blueprint(providers=choices, owner=visitor), url_prefix="/api/chat"
+        client.blueprint(providers=choices, owner=visitor, tools=[current_time]),
+        url_prefix="/api/chat",
     )
 
     @app.get("/")

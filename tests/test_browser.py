@@ -280,6 +280,20 @@ def test_the_provider_picker_offers_what_is_configured(page, site, fake, mode):
     assert len(fake.requests) == asked  # the offline provider needs no network
 
 
+def test_the_offline_model_calls_the_demo_tool(page, site, fake):
+    """The example app's one tool, called by the offline provider when asked
+    the time: the page shows the tool's result and the answer made of it."""
+    page.goto(site(AI_PROVIDER="offline"))
+    ask(page, "What time is it?")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant:last-child .text').textContent"
+        ".startsWith('current_time says: ')"
+    )
+    tools = last_answer(page).locator(".tools").text_content()
+    assert tools.startswith("🔧 current_time → ") and "(UTC)" in tools
+    assert not fake.requests
+
+
 MARKDOWN = [
     "Here is **bold** and *italic* and `code`.\n\n",
     "- one\n- two\n\n1. first\n2. second\n\n",

@@ -733,3 +733,40 @@ def test_the_vercel_format_from_a_view_of_your_own(make_app, fake):
     with pytest.raises(ConfigurationError, match="format"):
         with app.test_request_context():
             app.extensions["ai"].ask_stream("Hi", format="xml")
+
+
+def test_use_chat_shows_a_tool_the_server_ran(page, make_app, live, fake, use_chat_bundle):
+    from flask_aistream import tool
+    from test_tool_loop import calls_step
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"sky": "sunny"}
+
+    app = make_app(AI_RATELIMIT=None)
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(format="vercel", tools=[get_weather]), url_prefix="/api/chat"
+    )
+
+    @app.get("/")
+    def index():
+        return '<!DOCTYPE html><div id="root"></div><script src="/bundle.js"></script>'
+
+    @app.get("/bundle.js")
+    def bundle():
+        return use_chat_bundle, 200, {"Content-Type": "text/javascript"}
+
+    url = live(app)
+    fake.replies = [
+        calls_step("openai", [("call_w", "get_weather", {"city": "Paris"})]),
+        Reply(parts=openai_events(["It is ", "sunny."])),
+    ]
+    page.goto(url)
+    page.fill("#input", "Weather in Paris?")
+    page.click("#send")
+    page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
+    tool_part = page.locator(".message.assistant .tool")
+    assert tool_part.get_attribute("class") == "tool output-available"
+    assert tool_part.text_content() == 'get_weather: {"sky":"sunny"}'
+    assert page.locator(".message.assistant .text").text_content() == "It is sunny."

@@ -61,6 +61,8 @@
     if (turn.role === 'assistant') window.renderMarkdown(text, turn.text);
     else text.textContent = turn.text;
     if (turn.reasoning) showReasoning(node, turn.reasoning);
+    node.querySelector('.tools')?.remove();
+    if (turn.tools) showTools(node, turn.tools);
     node.querySelector('.finish')?.remove();
     if (turn.finish) showFinish(node, turn.finish);
     node.querySelector('.error')?.remove();
@@ -86,6 +88,16 @@
   }
 
   // How the answer ended, in one quiet line: "stop · 12 in / 30 out tokens · model".
+  // The tools the server ran for this answer, one line above the text.
+  function showTools(node, tools) {
+    const line = document.createElement('small');
+    line.className = 'tools';
+    line.textContent = tools
+      .map((t) => `🔧 ${t.name} → ${t.error ? 'failed: ' + t.error : JSON.stringify(t.output)}`)
+      .join('  ');
+    node.querySelector('.text').before(line);
+  }
+
   function showFinish(node, finish) {
     const line = document.createElement('span');
     line.className = 'finish';
@@ -127,6 +139,7 @@
     else if (parsed.content) turn.text += parsed.content;
     else if (parsed.reasoning) turn.reasoning = (turn.reasoning || '') + parsed.reasoning;
     else if (parsed.finish) turn.finish = parsed.finish;
+    else if (parsed.tool_result) (turn.tools = turn.tools || []).push(parsed.tool_result);
     else return false;
     show(node, turn);
     return false;

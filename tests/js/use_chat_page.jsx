@@ -29,6 +29,11 @@ function App() {
           {m.parts.map((part, i) =>
             part.type === 'text' ? <span key={i} className="text">{part.text}</span>
             : part.type === 'reasoning' ? <em key={i} className="reasoning">{part.text}</em>
+            : part.type.startsWith('tool-') ? (
+              <code key={i} className={`tool ${part.state}`}>
+                {part.type.slice(5)}: {JSON.stringify(part.output ?? part.errorText ?? null)}
+              </code>
+            )
             : null)}
         </div>
       ))}
