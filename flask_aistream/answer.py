@@ -146,7 +146,8 @@ class AnswerRun:
             result = loop.run(call)
             builder.add([result])
             yield [result]
-            if self._cancelled or self._past_deadline():
+            if self._past_deadline():  # or cancelled meanwhile: no next step
+                builder.end_step(more=True)  # what was under way is "cancelled"
                 return
         step = builder.end_step(more)
         yield [StepFinish(step)]
@@ -159,7 +160,14 @@ class AnswerRun:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    @property
+    def runs_tools(self) -> bool:
+        """Whether tools of the server's may run between its steps."""
+        return self._loop is not None
+
     def _past_deadline(self) -> bool:
+        """Whether the answer is cancelled, or its deadline passed (which
+        cancels it)."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.cancel(self.timeout_error())
         return self._cancelled

@@ -576,3 +576,113 @@ def test_tools_see_typed_arguments(make_app, fake):
     )
     ask_events(make_app(), tools=[forecast])
     assert got == [(Place("Oslo"), Unit.C, (1, 2))]
+
+
+# --- context, and the client leaving during a tool (real servers) -------------------
+
+
+def leaving_app(make_app, fake, policy, release, seen):
+    """An app whose tool waits for ``release``; it and the hook note what they see."""
+    import threading
+
+    from flask import g, request
+
+    from flask_aistream.signals import watched_by
+
+    app = make_app(AI_ON_DISCONNECT=policy)
+    app.runs = []
+    app.hook_ran = threading.Event()
+    app.teardowns = 0
+
+    @app.before_request
+    def load_user():
+        g.user = request.headers.get("X-User", "ann")
+
+    @app.teardown_appcontext
+    def count_teardown(exc):
+        app.teardowns += 1
+
+    @tool
+    def slow_lookup(city: str) -> str:
+        """Looks slowly."""
+        seen["tool"] = (g.user, request.path)
+        g.tool_was_here = True
+        release.wait(10)
+        return "found"
+
+    def hook(answer):
+        seen["hook"] = (g.user, getattr(g, "tool_was_here", False), request.path)
+        seen["answer"] = answer
+        app.hook_ran.set()
+
+    class Watcher:
+        def started(self, run, chat):
+            app.runs.append(run)
+
+        def ended(self, answer):
+            pass
+
+    @app.post("/leave")
+    def leave():
+        with watched_by(Watcher()):
+            return app.extensions["ai"].ask_stream(
+                "Go", tools=[slow_lookup], on_finish=hook, events=["tool_calls"]
+            )
+
+    fake.replies = [calls_step("openai", [("c1", "slow_lookup", {"city": "X"})]), text_step("openai")]
+    return app
+
+
+def wait_until(condition, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.system
+def test_a_client_that_left_during_a_tool_ends_the_answer_before_the_next_step(make_app, fake, live):
+    import threading
+
+    from helpers import address_of, raw_request, read_until
+
+    release, seen = threading.Event(), {}
+    app = leaving_app(make_app, fake, "cancel", release, seen)
+    sock = raw_request(address_of(live(app)), "/leave")
+    read_until(sock, lambda received: b'"tool_call"' in received)
+    wait_until(lambda: "tool" in seen)  # the tool is running
+    sock.close()
+    wait_until(lambda: app.runs[0].cancelled)  # the server saw the client go
+    release.set()
+    assert app.hook_ran.wait(10)
+    answer = seen["answer"]
+    assert len(fake.requests) == 1  # step 2 was never asked
+    assert answer.finish_reason == "cancelled" and len(answer.steps) == 1
+    assert [r.output for r in answer.tool_results] == ["found"]  # it ran: the answer says so
+
+
+@pytest.mark.system
+def test_with_finish_the_tool_and_the_hook_run_on_after_the_client_left(make_app, fake, live):
+    """Tools and hooks run in the asking request's context (its g, request),
+    each in a fresh app context torn down after it, also after the client left."""
+    import threading
+
+    from helpers import address_of, raw_request, read_until
+
+    release, seen = threading.Event(), {}
+    app = leaving_app(make_app, fake, "finish", release, seen)
+    sock = raw_request(address_of(live(app)), "/leave")
+    read_until(sock, lambda received: b'"tool_call"' in received)
+    wait_until(lambda: "tool" in seen)
+    teardowns = app.teardowns  # the request's own, now done
+    sock.close()
+    release.set()
+    assert app.hook_ran.wait(10)
+    answer = seen["answer"]
+    assert len(fake.requests) == 2 and answer.finish_reason == "stop"
+    assert [step.finish_reason for step in answer.steps] == ["tool_calls", "stop"]
+    assert seen["tool"] == ("ann", "/leave")
+    assert seen["hook"] == ("ann", True, "/leave")  # what the tool put on g, the hook sees
+    assert app.teardowns == teardowns + 2  # one app context for the tool, one for the hooks

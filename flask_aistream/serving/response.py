@@ -132,8 +132,13 @@ def _relay(
 ) -> Iterator[bytes]:
     # Once the answer shows, the generator reads the provider itself, unless
     # the answer must go on without it ("finish").
+    # An answer whose tools run between steps keeps its reader thread: the
+    # generator then watches the client while a tool runs.
     reader = BackgroundReader(
-        producer, client, after=run.finish, hand_over=on_disconnect == DISCONNECT_POLICIES[0]
+        producer,
+        client,
+        after=run.finish,
+        hand_over=on_disconnect == DISCONNECT_POLICIES[0] and not run.runs_tools,
     )
     WATCHDOG.watch(guard)  # deadlines that hold while this generator is stuck writing
     encode = output.parts
