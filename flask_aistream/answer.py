@@ -1,4 +1,6 @@
-"""One answer, from the call that asked for it to the hooks that see how it ended."""
+"""One answer, from the call that asked for it to the hooks that see how it
+ended: the :class:`AnswerBuilder` that adds its parts up, step by step, and
+the :class:`AnswerRun` that reads it."""
 
 from __future__ import annotations
 
@@ -9,9 +11,199 @@ from collections.abc import Iterator
 from typing import Callable
 
 from .errors import ProviderError
-from .parts import Answer, AnswerBuilder, Finish, Part, StepFinish, ToolCall, shows
+from .parts import (
+    Answer,
+    Finish,
+    Metadata,
+    Part,
+    ReasoningDelta,
+    Source,
+    Step,
+    StepFinish,
+    Stop,
+    ToolCall,
+    ToolCallSignature,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+    shows,
+)
 from .providers.base import PartStream
 from .tools.loop import ToolLoop
+
+#: Text pieces kept apart before they are joined into one: a long answer
+#: then costs about its size in memory, not a string object per token.
+JOIN_EVERY = 4096
+
+
+class AnswerBuilder:
+    """Adds parts up into an :class:`Answer`, step by step. Per text part it
+    does one append; everything else is rare."""
+
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        started: float | None = None,
+        *,
+        id: str | None = None,
+        chat_id: str | None = None,
+    ) -> None:
+        self.id = id
+        self.chat_id = chat_id
+        self.provider = provider
+        self.requested_model = model
+        self.started = time.monotonic() if started is None else started
+        self.first_text_at: float | None = None
+        self._steps: list[Step] = []
+        #: The last ended step asked for another (its calls' results went out).
+        self._more = False
+        #: What providers want back with their calls (call id -> token).
+        self.signatures: dict[str, str] = {}
+        self._model: str | None = None
+        self._response_id: str | None = None
+        self._new_step()
+
+    def _new_step(self) -> None:
+        self._opened = False  # a part of this step arrived
+        self._texts: list[str] = []
+        self._reasoning: list[str] = []
+        self._tool_calls: list[ToolCall] = []
+        self._results: list[ToolResult] = []
+        self._usage: dict[str, int] = {}
+        self._stop: Stop | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The provider said this step is complete."""
+        return self._stop is not None
+
+    @property
+    def step_tool_calls(self) -> tuple[ToolCall, ...]:
+        """The complete tool calls of the step under way."""
+        return tuple(self._tool_calls)
+
+    @property
+    def step_finish_reason(self) -> str:
+        """How the provider said the step under way ended (``"other"``: it did not)."""
+        return self._stop.reason if self._stop is not None else "other"
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps that ended."""
+        return tuple(self._steps)
+
+    def add(self, parts: list[Part]) -> None:
+        texts = self._texts
+        self._opened = True
+        for part in parts:
+            if part.__class__ is str:
+                texts.append(part)
+            else:
+                self._add_other(part)
+        if len(texts) > JOIN_EVERY:
+            texts[:] = ["".join(texts)]
+        if self.first_text_at is None and texts:
+            self.first_text_at = time.monotonic()
+
+    def _add_other(self, part: Part) -> None:
+        if isinstance(part, ReasoningDelta):
+            self._reasoning.append(part.text)
+        elif isinstance(part, ToolCall):
+            self._tool_calls.append(part)
+        elif isinstance(part, ToolResult):
+            self._results.append(part)
+        elif isinstance(part, ToolCallSignature):
+            self.signatures[part.call_id] = part.signature
+        elif isinstance(part, UsageUpdate):
+            for name, value in zip(UsageUpdate._fields, part):
+                if value is not None:
+                    self._usage[name] = value
+        elif isinstance(part, Metadata):
+            self._model = part.model or self._model
+            self._response_id = part.response_id or self._response_id
+        elif isinstance(part, Stop):
+            self._stop = part
+        elif isinstance(part, Source):  # nothing of the provider that failed counts
+            self.provider, self.requested_model = part.provider, part.model
+            self._model = self._response_id = None
+            self._usage.clear()
+
+    def end_step(self, more: bool) -> Step:
+        """Close the step under way (its parts and tool results were added);
+        ``more``: another step follows."""
+        stop = self._stop
+        step = self._step(stop.reason if stop else "other", stop.raw if stop else None)
+        self._steps.append(step)
+        self._more = more
+        self._new_step()
+        return step
+
+    def _step(self, reason: str, raw: str | None) -> Step:
+        return Step(
+            text="".join(self._texts),
+            reasoning="".join(self._reasoning),
+            tool_calls=tuple(self._tool_calls),
+            tool_results=tuple(self._results),
+            finish_reason=reason,
+            raw_finish_reason=raw,
+            usage=self._build_usage(),
+        )
+
+    def build(self, error: ProviderError | None = None, cancelled: bool = False) -> Answer:
+        """The answer so far. An error decides first; a complete answer keeps
+        its own reason even when the client left right after it; one left
+        between two steps is cancelled."""
+        steps = list(self._steps)
+        under_way = self._opened or not steps
+        stop = self._stop
+        if not under_way:  # the last step ended: its own reason, unless more was to come
+            stop = (
+                None if self._more else Stop(steps[-1].finish_reason, steps[-1].raw_finish_reason)
+            )
+        if error is not None:
+            # A provider that withheld the answer for its content says so.
+            reason = "content_filter" if error.kind == "blocked" else "error"
+        elif stop is not None:
+            reason = stop.reason
+        else:
+            reason = "cancelled" if cancelled else "other"
+        raw = stop.raw if stop is not None else None
+        if under_way:
+            steps.append(self._step(reason, raw))
+        usages = [step.usage for step in steps if step.usage is not None]
+        return Answer(
+            text="".join(step.text for step in steps),
+            reasoning="".join(step.reasoning for step in steps),
+            tool_calls=tuple(call for step in steps for call in step.tool_calls),
+            finish_reason=reason,
+            raw_finish_reason=raw,
+            usage=sum(usages[1:], usages[0]) if usages else None,
+            model=self._model or self.requested_model,
+            provider=self.provider,
+            response_id=self._response_id,
+            error=error,
+            first_token_s=None if self.first_text_at is None else self.first_text_at - self.started,
+            duration_s=time.monotonic() - self.started,
+            id=self.id,
+            chat_id=self.chat_id,
+            steps=tuple(steps),
+            tool_results=tuple(result for step in steps for result in step.tool_results),
+        )
+
+    def _build_usage(self) -> Usage | None:
+        usage = self._usage
+        if not usage:
+            return None
+        input_tokens = usage.get("input_tokens", 0)
+        output_tokens = usage.get("output_tokens", 0)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=usage.get("total_tokens", input_tokens + output_tokens),
+            reasoning_tokens=usage.get("reasoning_tokens"),
+            cached_input_tokens=usage.get("cached_input_tokens"),
+        )
 
 
 class AnswerRun:

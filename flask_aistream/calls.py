@@ -121,7 +121,11 @@ def _response_format(value: object) -> Any:
 def _tools(value: object) -> tuple[JSONObject, ...]:
     if not isinstance(value, (list, tuple)):
         raise ConfigurationError(f"tools must be a list of tools, not {value!r}")
-    return tuple(_tool(tool) for tool in value)
+    tools = tuple(_tool(tool) for tool in value)
+    names = [tool["name"] for tool in tools]
+    if len(set(names)) < len(names):
+        raise ConfigurationError(f"two tools have the same name: {names}")
+    return tools
 
 
 def _tool(tool: object) -> JSONObject:

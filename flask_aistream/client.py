@@ -16,14 +16,13 @@ from flask import Blueprint, Flask, Response, has_request_context
 from flask import request as flask_request
 
 from . import formats, resume
-from .answer import AnswerRun
+from .answer import AnswerBuilder, AnswerRun
 from .calls import Call, OnFinish, Owner, call_options, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat, new_id
 from .parts import (
     PUBLIC,
-    AnswerBuilder,
     Event,
     Finish,
     JSONObject,
@@ -31,10 +30,10 @@ from .parts import (
     Part,
     TextDelta,
 )
-from .providers.base import ChatRequest, PartStream, Provider
+from .providers.base import PartStream, Provider
 from .providers.registry import build_providers, provider_settings
 from .resume import ResumeStore, StoreWriter, owner_key, resume_store_for
-from .retry import FallbackStream, RetryingStream
+from .retry import StepOpener
 from .serving import client_socket, sse_response, warn_if_sync_worker
 from .serving.server import warn_if_memory_storage
 from .signals import AskingContext, Hooks
@@ -63,7 +62,7 @@ class AskOptions(TypedDict, total=False):
     stop: str | Sequence[str] | None
     seed: int | None
     response_format: str | Options | None
-    tools: Sequence[Options | Tool[Any]] | None
+    tools: Sequence[Options | Tool[object]] | None
     max_steps: int | None
     tool_choice: str | Mapping[str, str] | None
     reasoning: Literal["low", "medium", "high"] | None
@@ -116,6 +115,8 @@ class AIClient:
             "AI_RESUME_STORAGE_URI": settings.resume_storage_uri,
             "AI_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
         }
+        #: Opens each step's stream: retried, then its fallbacks.
+        self._steps = StepOpener(self.transport, settings, logger)
         self.writer = writer or (
             StoreWriter(self.resume_store, logger) if self.resume_store is not None else None
         )
@@ -406,7 +407,7 @@ class AIClient:
             )
         hooks = Hooks(call.on_finish, context)
         run = AnswerRun(
-            self._step_stream(call.attempts),
+            self._steps.open(call.attempts),
             builder,
             on_error=self._log_failure,
             on_end=hooks,
@@ -418,16 +419,6 @@ class AIClient:
             hooks.watcher.started(run, chat)
         return run
 
-    def _step_stream(self, attempts: Sequence[tuple[Provider, ChatRequest]]) -> PartStream:
-        """One step's stream: retried, then the fallbacks, before its first visible part."""
-        provider, chat = attempts[0]
-        if len(attempts) == 1:
-            return self._retrying(provider, chat)
-        return FallbackStream(
-            [(p.name, c.model, partial(self._retrying, p, c)) for p, c in attempts],
-            on_fallback=self._log_fallback,
-        )
-
     def _next_step(
         self, call: Call, messages: tuple[JSONObject, ...], provider: str, model: str | None
     ) -> PartStream:
@@ -437,34 +428,8 @@ class AIClient:
         answering = next(
             (i for i, (p, c) in enumerate(attempts) if p.name == provider and c.model == model), 0
         )
-        return self._step_stream(
+        return self._steps.open(
             [(p, replace(c, messages=c.messages + messages)) for p, c in attempts[answering:]]
-        )
-
-    def _retrying(self, provider: Provider, chat: ChatRequest) -> RetryingStream:
-        return RetryingStream(
-            lambda opening: provider.open(chat, self.transport, opening),
-            self.settings.max_retries,
-            self.settings.retry_backoff,
-            on_retry=self._log_retry,
-        )
-
-    def _log_retry(self, exc: ProviderError, delay: float) -> None:
-        self.logger.info(
-            "flask-aistream: provider %r failed before the first token, retrying in %.2f s: %s | %s",
-            exc.provider,
-            delay,
-            exc.message,
-            self.settings.redact(exc.detail),
-        )
-
-    def _log_fallback(self, exc: ProviderError, fallback: str) -> None:
-        self.logger.warning(
-            "flask-aistream: provider %r failed before the first token, falling back to %r: %s | %s",
-            exc.provider,
-            fallback,
-            exc.message,
-            self.settings.redact(exc.detail),
         )
 
     def _log_failure(self, exc: ProviderError) -> ProviderError:

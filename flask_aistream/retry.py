@@ -9,16 +9,21 @@ count: Anthropic reports them before an ``overloaded_error`` too.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ProviderError
 from .parts import Part, Source, shows
-from .providers.base import PartStream
-from .transport import Opening
+from .providers.base import ChatRequest, PartStream, Provider
+from .transport import Opening, Transport
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 #: Longest wait a provider's ``Retry-After`` may impose on a waiting person.
 MAX_RETRY_AFTER = 30.0
@@ -161,3 +166,49 @@ class FallbackStream(_OneAtATime):
                     self._on_fallback(exc, self._attempts[number + 1][0])
             finally:
                 stream.close()
+
+
+class StepOpener:
+    """Opens one step of an answer (one provider call): each provider in
+    ``attempts`` retried, then the next one asked, before the step's first
+    visible part; each retry and fallback logged, redacted."""
+
+    def __init__(self, transport: Transport, settings: Settings, logger: logging.Logger) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.logger = logger
+
+    def open(self, attempts: Sequence[tuple[Provider, ChatRequest]]) -> PartStream:
+        provider, chat = attempts[0]
+        if len(attempts) == 1:
+            return self._retrying(provider, chat)
+        return FallbackStream(
+            [(p.name, c.model, partial(self._retrying, p, c)) for p, c in attempts],
+            on_fallback=self._log_fallback,
+        )
+
+    def _retrying(self, provider: Provider, chat: ChatRequest) -> RetryingStream:
+        return RetryingStream(
+            lambda opening: provider.open(chat, self.transport, opening),
+            self.settings.max_retries,
+            self.settings.retry_backoff,
+            on_retry=self._log_retry,
+        )
+
+    def _log_retry(self, exc: ProviderError, delay: float) -> None:
+        self.logger.info(
+            "flask-aistream: provider %r failed before the first token, retrying in %.2f s: %s | %s",
+            exc.provider,
+            delay,
+            exc.message,
+            self.settings.redact(exc.detail),
+        )
+
+    def _log_fallback(self, exc: ProviderError, fallback: str) -> None:
+        self.logger.warning(
+            "flask-aistream: provider %r failed before the first token, falling back to %r: %s | %s",
+            exc.provider,
+            fallback,
+            exc.message,
+            self.settings.redact(exc.detail),
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from flask import Response
 
@@ -108,14 +108,14 @@ class Task:
 
     def tools(
         self,
-        *tools: Tool[Any] | Options | Iterable[Tool[Any] | Options],
+        *tools: Tool[object] | Options | Iterable[Tool[object] | Options],
         choice: str | Mapping[str, str] | None = None,
     ) -> Task:
         """Tools the model may call: :class:`~flask_aistream.Tool` objects
         (``@tool``; those with a function the server runs between steps) or
         dicts (``name``, ``description``, ``parameters``), one by one or in a
         list; and optionally ``tool_choice``."""
-        flat: list[Tool[Any] | Options] = []
+        flat: list[Tool[object] | Options] = []
         for item in tools:
             if isinstance(item, (list, tuple)):
                 flat.extend(item)

@@ -226,8 +226,20 @@ def test_iter_events_yields_typed_events_and_one_finish_last(app, fake):
     fake.reply = Reply.sse(transcript("anthropic_thinking_tools.sse"))
     with app.app_context():
         events = list(app.extensions["ai"].iter_events("Weather?", provider="anthropic"))
-    assert [event.type for event in events] == ["reasoning", "text", "tool_call", "step_finish", "finish"]
-    assert [type(event) for event in events] == [ReasoningDelta, TextDelta, ToolCall, StepFinish, Finish]
+    assert [event.type for event in events] == [
+        "reasoning",
+        "text",
+        "tool_call",
+        "step_finish",
+        "finish",
+    ]
+    assert [type(event) for event in events] == [
+        ReasoningDelta,
+        TextDelta,
+        ToolCall,
+        StepFinish,
+        Finish,
+    ]
     assert events[1] == TextDelta("Let me check.")
     answer = events[-1].answer
     assert answer.tool_calls == (events[2],)

@@ -583,3 +583,55 @@ def test_one_answer_has_at_most_three_readers(resumable, fake):
     for _ in WORDS:
         gate.release()
     live.close()
+
+
+def test_a_resume_mid_step_two_replays_the_tool_result_and_runs_nothing_again(resumable, fake):
+    """Tools run once, in the producer: a reader that comes back during step 2
+    gets step 1's call and result from the store."""
+    from flask_aistream import tool
+    from test_tool_loop import calls_step
+
+    runs = []
+
+    @tool
+    def lookup(order: str) -> dict:
+        """Looks an order up."""
+        runs.append(order)
+        return {"order": order, "status": "shipped"}
+
+    step2, gate = gated_reply()
+    fake.replies = [calls_step("openai", [("call_1", "lookup", {"order": "A1"})]), step2]
+    app = resumable()
+
+    @app.post("/tools")
+    def tools():
+        return app.extensions["ai"].ask_stream(
+            "Where is A1?",
+            tools=[lookup],
+            on_finish=app.finished.put,
+            events=["tool_calls", "tool_results"],
+        )
+
+    client = app.test_client()
+    response = client.post("/tools", buffered=False)
+    gate.release()
+    first = read_until(response, 4)  # call, result, w0 (the first event says retry too)
+    response.close()
+    for _ in WORDS:
+        gate.release()
+    answer = app.finished.get(timeout=10)
+    assert answer.finish_reason == "stop" and len(answer.steps) == 2
+    answer_id = response.headers["X-AIStream-Answer-Id"]
+    whole = client.get(f"/api/chat/stream/{answer_id}")
+    replay = [json.loads(e.data) for e in events(whole.data) if e.data != "[DONE]"]
+    assert replay[0]["tool_call"]["name"] == "lookup"
+    assert replay[1] == {
+        "tool_result": {
+            "id": "call_1",
+            "name": "lookup",
+            "output": {"order": "A1", "status": "shipped"},
+        }
+    }
+    assert "".join(e.get("content", "") for e in replay) == "".join(WORDS)
+    assert events(first)[0].data == events(whole.data)[0].data
+    assert runs == ["A1"] and len(fake.requests) == 2  # each step asked once, the tool run once

@@ -296,7 +296,9 @@ def test_the_browser_gets_one_stream_with_both_steps(make_app, fake):
         )
 
     events = [
-        json.loads(e.data) for e in sse_events(app.test_client().post("/tools").data) if e.data != "[DONE]"
+        json.loads(e.data)
+        for e in sse_events(app.test_client().post("/tools").data)
+        if e.data != "[DONE]"
     ]
     assert events[0] == {
         "tool_call": {"id": "call_w", "name": "get_weather", "arguments": '{"city": "Paris"}'}
@@ -340,7 +342,11 @@ def test_vercel_stream_has_a_step_per_call_and_tool_outputs(make_app, fake):
             "Weather?", provider="anthropic", tools=[get_weather], format="vercel"
         )
 
-    events = [json.loads(e.data) for e in sse_events(app.test_client().post("/v").data) if e.data != "[DONE]"]
+    events = [
+        json.loads(e.data)
+        for e in sse_events(app.test_client().post("/v").data)
+        if e.data != "[DONE]"
+    ]
     types = [e["type"] for e in events]
     assert types.count("start") == 1 and types.count("finish") == 1
     assert types.count("start-step") == 2 and types.count("finish-step") == 2
@@ -629,7 +635,10 @@ def leaving_app(make_app, fake, policy, release, seen):
                 "Go", tools=[slow_lookup], on_finish=hook, events=["tool_calls"]
             )
 
-    fake.replies = [calls_step("openai", [("c1", "slow_lookup", {"city": "X"})]), text_step("openai")]
+    fake.replies = [
+        calls_step("openai", [("c1", "slow_lookup", {"city": "X"})]),
+        text_step("openai"),
+    ]
     return app
 
 
@@ -643,7 +652,9 @@ def wait_until(condition, timeout=10.0):
 
 
 @pytest.mark.system
-def test_a_client_that_left_during_a_tool_ends_the_answer_before_the_next_step(make_app, fake, live):
+def test_a_client_that_left_during_a_tool_ends_the_answer_before_the_next_step(
+    make_app, fake, live
+):
     import threading
 
     from helpers import address_of, raw_request, read_until
@@ -686,3 +697,58 @@ def test_with_finish_the_tool_and_the_hook_run_on_after_the_client_left(make_app
     assert seen["tool"] == ("ann", "/leave")
     assert seen["hook"] == ("ann", True, "/leave")  # what the tool put on g, the hook sees
     assert app.teardowns == teardowns + 2  # one app context for the tool, one for the hooks
+
+
+def test_each_step_is_retried_before_its_first_token_and_a_late_failure_is_an_error_event(
+    make_app, fake
+):
+    overloaded = Reply.json(
+        529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    )
+    fake.replies = [
+        calls_step("openai", [("c1", "get_weather", {"city": "A"})]),
+        Reply.json(503, {"error": {"message": "try later"}}),  # step 2, retried
+        text_step("openai"),
+    ]
+    events = ask_events(make_app(AI_MAX_RETRIES=1), tools=[get_weather])
+    assert events[-1].answer.finish_reason == "stop" and len(fake.requests) == 3
+
+    fake.replies = [calls_step("openai", [("c1", "get_weather", {"city": "A"})]), overloaded]
+    app = make_app(AI_MAX_RETRIES=0)
+
+    @app.post("/t")
+    def t():
+        return app.extensions["ai"].ask_stream("Go", tools=[get_weather], events=["tool_results"])
+
+    body = [e.data for e in sse_events(app.test_client().post("/t").data)]
+    assert json.loads(body[0])["tool_result"]["name"] == "get_weather"  # what was sent stays
+    assert "error" in json.loads(body[-2]) and body[-1] == "[DONE]"
+
+
+def test_tools_run_in_order_and_a_task_takes_them(make_app, fake):
+    order = []
+
+    @tool
+    def first(x: int) -> int:
+        """First."""
+        order.append("first")
+        return x + 1
+
+    @tool
+    def second(x: int) -> int:
+        """Second."""
+        order.append("second")
+        return x * 2
+
+    fake.replies = [
+        calls_step("openai", [("c1", "second", {"x": 2}), ("c2", "first", {"x": 2})]),
+        text_step("openai"),
+    ]
+    app = make_app()
+    with app.app_context():
+        events = list(
+            app.extensions["ai"].task().tools(first, second).max_steps(3).prompt("Go").iter_events()
+        )
+    assert order == ["second", "first"]
+    assert [e.output for e in events if isinstance(e, ToolResult)] == [4, 3]
+    assert fake.requests[0].json()["tools"][0]["function"]["name"] == "first"

@@ -99,7 +99,7 @@ def make_blueprint(
     format: str | None = None,
     owner: Callable[[], Owner] | None = None,
     prepare: Callable[[ChatInput], object] | None = None,
-    tools: Iterable[Tool[Any] | JSONObject] | None = None,
+    tools: Iterable[Tool[object] | JSONObject] | None = None,
     max_steps: int | None = None,
 ) -> Blueprint:
     """See :meth:`AIClient.blueprint`. With no ``client``, the app's own

@@ -12,7 +12,7 @@ from ..errors import ConfigurationError
 from ..parts import JSONObject
 from .schema import parameters_schema, split_docstring
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 #: OpenAI's rule for tool names, which the other providers accept too.
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 

@@ -115,7 +115,7 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def call_with(function: Callable[..., Any], arguments: JSONObject) -> Any:
+def call_with(function: Callable[..., object], arguments: JSONObject) -> object:
     """Call ``function`` with the checked arguments, each as its annotation
     asks (plain JSON values pass as they are)."""
     try:
@@ -163,7 +163,7 @@ def as_annotated(value: object, annotation: object) -> object:
         return annotation(value)
     if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
         hints = typing.get_type_hints(annotation)
-        return annotation(**{k: as_annotated(v, hints.get(k, Any)) for k, v in value.items()})
+        return annotation(**{k: as_annotated(v, hints.get(k, object)) for k, v in value.items()})
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and issubclass(annotation, pydantic.BaseModel):
         return annotation.model_validate(value)  # type: ignore[attr-defined]
