@@ -43,3 +43,63 @@ def test_the_testing_page_examples_pass(monkeypatch):
     assert tests == ["test_chat_streams_the_answer", "test_the_answer_is_metered"]
     for name in tests:
         namespace[name](app)
+
+
+def test_the_tools_page_examples_run(make_app, fake, capsys):
+    """The Tools page as written: its tools, offered by a view and the
+    blueprint, their loop read as events, and a history with tool turns."""
+    import json
+
+    from flask import g, request
+
+    from fakeprovider import Reply, openai_events
+    from test_tool_loop import calls_step
+
+    blocks = code_blocks("tools.rst")
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/tools.rst", "exec"), namespace)
+    assert namespace["get_weather"].parameters["properties"]["unit"] == {
+        "enum": ["celsius", "fahrenheit"],
+        "type": "string",
+        "description": "The temperature unit.",
+        "default": "celsius",
+    }
+    app = Flask("docs")  # the page's own /chat view: an app without the tests' one
+    app.config.update({k: v for k, v in make_app().config.items() if k.startswith("AI_")})
+    AIStream(app)
+    app.before_request(lambda: setattr(g, "user", "ann"))
+    namespace.update(app=app, ai=app.extensions["ai"], request=request)
+    exec(compile(blocks[1], "docs/tools.rst", "exec"), namespace)
+
+    fake.replies = [
+        calls_step(
+            "openai",
+            [("c1", "order_status", {"order_id": "A1"}), ("c2", "get_weather", {"city": "Paris"})],
+        ),
+        Reply(parts=openai_events(["It has ", "shipped."])),
+    ]
+    body = app.test_client().post("/chat", json={"question": "Where is A1?"}).data
+    assert b"It has " in body and len(fake.requests) == 2
+    results = fake.requests[1].json()["messages"][-2:]
+    assert json.loads(results[0]["content"]) == {"order_id": "A1", "status": "shipped"}
+    assert json.loads(results[1]["content"]) == {"city": "Paris", "sky": "sunny", "celsius": 21.0}
+
+    fake.replies = [
+        calls_step("openai", [("c1", "order_status", {"order_id": "B2"})]),
+        Reply(parts=openai_events(["Not found."])),
+    ]
+    with app.test_request_context("/"):
+        g.user = "ann"
+        exec(compile(blocks[2], "docs/tools.rst", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "calling order_status" in printed
+    assert "result There is no order B2 on your account." in printed
+    assert "step ended: tool_calls" in printed and "Not found." in printed
+
+    fake.replies = [Reply(parts=openai_events(["Tomorrow."]))]
+    with app.test_request_context("/"):
+        exec(compile(blocks[3], "docs/tools.rst", "exec"), namespace)
+        namespace["ai"].ask_stream("When?", messages=namespace["history"]).get_data()
+    sent = fake.last.json()["messages"]
+    assert sent[1]["tool_calls"][0]["function"]["name"] == "order_status"
+    assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": '{"status": "shipped"}'}
