@@ -13,7 +13,7 @@ import time
 
 from flask import Flask, request
 
-from flask_aistream import AIStream
+from flask_aistream import AIStream, tool
 
 
 def create_app():
@@ -63,6 +63,21 @@ def create_app():
 
     def user():
         return request.headers.get("X-User")
+
+    @tool
+    def lookup(order: str) -> dict:
+        """Looks an order up, slowly (a database would be slow too)."""
+        time.sleep(0.05)  # gevent's patched sleep under its worker
+        return {"order": order, "status": "shipped", "user": request.headers.get("X-User")}
+
+    @app.post("/tools")
+    def tools():
+        return ai.ask_stream(
+            request.get_json()["question"],
+            tools=[lookup],
+            on_finish=hook,
+            events=["tool_calls", "tool_results", "steps"],
+        )
 
     @app.post("/chat")
     def chat():

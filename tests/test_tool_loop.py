@@ -752,3 +752,38 @@ def test_tools_run_in_order_and_a_task_takes_them(make_app, fake):
     assert order == ["second", "first"]
     assert [e.output for e in events if isinstance(e, ToolResult)] == [4, 3]
     assert fake.requests[0].json()["tools"][0]["function"]["name"] == "first"
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("worker", ["gthread", "gevent"])
+def test_a_two_step_answer_under_gunicorn(fake, tmp_path, worker):
+    """The loop under a real gunicorn, threads and greenlets: the tool runs
+    in the asking request's context, the stream carries both steps."""
+    from helpers import gunicorn_server
+    from test_hooks import answers_in
+
+    fake.replies = [
+        calls_step("openai", [("c1", "lookup", {"order": "A1"})]),
+        Reply(parts=__import__("fakeprovider").openai_events(["Shipped", "."])),
+    ]
+    saved = tmp_path / "answers.jsonl"
+    with gunicorn_server(worker, fake, ANSWERS_FILE=str(saved)) as (address, _):
+        import requests
+
+        response = requests.post(
+            f"http://{address[0]}:{address[1]}/tools",
+            json={"question": "Where is A1?"},
+            headers={"X-User": "ann"},
+            timeout=30,
+        )
+        [answer] = answers_in(saved)
+    events = [json.loads(e.data) for e in sse_events(response.content) if e.data != "[DONE]"]
+    assert events[1] == {
+        "tool_result": {
+            "id": "c1",
+            "name": "lookup",
+            "output": {"order": "A1", "status": "shipped", "user": "ann"},
+        }
+    }
+    assert [e["step"]["finish_reason"] for e in events if "step" in e] == ["tool_calls", "stop"]
+    assert answer == {"text": "Shipped.", "finish_reason": "stop"}
