@@ -399,7 +399,6 @@ class AIClient:
         if call.runs_tools:
             loop = ToolLoop(
                 call.tools,
-                frozenset(tool["name"] for tool in chat.tools or ()),
                 call.max_steps or self.settings.max_steps,
                 partial(self._next_step, call),
                 context,

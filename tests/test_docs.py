@@ -51,9 +51,9 @@ def test_the_tools_page_examples_run(make_app, fake, capsys):
     import json
 
     from flask import g, request
+    from test_tool_loop import calls_step
 
     from fakeprovider import Reply, openai_events
-    from test_tool_loop import calls_step
 
     blocks = code_blocks("tools.rst")
     namespace: dict = {}
@@ -78,7 +78,8 @@ def test_the_tools_page_examples_run(make_app, fake, capsys):
         ),
         Reply(parts=openai_events(["It has ", "shipped."])),
     ]
-    body = app.test_client().post("/chat", json={"question": "Where is A1?"}).data
+    with app.test_client().post("/chat", json={"question": "Where is A1?"}) as response:
+        body = response.data
     assert b"It has " in body and len(fake.requests) == 2
     results = fake.requests[1].json()["messages"][-2:]
     assert json.loads(results[0]["content"]) == {"order_id": "A1", "status": "shipped"}
@@ -99,7 +100,9 @@ def test_the_tools_page_examples_run(make_app, fake, capsys):
     fake.replies = [Reply(parts=openai_events(["Tomorrow."]))]
     with app.test_request_context("/"):
         exec(compile(blocks[3], "docs/tools.rst", "exec"), namespace)
-        namespace["ai"].ask_stream("When?", messages=namespace["history"]).get_data()
+        response = namespace["ai"].ask_stream("When?", messages=namespace["history"])
+        response.get_data()
+        response.close()  # as a server does: the answer's reader ends with it
     sent = fake.last.json()["messages"]
     assert sent[1]["tool_calls"][0]["function"]["name"] == "order_status"
     assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": '{"status": "shipped"}'}

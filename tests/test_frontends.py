@@ -126,8 +126,9 @@ def test_the_ai_sdk_assembles_the_message(node, chat_site, fake, package, protoc
 def test_the_ai_sdk_reads_a_two_step_answer(node, chat_site, fake, package, protocol):
     """A tool the server runs: the SDK's tool part reaches output-available
     with the tool's output, then the second step's text follows."""
-    from flask_aistream import tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import tool
 
     @tool
     def get_weather(city: str) -> dict:
@@ -736,8 +737,9 @@ def test_the_vercel_format_from_a_view_of_your_own(make_app, fake):
 
 
 def test_use_chat_shows_a_tool_the_server_ran(page, make_app, live, fake, use_chat_bundle):
-    from flask_aistream import tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import tool
 
     @tool
     def get_weather(city: str) -> dict:

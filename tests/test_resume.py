@@ -588,8 +588,9 @@ def test_one_answer_has_at_most_three_readers(resumable, fake):
 def test_a_resume_mid_step_two_replays_the_tool_result_and_runs_nothing_again(resumable, fake):
     """Tools run once, in the producer: a reader that comes back during step 2
     gets step 1's call and result from the store."""
-    from flask_aistream import tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import tool
 
     runs = []
 

@@ -43,14 +43,12 @@ class ToolLoop:
     def __init__(
         self,
         tools: Mapping[str, Tool[object]],
-        offered: frozenset[str],
         max_steps: int,
         next_step: Callable[[tuple[JSONObject, ...], str, str | None], PartStream],
         context: AskingContext,
         logger: logging.Logger,
     ) -> None:
         self.tools = tools
-        self.offered = offered
         self.max_steps = max_steps
         self._next_step = next_step
         self.context = context
@@ -60,27 +58,22 @@ class ToolLoop:
         self, calls: tuple[ToolCall, ...], reason: str, steps_done: int
     ) -> tuple[list[ToolCall], bool]:
         """Which of a finished step's calls the server runs, and whether
-        another step follows them. None past ``max_steps``; the server's
-        own when a client tool was called too (the answer then ends with
-        that call pending for the client)."""
+        another step follows them. None past ``max_steps``. A call the
+        server cannot run (a client tool's, or one of a tool nobody
+        offered) is the client's: the server's own calls still run, then
+        the answer ends with that call pending."""
         if not calls or reason not in RUNS_AFTER or steps_done >= self.max_steps:
             return [], False
-        for_client = [call for call in calls if self._for_client(call)]
-        return [call for call in calls if not self._for_client(call)], not for_client
+        ours = [call for call in calls if self._runs(call)]
+        return ours, len(ours) == len(calls)
 
-    def _for_client(self, call: ToolCall) -> bool:
+    def _runs(self, call: ToolCall) -> bool:
         tool = self.tools.get(call.name)
-        return (
-            tool is None
-            and call.name in self.offered
-            or (tool is not None and tool.execute is None)
-        )
+        return tool is not None and tool.execute is not None
 
     def run(self, call: ToolCall) -> ToolResult:
         """One call, run: its result, or the error the model is told."""
-        tool = self.tools.get(call.name)
-        if tool is None or tool.execute is None:
-            return ToolResult(call.id, call.name, None, f"There is no tool named {call.name!r}.")
+        tool = self.tools[call.name]
         try:
             arguments = parsed_arguments(call.arguments, tool.parameters)
         except BadArguments as exc:
