@@ -72,9 +72,12 @@ class AskingContext:
         self._request: RequestContext | None = None
         self._g: dict[str, object] = {}
         # Copying a request costs; an answer with no tools and no hooks skips it.
-        if needed and has_request_context() and self.app is request_ctx.app:
-            self._request = request_ctx.copy()
+        if needed and has_app_context() and self.app is current_app._get_current_object():  # type: ignore[attr-defined]
+            # ``g`` of the asking request, or of the app context that asked
+            # (``ask()`` in a CLI command or a job).
             self._g = dict(vars(g._get_current_object()))
+            if has_request_context():
+                self._request = request_ctx.copy()
 
     def run(self, function: Callable[..., R], *args: object) -> R | None:
         """``function(*args)`` in that context, on a copy of no context at

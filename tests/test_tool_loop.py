@@ -788,3 +788,22 @@ def test_a_two_step_answer_under_gunicorn(fake, tmp_path, worker):
     }
     assert [e["step"]["finish_reason"] for e in events if "step" in e] == ["tool_calls", "stop"]
     assert answer == {"text": "Shipped.", "finish_reason": "stop"}
+
+
+def test_outside_a_request_a_tool_sees_the_app_contexts_g(make_app, fake):
+    from flask import g, has_request_context
+
+    seen = []
+
+    @tool
+    def whoami() -> str:
+        """Who is asking."""
+        seen.append((g.user, has_request_context()))
+        return g.user
+
+    fake.replies = [calls_step("openai", [("c1", "whoami", {})]), text_step("openai")]
+    app = make_app()
+    with app.app_context():  # a CLI command, a job
+        g.user = "cron"
+        app.extensions["ai"].ask("Who?", tools=[whoami])
+    assert seen == [("cron", False)]
