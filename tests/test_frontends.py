@@ -427,19 +427,31 @@ def use_chat_bundle(node, tmp_path_factory):
     return out.read_text()
 
 
-def test_use_chat_in_a_react_page(page, make_app, live, fake, use_chat_bundle):
-    app = make_app(AI_RATELIMIT=None)
-    app.register_blueprint(app.extensions["ai"].blueprint(format="vercel"), url_prefix="/api/chat")
+@pytest.fixture
+def react_site(make_app, live, use_chat_bundle):
+    """The useChat page, served with the vercel blueprint (``blueprint`` options)."""
 
-    @app.get("/")
-    def index():
-        return '<!DOCTYPE html><div id="root"></div><script src="/bundle.js"></script>'
+    def start(**blueprint):
+        app = make_app(AI_RATELIMIT=None)
+        app.register_blueprint(
+            app.extensions["ai"].blueprint(format="vercel", **blueprint), url_prefix="/api/chat"
+        )
 
-    @app.get("/bundle.js")
-    def bundle():
-        return use_chat_bundle, 200, {"Content-Type": "text/javascript"}
+        @app.get("/")
+        def index():
+            return '<!DOCTYPE html><div id="root"></div><script src="/bundle.js"></script>'
 
-    url = live(app)
+        @app.get("/bundle.js")
+        def bundle():
+            return use_chat_bundle, 200, {"Content-Type": "text/javascript"}
+
+        return live(app)
+
+    return start
+
+
+def test_use_chat_in_a_react_page(page, react_site, fake):
+    url = react_site()
     fake.reply = Reply(parts=openai_events(["One ", "two ", "three."]), delay=0.05)
     page.goto(url)
     page.fill("#input", "Count")
@@ -736,7 +748,7 @@ def test_the_vercel_format_from_a_view_of_your_own(make_app, fake):
             app.extensions["ai"].ask_stream("Hi", format="xml")
 
 
-def test_use_chat_shows_a_tool_the_server_ran(page, make_app, live, fake, use_chat_bundle):
+def test_use_chat_shows_a_tool_the_server_ran(page, react_site, fake):
     from test_tool_loop import calls_step
 
     from flask_aistream import tool
@@ -746,20 +758,7 @@ def test_use_chat_shows_a_tool_the_server_ran(page, make_app, live, fake, use_ch
         """The weather in a city."""
         return {"sky": "sunny"}
 
-    app = make_app(AI_RATELIMIT=None)
-    app.register_blueprint(
-        app.extensions["ai"].blueprint(format="vercel", tools=[get_weather]), url_prefix="/api/chat"
-    )
-
-    @app.get("/")
-    def index():
-        return '<!DOCTYPE html><div id="root"></div><script src="/bundle.js"></script>'
-
-    @app.get("/bundle.js")
-    def bundle():
-        return use_chat_bundle, 200, {"Content-Type": "text/javascript"}
-
-    url = live(app)
+    url = react_site(tools=[get_weather])
     fake.replies = [
         calls_step("openai", [("call_w", "get_weather", {"city": "Paris"})]),
         Reply(parts=openai_events(["It is ", "sunny."])),
