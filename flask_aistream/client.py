@@ -41,6 +41,7 @@ from .task import Task
 from .tools import Tool
 from .tools.loop import ToolLoop
 from .transport import Transport
+from .transport.recording import Recorder
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -96,7 +97,10 @@ class AIClient:
         self.settings = settings
         self.logger = logger
         self.transport = transport or Transport(
-            settings.connect_timeout, settings.http_timeout, settings.pool_maxsize
+            settings.connect_timeout,
+            settings.http_timeout,
+            settings.pool_maxsize,
+            Recorder(settings.record_dir, settings.redact) if settings.record_dir else None,
         )
         self.default_provider = default_provider or settings.provider
         #: The app whose context the hooks run in (else the current app at call time).

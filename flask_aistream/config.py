@@ -35,6 +35,7 @@ class ConfigVars:
     HEARTBEAT_INTERVAL = "AI_HEARTBEAT_INTERVAL"
     MAX_RETRIES = "AI_MAX_RETRIES"
     MAX_STEPS = "AI_MAX_STEPS"
+    RECORD_DIR = "AI_RECORD_DIR"
     RETRY_BACKOFF = "AI_RETRY_BACKOFF"
     SYSTEM_PROMPT = "AI_SYSTEM_PROMPT"
     MAX_QUESTION_CHARS = "AI_MAX_QUESTION_CHARS"
@@ -116,7 +117,7 @@ DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
 #: Hang up on the provider when the client leaves (what a person stopping an
 #: answer expects, and what saves tokens).
 DEFAULT_ON_DISCONNECT = "cancel"
-#: Connections kept per provider host (see upstream.DEFAULT_POOL_MAXSIZE).
+#: Connections kept per provider host (see transport.http.DEFAULT_POOL_MAXSIZE).
 DEFAULT_POOL_MAXSIZE = 256
 #: The most image bytes (decoded) one browser request may carry, when the
 #: blueprint takes images at all.
@@ -124,9 +125,8 @@ DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Seconds an answer stays resumable after its last event.
 DEFAULT_RESUME_TTL = 600.0
 
-# Shapes of provider keys, redacted from logs even when they are not ours:
-# an upstream error body may echo any key it was sent.
-# Google's keys are "AIza" and 35 more characters; xAI's start "xai-".
+# Shapes of provider keys, redacted from logs even when not ours (an error body
+# may echo any key it was sent): Google's "AIza" and 35 more, xAI's "xai-"...
 _KEY_SHAPES = re.compile(
     r"\b(?:(?:sk|gsk|sk-ant|sk-proj|sk-or|xai)[-_][A-Za-z0-9_\-]{8,}|AIza[A-Za-z0-9_\-]{20,})"
 )
@@ -187,6 +187,7 @@ class Settings:
     #: Where answers are kept for reconnecting clients (``None``: nowhere).
     resume_storage_uri: str | None = None
     resume_ttl: float = DEFAULT_RESUME_TTL
+    record_dir: str | None = None  # AI_RECORD_DIR: provider exchanges saved to replay
     #: Every provider name the app can use, with its own settings
     #: (``providers.registry.provider_settings``).
     providers: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +259,7 @@ class Settings:
             max_image_bytes=number(ConfigVars.MAX_IMAGE_BYTES, int, DEFAULT_MAX_IMAGE_BYTES, 1),
             resume_storage_uri=config.get(ConfigVars.RESUME_STORAGE_URI) or None,
             resume_ttl=number(ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
+            record_dir=config.get(ConfigVars.RECORD_DIR) or None,
             providers=dict(providers),
         )
 
@@ -352,10 +354,8 @@ def flag(config: Config, key: str, default: bool) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
+    if text in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return text in ("1", "true", "yes", "on")
     raise ConfigurationError(f"{key} must be true or false, not {value!r}.")
 
 

@@ -287,6 +287,7 @@ def test_backoff_is_exponential_with_jitter_and_capped():
 # --- faults --------------------------------------------------------------------
 
 
+@pytest.mark.ai_live  # a name that is not loopback: the plugin would refuse it
 def test_dns_failure(make_app, log_records):
     app = make_app(AI_OPENAI_BASE_URL="http://no-such-host.invalid/v1", AI_MAX_RETRIES=0)
     body, result = stream(app)

@@ -130,6 +130,7 @@ def test_an_app_may_adjust_the_response(make_app, fake):
 # --- what the provider connection takes from the environment ------------------
 
 
+@pytest.mark.ai_live  # the provider is a name only the proxy knows
 def test_a_proxy_from_the_environment_is_used(make_app, fake, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", fake.url)  # the fake plays the proxy
     monkeypatch.delenv("NO_PROXY", raising=False)

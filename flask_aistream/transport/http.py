@@ -28,6 +28,7 @@ from urllib3.exceptions import ReadTimeoutError
 from ..errors import ProviderError
 from ..parts import Options
 from .opening import Opening, WatchedAdapter, attaching, hang_up
+from .recording import Exchange, Recorder
 from .watchdog import WATCHDOG
 
 #: Most bytes taken from the socket in one read: more than a burst of tokens,
@@ -51,6 +52,9 @@ CONNECTION_LOST = (URLLib3Error, OSError, ValueError)
 #: Maps an error status, its body (for the log) and its headers to the
 #: provider's own error.
 ErrorMapper = Callable[[int, str, Mapping[str, str]], ProviderError]
+#: Checks each provider URL before anything is sent, and raise to refuse it
+#: (the test kit's pytest plugin refuses hosts that are not loopback).
+URL_GUARDS: list[Callable[[str, str], None]] = []
 
 
 class Transport:
@@ -68,8 +72,11 @@ class Transport:
         connect_timeout: float,
         idle_timeout: float,
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        recorder: Recorder | None = None,
     ) -> None:
         self.timeout = (connect_timeout, idle_timeout)
+        #: Saves every exchange (``AI_RECORD_DIR``), or ``None``.
+        self.recorder = recorder
         #: Longest a call may take to get its response head.
         self.open_timeout = connect_timeout + idle_timeout
         self.session = requests.Session()
@@ -105,6 +112,8 @@ class Transport:
         from another thread, ends this at once in any phase. The head must
         come within the connect and idle timeouts together, however slowly it
         trickles in (the watchdog holds the call to that)."""
+        for guard in URL_GUARDS:
+            guard(url, provider)
         opening = opening or Opening()
         opening.deadline = time.monotonic() + self.open_timeout
         WATCHDOG.watch(opening)
@@ -147,6 +156,7 @@ class Transport:
         request.prepare(
             method="POST", url=url, headers={**self.session.headers, **headers}, json=body
         )
+        exchange = self.recorder.start(url, request.headers, body) if self.recorder else None
         try:
             response = self.session.get_adapter(url).send(
                 request, stream=True, timeout=self.timeout, **self._environment(url)
@@ -165,8 +175,14 @@ class Transport:
         except requests.RequestException as exc:
             raise self._failure(name, "connection", exc) from None
 
+        if exchange is not None:
+            exchange.respond(response.status_code, response.headers)
         if response.status_code >= 300:
-            error = on_error(response.status_code, self._read_body(response), response.headers)
+            text = self._read_body(response)
+            if exchange is not None:
+                exchange.piece(text.encode())
+                exchange.save()
+            error = on_error(response.status_code, text, response.headers)
             response.close()
             raise error
         content_type = response.headers.get("Content-Type", "")
@@ -182,7 +198,7 @@ class Transport:
                 status=response.status_code,
                 detail=body_text,
             )
-        return Body(response, self.timeout[1])
+        return Body(response, self.timeout[1], exchange)
 
     def _read_body(self, response: requests.Response) -> str:
         try:
@@ -201,9 +217,12 @@ class Body:
     """A response body being read off the wire, read by read: what a
     provider's stream decodes. ``abort()`` may come from another thread."""
 
-    def __init__(self, response: requests.Response, idle_timeout: float) -> None:
+    def __init__(
+        self, response: requests.Response, idle_timeout: float, exchange: Exchange | None = None
+    ) -> None:
         self._response: requests.Response | None = response
         self.idle_timeout = idle_timeout
+        self._exchange = exchange
 
     def reads(self) -> Iterator[bytes]:
         """What arrives, read by read, never waiting for more. A chunked body
@@ -214,8 +233,10 @@ class Body:
         assert self._response is not None, "a body is read once"
         raw = self._response.raw
         if raw.chunked and raw.supports_chunked_reads():
-            return raw.read_chunked(READ_SIZE, decode_content=True)
-        return iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
+            reads = raw.read_chunked(READ_SIZE, decode_content=True)
+        else:
+            reads = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
+        return reads if self._exchange is None else self._exchange.tee(reads, CONNECTION_LOST)
 
     def _socket(self) -> socket.socket | None:
         """The provider socket. It sits inside http.client's file object
@@ -308,3 +329,5 @@ class Body:
         if response is not None:
             response.raw.close()
             response.close()
+        if self._exchange is not None:
+            self._exchange.save()

@@ -1,0 +1,9 @@
+"""A test kit for apps built on flask-aistream: a scripted provider
+(:func:`fake_provider`), readers for every stream format (:func:`read_events`,
+:func:`read_answer`), recorded provider exchanges played back
+(:meth:`FakeProvider.replay`), and a pytest plugin (the ``ai_fake`` fixture;
+no test reaches a real provider unless marked ``ai_live``)."""
+
+from .fake import FakeProvider, FakeRequest, fake_provider, tool_call
+
+__all__ = ["FakeProvider", "FakeRequest", "fake_provider", "tool_call"]
