@@ -5,5 +5,16 @@
 no test reaches a real provider unless marked ``ai_live``)."""
 
 from .fake import FakeProvider, FakeRequest, fake_provider, tool_call
+from .readers import ErrorEvent, StreamedAnswer, StreamFinish, read_answer, read_events
 
-__all__ = ["FakeProvider", "FakeRequest", "fake_provider", "tool_call"]
+__all__ = [
+    "ErrorEvent",
+    "FakeProvider",
+    "FakeRequest",
+    "StreamFinish",
+    "StreamedAnswer",
+    "fake_provider",
+    "read_answer",
+    "read_events",
+    "tool_call",
+]

@@ -478,6 +478,7 @@ class WireServer:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)  # accept() wakes up to see the server stopped
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, name="flask-aistream fake", daemon=True)
         self._thread.start()
@@ -489,7 +490,6 @@ class WireServer:
         return token
 
     def _serve(self) -> None:
-        self._sock.settimeout(0.1)
         while not self._stopped.is_set():
             try:
                 conn, _ = self._sock.accept()
