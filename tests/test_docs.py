@@ -25,24 +25,60 @@ def code_blocks(page: str) -> list[str]:
 
 
 def test_the_testing_page_examples_pass(monkeypatch):
+    """Every example of the testing page, run as pytest would run it: the
+    ``app`` fixture from an app factory taking a config (the README's), the
+    plugin's ``ai_fake`` as ``fake_provider(app)``."""
+    import inspect
+
+    from flask_aistream import tool
+    from flask_aistream.testing import fake_provider
+
     ai = AIStream()
 
-    def create_app(config):  # what the page's ``myapp`` stands for: an app factory
+    @tool
+    def order_status(order_id: str) -> dict:
+        """Where an order is."""
+        return {"order_id": order_id, "status": "shipped"}
+
+    def create_app(config=None):  # what the page's ``myapp`` stands for: the README's factory
         app = Flask("myapp")
-        app.config.update(config)
+        app.config.update(config or {})
         ai.init_app(app)
-        app.register_blueprint(ai.blueprint(), url_prefix="/api/chat")
+        app.saved = []
+
+        def save(answer):
+            app.saved.append((answer.text, answer.usage and answer.usage.total_tokens))
+
+        app.register_blueprint(
+            ai.blueprint(system="Be brief.", tools=[order_status], on_finish=save),
+            url_prefix="/api/chat",
+        )
         return app
 
     monkeypatch.setitem(sys.modules, "myapp", types.SimpleNamespace(create_app=create_app))
-    namespace: dict = {}
+    namespace: dict = {"saved_messages": lambda app: app.saved}
     for block in code_blocks("testing.rst"):
         exec(compile(block, "docs/testing.rst", "exec"), namespace)
-    app = namespace["app"].__wrapped__()  # the fixture's function, called as pytest would
     tests = [name for name in namespace if name.startswith("test_")]
-    assert tests == ["test_chat_streams_the_answer", "test_the_answer_is_metered"]
-    for name in tests:
-        namespace[name](app)
+    assert tests == [
+        "test_the_answer_is_streamed_and_saved",
+        "test_a_rate_limited_provider_reaches_the_page",
+        "test_the_tool_was_called_with_these_arguments",
+        "test_the_system_prompt_and_the_history_reach_the_provider",
+        "test_a_summary_job",
+        "test_the_answer_that_broke_the_page",
+        "test_the_real_model_still_answers",
+    ]
+    live = namespace["test_the_real_model_still_answers"]
+    assert [mark.name for mark in live.pytestmark] == ["ai_live"]  # not run: it bills
+    for name in tests[:-1]:
+        app = namespace["app"].__wrapped__()  # the fixture's function, called as pytest would
+        if "ai_fake" in inspect.signature(namespace[name]).parameters:
+            with fake_provider(app) as fake:
+                namespace[name](app, fake)
+                fake.assert_all_used()
+        else:
+            namespace[name](app)
 
 
 def test_the_tools_page_examples_run(make_app, fake, capsys):

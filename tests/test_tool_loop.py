@@ -500,7 +500,17 @@ def test_a_result_with_no_json_form_is_a_tool_error(make_app, fake):
     assert result.error == "The tool returned a object, which is not JSON."
 
 
-def test_max_steps_reached_ends_with_the_calls_not_run(make_app, fake):
+# The loop's rules, with the test kit's scripted provider (the dialects are above).
+
+
+def kit_events(app, **options):
+    with app.app_context():
+        return list(app.extensions["ai"].iter_events("Go", **options))
+
+
+def test_max_steps_reached_ends_with_the_calls_not_run(make_app):
+    from flask_aistream.testing import fake_provider, tool_call
+
     ran = []
 
     @tool
@@ -509,44 +519,52 @@ def test_max_steps_reached_ends_with_the_calls_not_run(make_app, fake):
         ran.append(city)
         return "sunny"
 
-    fake.replies = [calls_step("openai", [("c1", "get_weather", {"city": "A"})]) for _ in range(3)]
-    events = ask_events(make_app(), tools=[get_weather], max_steps=2)
-    answer = events[-1].answer
-    assert ran == ["A"] and len(fake.requests) == 2
+    app = make_app()
+    with fake_provider(app) as kit:
+        kit.replies(*[[tool_call("get_weather", city=city)] for city in "ABC"])
+        answer = kit_events(app, tools=[get_weather], max_steps=2)[-1].answer
+    assert ran == ["A"] and len(kit.requests) == 2
     assert len(answer.steps) == 2 and answer.finish_reason == "tool_calls"
     assert len(answer.tool_calls) == 2 and len(answer.tool_results) == 1
 
 
-def test_ai_max_steps_is_the_default(make_app, fake):
-    fake.replies = [calls_step("openai", [("c1", "get_weather", {"city": "A"})]) for _ in range(3)]
-    events = ask_events(make_app(AI_MAX_STEPS=1), tools=[get_weather])
-    assert len(fake.requests) == 1 and events[-1].answer.finish_reason == "tool_calls"
-    assert not events[-1].answer.tool_results
+def test_ai_max_steps_is_the_default(make_app):
+    from flask_aistream.testing import fake_provider, tool_call
+
+    app = make_app(AI_MAX_STEPS=1)
+    with fake_provider(app) as kit:
+        kit.reply(tool_call("get_weather", city="A"))
+        answer = kit_events(app, tools=[get_weather])[-1].answer
+        kit.assert_all_used()
+    assert len(kit.requests) == 1 and answer.finish_reason == "tool_calls"
+    assert not answer.tool_results
 
 
-def test_a_client_tool_ends_the_answer_after_the_server_tools_ran(make_app, fake):
+def test_a_client_tool_ends_the_answer_after_the_server_tools_ran(make_app):
     from flask_aistream import Tool
+    from flask_aistream.testing import fake_provider, tool_call
 
     confirm = Tool("confirm", "Ask the user to confirm.", {"type": "object", "properties": {}})
-    fake.replies = bad_call_replies()
-    fake.replies[0] = calls_step(
-        "openai", [("c1", "get_weather", {"city": "A"}), ("c2", "confirm", {})]
-    )
-    events = ask_events(make_app(), tools=[get_weather, confirm])
-    answer = events[-1].answer
-    assert len(fake.requests) == 1  # not asked again
-    assert answer.finish_reason == "tool_calls" and [r.call_id for r in answer.tool_results] == [
-        "c1"
-    ]
-    assert [c.id for c in answer.tool_calls] == ["c1", "c2"]  # c2 pending for the client
+    app = make_app()
+    with fake_provider(app) as kit:
+        weather, confirmation = tool_call("get_weather", city="A"), tool_call("confirm")
+        kit.reply(weather, confirmation)
+        answer = kit_events(app, tools=[get_weather, confirm])[-1].answer
+    assert len(kit.requests) == 1  # not asked again
+    assert answer.finish_reason == "tool_calls"
+    assert [r.call_id for r in answer.tool_results] == [weather.id]
+    assert [c.id for c in answer.tool_calls] == [weather.id, confirmation.id]  # one pending
 
 
-def test_a_call_to_a_tool_nobody_offered_ends_the_answer_like_a_client_tool(make_app, fake):
-    fake.replies = bad_call_replies(name="launch_missiles")
-    events = ask_events(make_app(), tools=[get_weather])
-    answer = events[-1].answer
+def test_a_call_to_a_tool_nobody_offered_ends_the_answer_like_a_client_tool(make_app):
+    from flask_aistream.testing import fake_provider, tool_call
+
+    app = make_app()
+    with fake_provider(app) as kit:
+        kit.reply(tool_call("launch_missiles"))
+        answer = kit_events(app, tools=[get_weather])[-1].answer
     assert not answer.tool_results and answer.finish_reason == "tool_calls"
-    assert len(fake.requests) == 1  # not asked again: no step loops on a made-up name
+    assert len(kit.requests) == 1  # not asked again: no step loops on a made-up name
 
 
 def test_without_server_tools_one_step_and_no_loop(make_app, fake):

@@ -4,8 +4,9 @@
 (:meth:`FakeProvider.replay`), and a pytest plugin (the ``ai_fake`` fixture;
 no test reaches a real provider unless marked ``ai_live``)."""
 
-from .fake import FakeProvider, FakeRequest, fake_provider, tool_call
+from .fake import FakeProvider, fake_provider
 from .readers import ErrorEvent, StreamedAnswer, StreamFinish, read_answer, read_events
+from .script import FakeRequest, tool_call
 
 __all__ = [
     "ErrorEvent",

@@ -11,37 +11,35 @@ same error text, the same :class:`~flask_aistream.ProviderError` kind.
 from __future__ import annotations
 
 import json
-import re
-import secrets
-import socket
-import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from ..errors import ConfigurationError, ProviderError
-from ..parts import (
-    JSONObject,
-    Metadata,
-    Part,
-    ReasoningDelta,
-    Stop,
-    ToolCall,
-    ToolCallDelta,
-    UsageUpdate,
-)
-from ..providers.anthropic import MessagesProvider
-from ..providers.base import REQUEST_OPTIONS, ChatRequest, PartStream, Provider
-from ..providers.gemini import GeminiProvider
-from ..providers.http import HTTPProvider, HTTPStream
-from ..providers.ollama import OllamaProvider
-from ..providers.openai import ChatCompletionsProvider, OpenAIProvider
-from ..providers.wire import http_error
+from ..parts import ToolCall
+from ..providers.base import ChatRequest, PartStream, Provider
+from ..providers.http import HTTPProvider
 from . import wire
+from .playing import PartsStream, played, replayed
+from .script import (
+    DEFAULT_INPUT_TOKENS,
+    SCRIPT_HEADER,
+    TOKENS,
+    Cut,
+    Failure,
+    FakeRequest,
+    Hang,
+    Item,
+    Replay,
+    Reply,
+    _request,
+    api_of,
+)
+from .server import WireServer
 from .wire import APIS
 
 if TYPE_CHECKING:
@@ -52,113 +50,6 @@ if TYPE_CHECKING:
 
     #: A provider's own ``open``.
     OpenFunction = Callable[[ChatRequest, Transport, Union[Opening, None]], PartStream]
-
-#: Header a request carries in wire mode: which scripted reply it is.
-SCRIPT_HEADER = "X-AIStream-Fake-Reply"
-#: Tokens of a scripted text: a word with the space before it, as providers cut them.
-_TOKENS = re.compile(r"\s*\S+|\s+")
-#: What a reply says it cost when the script does not say: 10 tokens in, one
-#: out per token it sends.
-DEFAULT_INPUT_TOKENS = 10
-
-
-def tool_call(name: str, /, **arguments: object) -> ToolCall:
-    """A tool call for :meth:`FakeProvider.reply`: ``tool_call("get_weather", city="Paris")``."""
-    return ToolCall(f"call_{secrets.token_hex(8)}", name, json.dumps(arguments))
-
-
-# --- the script ----------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """One scripted answer (a step)."""
-
-    answer: wire.Answer
-    model: str | None
-    delay: float
-
-
-@dataclass
-class Failure:
-    """An HTTP error (``status``), or an error the provider reports in the
-    stream after ``after`` (``status`` ``None``)."""
-
-    status: int | None
-    message: str
-    retry_after: float | None = None
-    after: str = ""
-
-
-@dataclass
-class Cut:
-    """The connection drops after ``after``."""
-
-    after: str
-
-
-@dataclass
-class Hang:
-    """The response head comes, then nothing."""
-
-
-@dataclass
-class Replay:
-    """A recorded exchange (see ``AI_RECORD_DIR``), played back."""
-
-    cassette: JSONObject
-    pace: bool
-
-
-Item = Union[Reply, Failure, Cut, Hang, Replay]
-
-
-@dataclass(frozen=True)
-class FakeRequest:
-    """What one provider call asked, the same in every mode: the provider's
-    name, the model (aliases resolved), the messages (the system prompt
-    first, tool calls and results included), the request options that were
-    set, and the tools offered."""
-
-    provider: str
-    model: str
-    messages: list[JSONObject]
-    options: JSONObject
-    tools: list[JSONObject] = field(default_factory=list)
-
-
-def _request(provider: str, chat: ChatRequest) -> FakeRequest:
-    messages = [{"role": "system", "content": chat.system}] if chat.system else []
-    options: JSONObject = {
-        name: getattr(chat, name)
-        for name in ("temperature", "max_tokens", *REQUEST_OPTIONS)
-        if name not in ("images", "tools") and getattr(chat, name, None) is not None
-    }
-    headers = {k: v for k, v in (options.get("extra_headers") or {}).items() if k != SCRIPT_HEADER}
-    if headers:
-        options["extra_headers"] = headers
-    else:
-        options.pop("extra_headers", None)
-    return FakeRequest(
-        provider,
-        chat.model,
-        messages + [dict(message) for message in chat.messages],
-        options,
-        [dict(tool) for tool in chat.tools or ()],
-    )
-
-
-def api_of(provider: Provider, default: str = "openai") -> str | None:
-    """The wire format an HTTP provider reads, or ``None``: not an HTTP one."""
-    if isinstance(provider, ChatCompletionsProvider):
-        return "openai"
-    if isinstance(provider, MessagesProvider):
-        return "anthropic"
-    if isinstance(provider, GeminiProvider):
-        return "gemini"
-    if isinstance(provider, OllamaProvider):
-        return "ollama"
-    return default if isinstance(provider, HTTPProvider) else None
 
 
 class FakeProvider:
@@ -201,7 +92,7 @@ class FakeProvider:
             if isinstance(part, ToolCall):
                 calls.append(part)
             elif isinstance(part, str):
-                tokens += _TOKENS.findall(part)
+                tokens += TOKENS.findall(part)
             else:
                 raise TypeError(f"a reply's parts are text and tool_call() values, not {part!r}")
         finish = finish or ("tool_calls" if calls else "stop")
@@ -300,275 +191,6 @@ class FakeProvider:
             return real_open(replace(chat, extra_headers=headers), transport, opening)
         provider.request(chat)  # what the provider would send: a mistake raises as it would
         return played(item, api, provider, chat.model, transport.timeout[1])
-
-
-# --- in process ------------------------------------------------------------------
-
-
-class ScriptBody:
-    """A response body from memory, read by the provider's own
-    :class:`HTTPStream`: the pieces, each after ``delay`` seconds; then the
-    end, a dropped connection (``cut``), or silence until the idle timeout
-    (``hang``). ``abort()`` ends it at once, as a hang-up does."""
-
-    def __init__(
-        self,
-        pieces: list[bytes],
-        delays: list[float],
-        idle_timeout: float,
-        ending: str = "end",
-    ) -> None:
-        self.idle_timeout = idle_timeout
-        self._pieces = pieces
-        self._delays = delays
-        self._ending = ending
-        self._closed = threading.Event()
-
-    def reads(self) -> Iterator[bytes]:
-        for piece, delay in zip(self._pieces, self._delays):
-            if delay and self._closed.wait(delay) or self._closed.is_set():
-                return
-            yield piece
-        if self._ending == "cut":
-            raise ConnectionResetError("the fake provider dropped the connection")
-        if self._ending == "hang" and not self._closed.wait(self.idle_timeout):
-            raise socket.timeout("the fake provider sent nothing more")
-
-    def reading_socket(self) -> None:
-        return None
-
-    def shorten_timeout(self, seconds: float) -> None:
-        pass
-
-    def release(self, reads: Iterator[bytes]) -> None:
-        pass
-
-    def abort(self) -> None:
-        self._closed.set()
-
-    close = abort
-
-
-def played(
-    item: Item, api: str, provider: HTTPProvider, model: str, idle_timeout: float
-) -> HTTPStream:
-    """A scripted item as ``provider`` reads it: its API's bytes, from memory."""
-    if isinstance(item, Failure) and item.status is not None:
-        # lower-case names: what requests' headers answer to, whatever the case
-        headers = {"retry-after": f"{item.retry_after:g}"} if item.retry_after is not None else {}
-        text = wire.error_body(api, item.status, item.message).decode()
-        raise provider.http_error(item.status, text, headers)
-    pieces, delays, ending = script_bytes(item, api, model)
-    body = ScriptBody(pieces, delays, idle_timeout, ending)
-    return HTTPStream(body, provider.decoder(), provider.reader(), provider.name)  # type: ignore[arg-type]
-
-
-def script_bytes(item: Item, api: str, model: str) -> tuple[list[bytes], list[float], str]:
-    """A reply, a mid-stream failure, a cut or a hang as ``api``'s pieces,
-    the wait before each, and how the body ends."""
-    if isinstance(item, Reply):
-        answer = replace(item.answer, model=item.answer.model or model)
-        pieces = wire.encode(api, answer)
-        return pieces, [item.delay] * len(pieces), "end"
-    if isinstance(item, Failure):
-        pieces = wire.head(api, _TOKENS.findall(item.after), model)
-        pieces.append(wire.stream_error(api, item.message))
-        return pieces, [0.0] * len(pieces), "end"
-    if isinstance(item, Cut):
-        pieces = wire.head(api, _TOKENS.findall(item.after), model)
-        return pieces, [0.0] * len(pieces), "cut"
-    pieces = wire.head(api, [], model)
-    return pieces, [0.0] * len(pieces), "hang"
-
-
-class PartsStream(PartStream):
-    """A scripted item as parts, for a provider that is not HTTP (the
-    ``offline`` one, a provider class of your own)."""
-
-    def __init__(self, item: Item, name: str, model: str, idle_timeout: float) -> None:
-        self._item = item
-        self._name = name
-        self._model = model
-        self._idle = idle_timeout
-        self._closed = threading.Event()
-
-    def __iter__(self) -> Iterator[list[Part]]:
-        item = self._item
-        if isinstance(item, Failure) and item.status is not None:
-            error = http_error(self._name, item.status, item.message, None)
-            error.retry_after = item.retry_after
-            raise error
-        yield [Metadata(getattr(item, "model", None) or self._model, None)]
-        if isinstance(item, Reply):
-            answer = item.answer
-            if answer.reasoning:
-                yield [ReasoningDelta(answer.reasoning)]
-            for token in answer.tokens:
-                if item.delay and self._closed.wait(item.delay) or self._closed.is_set():
-                    return
-                yield [token]
-            for position, call in enumerate(answer.tool_calls):
-                yield [ToolCallDelta(position, call.id, call.name, call.arguments), call]
-            yield [UsageUpdate(*answer.usage), Stop(answer.finish, answer.finish)]
-            return
-        text = item.after if isinstance(item, (Failure, Cut)) else ""
-        if text:
-            yield [text]
-        if isinstance(item, Failure):
-            raise ProviderError(item.message, kind="unavailable", provider=self._name)
-        if isinstance(item, Cut):
-            raise ProviderError(
-                "The connection to the AI provider was lost mid-answer.",
-                kind="connection",
-                provider=self._name,
-            )
-        if not self._closed.wait(self._idle):
-            raise ProviderError(
-                f"The AI provider stopped responding (no data for {self._idle:g} s).",
-                kind="timeout",
-                provider=self._name,
-            )
-
-    def close(self) -> None:
-        self._closed.set()
-
-
-# --- replaying a recorded exchange -------------------------------------------------
-
-#: A recorded URL's API, by what its path says.
-_URL_APIS = (
-    (re.compile(r":streamGenerateContent"), "gemini", GeminiProvider),
-    (re.compile(r"/messages(\?|$)"), "anthropic", MessagesProvider),
-    (re.compile(r"/api/chat(\?|$)"), "ollama", OllamaProvider),
-    (re.compile(r""), "openai", OpenAIProvider),
-)
-
-
-def replayed(
-    item: Replay, provider: Provider, chat: ChatRequest, transport: Transport
-) -> HTTPStream:
-    """A cassette through the reader of the API its URL names."""
-    cassette = item.cassette
-    url = cassette["request"]["url"]
-    cls: type[HTTPProvider] = next(c for pattern, _, c in _URL_APIS if pattern.search(url))
-    reader = cls(replace(provider.conf, api=cls.api), provider.settings)
-    response = cassette["response"]
-    if response["status"] >= 300:
-        text = "".join(piece["text"] for piece in response["pieces"])
-        headers = {name.lower(): value for name, value in response["headers"].items()}
-        raise reader.http_error(response["status"], text, headers)
-    pieces = [piece["text"].encode("utf-8", "surrogateescape") for piece in response["pieces"]]
-    times = [piece["at"] for piece in response["pieces"]]
-    delays = [b - a for a, b in zip([0.0, *times], times)] if item.pace else [0.0] * len(times)
-    ending = "cut" if response.get("cut") else "end"
-    body = ScriptBody(pieces, delays, transport.timeout[1], ending)
-    return HTTPStream(body, reader.decoder(), reader.reader(), provider.name)  # type: ignore[arg-type]
-
-
-# --- on the wire ---------------------------------------------------------------------
-
-
-class WireServer:
-    """A loopback HTTP server that sends each call its scripted reply as its
-    API's bytes (chunked, a piece per chunk): the app's whole HTTP path,
-    decoders and timeouts run."""
-
-    def __init__(self) -> None:
-        self._expected: dict[str, tuple[Item, str, str]] = {}
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)  # accept() wakes up to see the server stopped
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, name="flask-aistream fake", daemon=True)
-        self._thread.start()
-
-    def expect(self, item: Item, api: str, model: str) -> str:
-        token = secrets.token_hex(8)
-        with self._lock:
-            self._expected[token] = (item, api, model)
-        return token
-
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(30)
-            try:
-                head = self._read_request(conn)
-                with self._lock:
-                    item, api, model = self._expected.pop(head.get(SCRIPT_HEADER.lower(), ""))
-                self._send(conn, item, api, model)
-            except (OSError, KeyError, ValueError):
-                return
-
-    @staticmethod
-    def _read_request(conn: socket.socket) -> dict[str, str]:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                raise ValueError("no request")
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", 0))
-        while len(body) < length:
-            body += conn.recv(65536)
-        return headers
-
-    def _send(self, conn: socket.socket, item: Item, api: str, model: str) -> None:
-        if isinstance(item, Failure) and item.status is not None:
-            body = wire.error_body(api, item.status, item.message)
-            extra = f"Retry-After: {item.retry_after:g}\r\n" if item.retry_after is not None else ""
-            conn.sendall(
-                f"HTTP/1.1 {item.status} Error\r\nContent-Type: application/json\r\n{extra}"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            return
-        pieces, delays, ending = script_bytes(item, api, model)
-        conn.sendall(
-            f"HTTP/1.1 200 OK\r\nContent-Type: {wire.content_type(api)}\r\n"
-            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
-        )
-        for piece, delay in zip(pieces, delays):
-            if delay and self._stopped.wait(delay):
-                return
-            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-        if ending == "cut":
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            return  # closed with a reset: the connection dropped mid-answer
-        if ending == "hang":
-            while not self._stopped.wait(0.05):
-                if _peer_closed(conn):
-                    return
-            return
-        conn.sendall(b"0\r\n\r\n")
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._sock.close()
-        self._thread.join(5)
-
-
-def _peer_closed(conn: socket.socket) -> bool:
-    try:
-        conn.settimeout(0)
-        return conn.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
 
 
 # --- for the length of a with --------------------------------------------------------
