@@ -33,6 +33,7 @@ from .providers.sse import ServerSentEvent, SSEDecoder
 from .signals import answer_finished
 from .task import Task
 from .tools import Tool, tool
+from .tools.loop import send_data
 
 __version__ = "0.1.0"
 
@@ -71,5 +72,6 @@ __all__ = [
     "Usage",
     "__version__",
     "answer_finished",
+    "send_data",
     "tool",
 ]

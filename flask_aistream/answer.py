@@ -335,9 +335,9 @@ class AnswerRun:
             )
         for call in calls:
             assert loop is not None
-            result = loop.run(call)
-            builder.add([result])
-            yield [result]
+            for item in loop.run(call):  # data the tool sends, then its result
+                builder.add([item])
+                yield [item]
             if self._past_deadline():  # or cancelled meanwhile: no next step
                 builder.end_step(more=True)  # what was under way is "cancelled"
                 return

@@ -90,7 +90,7 @@ STREAM_FORMATS = ("aistream", "vercel", "openai")
 #: The versions of the AI SDK's UI message stream ``AI_VERCEL_PROTOCOL`` names.
 VERCEL_PROTOCOLS = (5, 6, 7)
 #: The events ``AI_STREAM_EVENTS`` / ``events=`` may add to the default format.
-OPTIONAL_EVENTS = ("reasoning", "tool_calls", "tool_results", "steps", "finish")
+OPTIONAL_EVENTS = ("reasoning", "tool_calls", "tool_results", "steps", "data", "finish")
 #: Longest silence from the provider, in seconds, before giving up. Not a cap
 #: on the whole answer, which may stream for minutes.
 DEFAULT_HTTP_TIMEOUT = 30.0

@@ -84,6 +84,22 @@ class ToolResult(NamedTuple):
         return "tool_result"
 
 
+class Data(NamedTuple):
+    """App data a tool sent while it ran (:func:`flask_aistream.send_data`):
+    a status line, the sources a search found. A later one with the same
+    ``id`` replaces the earlier in a client that keeps them; a ``transient``
+    one is shown, not kept."""
+
+    name: str
+    value: Any
+    id: str | None = None
+    transient: bool = False
+
+    @property
+    def type(self) -> str:
+        return "data"
+
+
 class StepFinish(NamedTuple):
     """One step (one provider call) of the answer ended: after its tool
     results, before the next step's first part; the last step's too."""
@@ -187,7 +203,7 @@ class Stop(NamedTuple):
 
 
 #: What :meth:`AIClient.iter_events` yields.
-Event = Union[TextDelta, ReasoningDelta, ToolCall, ToolResult, StepFinish, Finish]
+Event = Union[TextDelta, ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, Finish]
 
 #: What a provider's stream yields, in lists, one list per read: text as a
 #: bare ``str``, everything else a NamedTuple; between steps the answer adds
@@ -203,6 +219,7 @@ Part = Union[
     Source,
     Stop,
     ToolResult,
+    Data,
     StepFinish,
 ]
 
@@ -218,7 +235,7 @@ def shows(parts: list[Part]) -> bool:
 
 
 #: The parts :meth:`AIClient.iter_events` yields as they are (text is wrapped).
-PUBLIC = frozenset({ReasoningDelta, ToolCall, ToolResult, StepFinish, Finish})
+PUBLIC = frozenset({ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, Finish})
 
 
 # --- the answer ----------------------------------------------------------------

@@ -42,6 +42,7 @@ def test_public_names_are_pinned():
         "Usage",
         "__version__",
         "answer_finished",
+        "send_data",
         "tool",
     ]
 

@@ -771,3 +771,35 @@ def test_use_chat_shows_a_tool_the_server_ran(page, react_site, fake):
     assert tool_part.get_attribute("class") == "tool output-available"
     assert tool_part.text_content() == 'get_weather: {"sky":"sunny"}'
     assert page.locator(".message.assistant .text").text_content() == "It is sunny."
+
+
+@pytest.mark.parametrize("package", ["ai5", "ai6", "ai"])
+def test_data_parts_reach_the_message_and_replace_by_id(node, chat_site, fake, package):
+    from flask_aistream import send_data, tool
+    from test_tool_loop import calls_step
+
+    @tool
+    def search(query: str) -> str:
+        """Searches."""
+        send_data("status", "Searching", id="status")
+        send_data("status", "Done", id="status")
+        send_data("sources", [{"url": "https://example.com/a"}])
+        send_data("progress", 50, transient=True)  # onData only, never the message
+        return "found"
+
+    fake.replies = [
+        calls_step("openai", [("call_s", "search", {"query": "x"})]),
+        Reply(parts=openai_events(["Found."])),
+    ]
+    url = chat_site(blueprint={"tools": [search]}, AI_VERCEL_PROTOCOL=6 if package != "ai5" else 5)
+    result = node(
+        "use_chat_transport.mjs", package, f"{url}/api/chat/stream", json.dumps([user("Find")])
+    )
+    assert result["error"] is None
+    parts = result["message"]["parts"]
+    data = [(p["type"], p.get("id"), p["data"]) for p in parts if p["type"].startswith("data-")]
+    assert data == [
+        ("data-status", "status", "Done"),  # the second replaced the first
+        ("data-sources", None, [{"url": "https://example.com/a"}]),
+    ]
+    assert [p["type"] for p in parts if not p["type"].startswith("data-")][-1] == "text"

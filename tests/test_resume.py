@@ -636,3 +636,33 @@ def test_a_resume_mid_step_two_replays_the_tool_result_and_runs_nothing_again(re
     assert "".join(e.get("content", "") for e in replay) == "".join(WORDS)
     assert events(first)[0].data == events(whole.data)[0].data
     assert runs == ["A1"] and len(fake.requests) == 2  # each step asked once, the tool run once
+
+
+def test_a_resume_replays_the_data_a_tool_sent(resumable, fake):
+    from flask_aistream import send_data, tool
+    from test_tool_loop import calls_step
+
+    @tool
+    def search(query: str) -> str:
+        """Searches."""
+        send_data("sources", ["a", "b"], id="src")
+        return "found"
+
+    fake.replies = [
+        calls_step("openai", [("call_1", "search", {"query": "q"})]),
+        Reply(parts=openai_events(["Done."])),
+    ]
+    app = resumable()
+
+    @app.post("/data")
+    def data():
+        return app.extensions["ai"].ask_stream("Find", tools=[search], events=["data"])
+
+    client = app.test_client()
+    first = client.post("/data")
+    replay = client.get(f"/api/chat/stream/{first.headers['X-AIStream-Answer-Id']}")
+    assert replay.data == first.data
+    assert {"data": {"name": "sources", "id": "src", "value": ["a", "b"]}} in [
+        json.loads(e.data) for e in events(replay.data) if e.data != "[DONE]"
+    ]
+    assert len(fake.requests) == 2

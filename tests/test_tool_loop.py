@@ -825,3 +825,69 @@ def test_outside_a_request_a_tool_sees_the_app_contexts_g(make_app, fake):
         g.user = "cron"
         app.extensions["ai"].ask("Who?", tools=[whoami])
     assert seen == [("cron", False)]
+
+
+# --- app data from a tool (send_data) ---------------------------------------------------
+
+
+def test_send_data_goes_out_live_in_order_and_in_every_format(make_app):
+    import threading
+
+    from flask_aistream import AIStreamError, send_data
+    from flask_aistream.testing import fake_provider, read_answer, tool_call
+
+    go_on = threading.Event()
+
+    @tool
+    def search(query: str) -> str:
+        """Searches."""
+        send_data("status", "Searching…", id="status")
+        assert go_on.wait(10), "the status never reached the client while the tool ran"
+        send_data("status", "Done", id="status")
+        send_data("sources", [{"url": "https://example.com/a"}])
+        send_data("progress", 100, transient=True)
+        return "found"
+
+    app = make_app()
+
+    @app.post("/search")
+    def view():
+        from flask import request
+
+        return app.extensions["ai"].ask_stream(
+            "Find it", tools=[search], **request.get_json()
+        )
+
+    with fake_provider(app) as kit:
+        for _ in range(2):
+            kit.reply(tool_call("search", query="x")).reply("Here.")
+        # aistream, read as it streams: the first status arrives while the tool still runs
+        response = app.test_client().post(
+            "/search", json={"events": ["data", "tool_results"]}, buffered=False
+        )
+        body = b""
+        for chunk in response.response:
+            body += chunk
+            if b"Searching" in body:
+                go_on.set()
+        response.close()
+        ours = read_answer(body)
+        go_on.set()
+        vercel = read_answer(app.test_client().post("/search", json={"format": "vercel"}))
+    assert [(d.name, d.value) for d in ours.data] == [
+        ("status", "Searching…"),
+        ("status", "Done"),
+        ("sources", [{"url": "https://example.com/a"}]),
+        ("progress", 100),
+    ]
+    events = [line for line in body.split(b"\n\n") if line.startswith(b"data: {")]
+    kinds = [json.loads(line[6:]).popitem()[0] for line in events]
+    assert kinds[:5] == ["data", "data", "data", "data", "tool_result"]  # in order, before the result
+    assert [(d.name, d.id, d.transient) for d in vercel.data] == [
+        ("status", "status", False),
+        ("status", "status", False),
+        ("sources", None, False),
+        ("progress", None, True),
+    ]
+    with pytest.raises(AIStreamError, match="no answer is running"):
+        send_data("status", "nobody listens")

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..parts import Answer, JSONObject, Part, ReasoningDelta, Step, StepFinish, ToolCall, ToolResult
+from ..parts import (
+    Answer,
+    Data,
+    JSONObject,
+    Part,
+    ReasoningDelta,
+    Step,
+    StepFinish,
+    ToolCall,
+    ToolResult,
+)
 from .sse import (
     DONE,
     FINAL_ID,
@@ -54,7 +64,8 @@ class AIStreamFormat:
     ``{"finish"}`` right before ``[DONE]``; clients that only know the
     original events skip them. ``tool_results`` adds ``{"tool_result"}`` per
     result of a tool the server ran, ``steps`` one ``{"step"}`` after each
-    step (one provider call), the last included."""
+    step (one provider call), the last included; ``data`` one ``{"data":
+    {"name", "id", "value"}}`` per :func:`~flask_aistream.send_data`."""
 
     content_type = SSE_CONTENT_TYPE
     headers = SSE_HEADERS
@@ -67,8 +78,9 @@ class AIStreamFormat:
         self._finish = "finish" in events
         self._tool_results = "tool_results" in events
         self._steps = "steps" in events
+        self._data = "data" in events
         self._text_only = not (
-            self._reasoning or self._tool_calls or self._tool_results or self._steps
+            self._reasoning or self._tool_calls or self._tool_results or self._steps or self._data
         )
 
     def parts(self, parts: list[Part]) -> bytes:
@@ -94,6 +106,8 @@ class AIStreamFormat:
             return data_event({"tool_result": result_info(part)})
         if type(part) is StepFinish and self._steps:
             return data_event({"step": step_info(part.step)})
+        if type(part) is Data and self._data:
+            return data_event({"data": {"name": part.name, "id": part.id, "value": part.value}})
         return b""
 
     @staticmethod

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..parts import (
     Answer,
+    Data,
     JSONObject,
     ReasoningDelta,
     StepFinish,
@@ -101,6 +102,8 @@ class VercelFormat:
             elif kind is ToolResult:
                 self._close(out)
                 out.append(data_event(_tool_output(part)))
+            elif kind is Data:
+                out.append(data_event(_data_part(part)))
             elif kind is StepFinish:
                 self._finish_step(out)
         return b"".join(out)
@@ -169,6 +172,15 @@ class VercelFormat:
             finish["finishReason"] = VERCEL_FINISH_REASONS.get(reason, reason)
         out.append(data_event(finish))
         return b"".join(out) + DONE
+
+
+def _data_part(data: Data) -> JSONObject:
+    part: JSONObject = {"type": f"data-{data.name}", "data": data.value}
+    if data.id is not None:
+        part["id"] = data.id
+    if data.transient:
+        part["transient"] = True
+    return part
 
 
 def _tool_output(result: ToolResult) -> JSONObject:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
 from ..parts import (
+    Data,
     JSONObject,
     ReasoningDelta,
     Step,
@@ -47,6 +48,8 @@ class StreamedAnswer:
     done: bool = False
     #: The steps the stream said ended (with the ``steps`` event, or Vercel's ``finish-step``).
     steps: list[Step] = field(default_factory=list)
+    #: The app data sent (``send_data``), in order.
+    data: list[Data] = field(default_factory=list)
 
 
 class ErrorEvent(NamedTuple):
@@ -70,7 +73,7 @@ class StreamFinish(NamedTuple):
 
 
 ReadEvent = Union[
-    TextDelta, ReasoningDelta, ToolCall, ToolResult, StepFinish, ErrorEvent, StreamFinish
+    TextDelta, ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, ErrorEvent, StreamFinish
 ]
 
 
@@ -175,6 +178,10 @@ class _Reader:
         self._step_results.append(result)
         self.events.append(result)
 
+    def _data(self, data: Data) -> None:
+        self.answer.data.append(data)
+        self.events.append(data)
+
     def _error(self, text: str) -> None:
         self.answer.error = text
         self.events.append(ErrorEvent(text))
@@ -218,6 +225,9 @@ class _Reader:
             self._step(event["step"].get("finish_reason"), _usage(event["step"].get("usage")))
         elif isinstance(event.get("finish"), dict):
             self._finish_info(event["finish"])
+        elif isinstance(event.get("data"), dict):
+            data = event["data"]
+            self._data(Data(data.get("name", ""), data.get("value"), data.get("id")))
         elif "error" in event:
             self._error(_error_text(event["error"]))
 
@@ -252,6 +262,10 @@ class _Reader:
                 self.answer.finish_reason = _VERCEL_REASONS.get(reason, reason)
         elif kind == "error":
             self._error(event.get("errorText", ""))
+        elif kind.startswith("data-"):
+            self._data(
+                Data(kind[5:], event.get("data"), event.get("id"), bool(event.get("transient")))
+            )
 
     # -- OpenAI's chat completion chunks -------------------------------------------------
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import queue
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import ToolError
-from ..parts import JSONObject, Step, ToolCall, ToolResult
+from ..errors import AIStreamError, ToolError
+from ..parts import Data, JSONObject, Step, ToolCall, ToolResult
 from ..providers.base import PartStream
 from . import Tool
 from .arguments import BadArguments, NotJSON, call_with, json_value, parsed_arguments
@@ -28,6 +32,11 @@ if TYPE_CHECKING:
 #: What the model and the client are told when a tool raised something other
 #: than ToolError: the exception's own text may hold internals.
 TOOL_FAILED = "The tool failed."
+#: Where :func:`send_data` sends, while a tool runs (``None``: no answer is).
+DATA_SINK: ContextVar[Callable[[Data], None] | None] = ContextVar(
+    "flask_aistream_data", default=None
+)
+_DATA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 #: Finish reasons after which a step's calls are run (a step cut for length
 #: may hold a call cut in half).
 RUNS_AFTER = ("tool_calls", "stop")
@@ -71,20 +80,38 @@ class ToolLoop:
         tool = self.tools.get(call.name)
         return tool is not None and tool.execute is not None
 
-    def run(self, call: ToolCall) -> ToolResult:
-        """One call, run: its result, or the error the model is told."""
+    def run(self, call: ToolCall) -> Iterator[Data | ToolResult]:
+        """One call, run on a thread of its own: the data it sends as it
+        sends it (:func:`send_data`), then its result, or the error the
+        model is told."""
         tool = self.tools[call.name]
         try:
             arguments = parsed_arguments(call.arguments, tool.parameters)
         except BadArguments as exc:
-            return ToolResult(
-                call.id, call.name, None, f"Invalid arguments for {call.name}: {exc}."
-            )
-        outcome = self.context.run(self._execute, tool, call, arguments)
-        return outcome if outcome is not None else ToolResult(call.id, call.name, None, TOOL_FAILED)
+            yield ToolResult(call.id, call.name, None, f"Invalid arguments for {call.name}: {exc}.")
+            return
+        out: queue.Queue[Data | ToolResult] = queue.Queue()
 
-    def _execute(self, tool: Tool[object], call: ToolCall, arguments: JSONObject) -> ToolResult:
+        def work() -> None:
+            outcome = self.context.run(self._execute, tool, call, arguments, out.put)
+            out.put(outcome or ToolResult(call.id, call.name, None, TOOL_FAILED))
+
+        threading.Thread(target=work, name="flask-aistream tool", daemon=True).start()
+        while True:
+            item = out.get()
+            yield item
+            if isinstance(item, ToolResult):
+                return
+
+    def _execute(
+        self,
+        tool: Tool[object],
+        call: ToolCall,
+        arguments: JSONObject,
+        send: Callable[[Data], None],
+    ) -> ToolResult:
         assert tool.execute is not None
+        token = DATA_SINK.set(send)
         try:
             output = json_value(call_with(tool.execute, arguments))
         except ToolError as exc:
@@ -99,6 +126,8 @@ class ToolLoop:
         except Exception:
             self.logger.exception("flask-aistream: tool %r failed", call.name)
             return ToolResult(call.id, call.name, None, TOOL_FAILED)
+        finally:
+            DATA_SINK.reset(token)
         return ToolResult(call.id, call.name, output)
 
     def next_stream(
@@ -140,3 +169,25 @@ def result_message(result: ToolResult) -> JSONObject:
         "content": content,
         "error": result.error is not None,
     }
+
+
+def send_data(name: str, value: object, id: str | None = None, transient: bool = False) -> None:
+    """Send app data to the client now, from a tool while it runs: a status
+    line, the sources a search found. ``name`` becomes the Vercel part's
+    type (``data-<name>``), the ``data`` event's ``name`` (``aistream``, with
+    ``events=["data"]``); a later value with the same ``id`` replaces the
+    earlier one; a ``transient`` one reaches ``useChat``'s ``onData`` but not
+    the message. It goes out in order with the answer, and is kept for
+    resume. Outside a running tool it raises :class:`AIStreamError`."""
+    sink = DATA_SINK.get()
+    if sink is None:
+        raise AIStreamError("send_data() is for a tool while it runs: no answer is running here")
+    if not isinstance(name, str) or not _DATA_NAME.match(name):
+        raise AIStreamError(f"a data name is 1-64 letters, digits, '_' or '-', not {name!r}")
+    if id is not None and not isinstance(id, str):
+        raise AIStreamError(f"a data id is a string, not {id!r}")
+    try:
+        value = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise AIStreamError(f"data {name!r}: the value has no JSON form") from None
+    sink(Data(name, value, id, bool(transient)))
