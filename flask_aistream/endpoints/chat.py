@@ -28,7 +28,8 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..calls import OnFinish, Owner, checked_answer_options, checked_request_options
+from ..calls import OnFinish, Owner, checked_answer_options
+from ..calls.checks import checked_request_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
 from ..extension import client_of

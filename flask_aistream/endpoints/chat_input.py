@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from flask import Request
 
-from ..calls import CHAT_ID, checked_content, image_bytes
+from ..calls import CHAT_ID
+from ..calls.checks import checked_content, image_bytes
 from ..errors import ConfigurationError, InvalidRequestError
 from ..parts import Content, JSONObject, Options
 from ..providers.wire import text_of
