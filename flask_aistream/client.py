@@ -76,6 +76,7 @@ class AskOptions(TypedDict, total=False):
     include_usage: bool | None
     owner: str | int | None
     chat_id: str | None
+    message_id: str | None
 
 
 class AIClient:
@@ -298,7 +299,7 @@ class AIClient:
             events=call.events,
             model=run.requested_model or "",
             include_usage=call.include_usage,
-            message_id=message_id,
+            message_id=call.message_id or message_id,
         )
 
     # -- resumable answers ----------------------------------------------------------

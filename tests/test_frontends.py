@@ -803,3 +803,60 @@ def test_data_parts_reach_the_message_and_replace_by_id(node, chat_site, fake, p
         ("data-sources", None, [{"url": "https://example.com/a"}]),
     ]
     assert [p["type"] for p in parts if not p["type"].startswith("data-")][-1] == "text"
+
+
+def test_use_chat_runs_a_browser_tool_and_the_answer_goes_on(page, react_site, fake):
+    """onToolCall + addToolOutput + sendAutomaticallyWhen, unchanged: the
+    browser's result goes back in the next request, the model answers, and
+    the page shows one assistant message holding the tool part and the text."""
+    from flask_aistream import Tool
+    from test_tool_loop import calls_step
+
+    get_location = Tool("get_location", "Where the user is.", {"type": "object", "properties": {}})
+    url = react_site(tools=[get_location])
+    fake.replies = [
+        calls_step("openai", [("call_loc", "get_location", {})]),
+        Reply(parts=openai_events(["You are in ", "Paris."])),
+    ]
+    page.goto(url)
+    page.fill("#input", "Where am I?")
+    page.click("#send")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text')?.textContent === 'You are in Paris.'"
+    )
+    page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
+    assert page.locator(".message.assistant").count() == 1  # continued, not a second message
+    assert (
+        page.locator(".message.assistant .tool").text_content() == 'get_location: {"city":"Paris"}'
+    )
+    second = fake.requests[1].json()["messages"]
+    assert second[-2]["tool_calls"][0]["id"] == "call_loc"
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_loc",
+        "content": '{"city": "Paris"}',
+    }
+    assert len(fake.requests) == 2
+
+
+def test_use_chat_on_data_sees_transient_parts(page, react_site, fake):
+    from flask_aistream import send_data, tool
+    from test_tool_loop import calls_step
+
+    @tool
+    def search(query: str) -> str:
+        """Searches."""
+        send_data("progress", 50, transient=True)
+        send_data("sources", ["a"])
+        return "found"
+
+    url = react_site(tools=[search])
+    fake.replies = [
+        calls_step("openai", [("call_s", "search", {"query": "x"})]),
+        Reply(parts=openai_events(["Found."])),
+    ]
+    page.goto(url)
+    page.fill("#input", "Find")
+    page.click("#send")
+    page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
+    assert page.locator("#data").text_content() == "data-progress,data-sources"

@@ -854,9 +854,7 @@ def test_send_data_goes_out_live_in_order_and_in_every_format(make_app):
     def view():
         from flask import request
 
-        return app.extensions["ai"].ask_stream(
-            "Find it", tools=[search], **request.get_json()
-        )
+        return app.extensions["ai"].ask_stream("Find it", tools=[search], **request.get_json())
 
     with fake_provider(app) as kit:
         for _ in range(2):
@@ -882,7 +880,13 @@ def test_send_data_goes_out_live_in_order_and_in_every_format(make_app):
     ]
     events = [line for line in body.split(b"\n\n") if line.startswith(b"data: {")]
     kinds = [json.loads(line[6:]).popitem()[0] for line in events]
-    assert kinds[:5] == ["data", "data", "data", "data", "tool_result"]  # in order, before the result
+    assert kinds[:5] == [
+        "data",
+        "data",
+        "data",
+        "data",
+        "tool_result",
+    ]  # in order, before the result
     assert [(d.name, d.id, d.transient) for d in vercel.data] == [
         ("status", "status", False),
         ("status", "status", False),
@@ -891,3 +895,48 @@ def test_send_data_goes_out_live_in_order_and_in_every_format(make_app):
     ]
     with pytest.raises(AIStreamError, match="no answer is running"):
         send_data("status", "nobody listens")
+
+
+def test_the_vercel_route_continues_after_browser_tools_and_leaves_out_an_unfinished_call(make_app):
+    from flask_aistream import Tool
+    from flask_aistream.testing import fake_provider, read_events
+
+    where = Tool("get_location", "Where the user is.", {"type": "object", "properties": {}})
+    app = make_app(AI_RATELIMIT=None)
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(format="vercel", tools=[where]), url_prefix="/v"
+    )
+
+    def conversation(state, **outcome):
+        part = {"type": "tool-get_location", "toolCallId": "c1", "state": state, "input": {}}
+        return [
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Where am I?"}]},
+            {
+                "id": "a1",
+                "role": "assistant",
+                "parts": [{"type": "step-start"}, {**part, **outcome}],
+            },
+        ]
+
+    with fake_provider(app) as kit:
+        kit.replies("In Paris.", "Asked again.")
+        client = app.test_client()
+        events = read_events(
+            client.post(
+                "/v/stream", json={"messages": conversation("output-available", output="Paris")}
+            )
+        )
+        # a call the browser never answered (Stop pressed) is left out: the question is asked again
+        again = read_events(
+            client.post("/v/stream", json={"messages": conversation("input-available")})
+        )
+    assert [e.text for e in events if e.type == "text"] == ["In", " Paris."]
+    assert kit.requests[0].messages[-1] == {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "name": "get_location",
+        "content": "Paris",
+        "error": False,
+    }
+    assert again[-1].answer.text == "Asked again."
+    assert kit.requests[1].messages == [{"role": "user", "content": "Where am I?"}]

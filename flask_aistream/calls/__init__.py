@@ -46,6 +46,7 @@ ANSWER_OPTIONS = frozenset(
         "owner",
         "chat_id",
         "max_steps",
+        "message_id",
     }
 )
 OPTIONS = CHAT_OPTIONS | ANSWER_OPTIONS
@@ -76,6 +77,9 @@ class Call:
     tools: Mapping[str, Tool[object]] = field(default_factory=dict)
     #: The most provider calls the answer may make (else ``AI_MAX_STEPS``).
     max_steps: int | None = None
+    #: The assistant message the answer continues (a browser tool's result
+    #: came back): the Vercel stream carries its id, so useChat extends it.
+    message_id: str | None = None
 
     @property
     def runs_tools(self) -> bool:
@@ -197,11 +201,12 @@ def checked_answer_options(options: Options) -> JSONObject:
     owner = options.get("owner")
     if owner is not None and not isinstance(owner, (str, int)):
         raise ConfigurationError(f"owner must be a string or an int (a user id), not {owner!r}.")
-    chat_id = options.get("chat_id")
-    if chat_id is not None and not (isinstance(chat_id, str) and CHAT_ID.match(chat_id)):
-        raise InvalidRequestError(
-            f"chat_id must be 1 to 128 letters, digits, '-' or '_', not {chat_id!r}"
-        )
+    for name in ("chat_id", "message_id"):
+        value = options.get(name)
+        if value is not None and not (isinstance(value, str) and CHAT_ID.match(value)):
+            raise InvalidRequestError(
+                f"{name} must be 1 to 128 letters, digits, '-' or '_', not {value!r}"
+            )
     max_steps = options.get("max_steps")
     if max_steps is not None and (
         not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1

@@ -212,7 +212,8 @@ def make_blueprint(
         if seen is not None and conf.client.resume_store is not None:
             user = current_owner()
             return reader(lambda: conf.client.resume(seen[0], seen[1], owner=user))
-        chat_id = None
+        chat_id = continued = None
+        question: str | None
         try:
             if request.method == "GET":
                 chosen = chosen_provider(request.args.get("provider"), choices)
@@ -223,8 +224,10 @@ def make_blueprint(
                 body = json_body(request, conf.max_request_bytes)
                 chosen = chosen_provider(body.get("provider"), choices)
                 if _format(conf) == "vercel":  # what useChat sends
-                    question, history, images = ui_messages(body.get("messages"), conf)
+                    ui = ui_messages(body.get("messages"), conf)
+                    question, history, images = ui.question, ui.history, ui.images
                     chat_id = usable_chat_id(body.get("id"))
+                    continued = usable_chat_id(ui.continues)
                 else:
                     question = question_text(body.get("question"), conf.max_question_chars)
                     history = history_messages(
@@ -237,11 +240,14 @@ def make_blueprint(
                 check_image_bytes([*history, {"content": images}], conf.max_image_bytes)
         except BadInput as bad:
             return jsonify(error=bad.message), bad.status
-        content: Content = question
-        if images:
-            content = [{"type": "text", "text": question}, *images]
+        asked: list[JSONObject] = []  # nothing new when browser tools' results came back
+        if question is not None:
+            content: Content = question
+            if images:
+                content = [{"type": "text", "text": question}, *images]
+            asked.append({"role": "user", "content": content})
         chat = ChatInput(
-            messages=[*history, {"role": "user", "content": content}],
+            messages=[*history, *asked],
             system=conf.system,
             provider=chosen,
             model=model,
@@ -260,6 +266,7 @@ def make_blueprint(
                 "on_finish": hook,
                 "owner": current_owner(),
                 "chat_id": chat_id,
+                "message_id": continued,
                 **answer_options,
             }
             return conf.client.ask_stream(None, **options)

@@ -97,7 +97,19 @@ def question_text(value: object, max_chars: int) -> str:
     return question
 
 
-def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject], list[JSONObject]]:
+@dataclass
+class UIConversation:
+    """What useChat sent, checked: the question (``None`` when the
+    conversation ends with the results of browser tools, to continue the
+    assistant message ``continues``), the history before it, its images."""
+
+    question: str | None
+    history: list[JSONObject]
+    images: list[JSONObject]
+    continues: str | None = None
+
+
+def ui_messages(value: object, conf: InputLimits) -> UIConversation:
     """The Vercel AI SDK's UI messages (``{id, role, parts: [...]}``) as the
     question, the history before it and the question's images. Earlier
     assistant turns keep their text and their tool calls with the results
@@ -138,6 +150,13 @@ def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject]
         image_parts = question_images(images, conf.max_image_bytes)
         content: Any = [{"type": "text", "text": text}, *image_parts] if image_parts else text
         turns.append({"role": "user", "content": content})
+    if turns and turns[-1]["role"] == "tool":
+        # useChat sends the conversation again once the browser's tools gave
+        # their results (addToolOutput, sendAutomaticallyWhen): the answer goes
+        # on, under the id of the assistant message it continues.
+        check_history(turns[:-1], conf)
+        last_id = value[-1].get("id") if isinstance(value[-1], dict) else None
+        return UIConversation(None, turns, [], last_id if isinstance(last_id, str) else None)
     if not turns or turns[-1]["role"] != "user":
         raise BadInput(400, "The last message must be the user's question.")
     last = turns.pop()
@@ -147,13 +166,17 @@ def ui_messages(value: object, conf: InputLimits) -> tuple[str, list[JSONObject]
         if isinstance(last["content"], list)
         else []
     )
+    check_history(turns, conf)
+    return UIConversation(question, turns, images)
+
+
+def check_history(turns: list[JSONObject], conf: InputLimits) -> None:
     if len(turns) > conf.max_history:
         raise BadInput(400, f"The history is too long (at most {conf.max_history} messages).")
     if sum(turn_chars(turn) for turn in turns) > conf.max_history_chars:
         raise BadInput(
             400, f"The history is too long (at most {conf.max_history_chars} characters)."
         )
-    return question, turns, images
 
 
 #: A UI tool part's states that hold the tool's outcome.

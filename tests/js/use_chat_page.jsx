@@ -1,13 +1,23 @@
 // A React page on the ai SDK's own useChat, bundled by the tests with
 // esbuild (no CDN, no build step for users): type, stream, stop.
 import { useChat } from '@ai-sdk/react';
-import { DefaultChatTransport } from 'ai';
+import { DefaultChatTransport, lastAssistantMessageIsCompleteWithToolCalls } from 'ai';
 import { useState } from 'react';
 import { createRoot } from 'react-dom/client';
 
 function App() {
-  const { messages, sendMessage, status, stop, error } = useChat({
+  const [data, setData] = useState([]);
+  const { messages, sendMessage, status, stop, error, addToolOutput } = useChat({
     transport: new DefaultChatTransport({ api: '/api/chat/stream' }),
+    // A browser tool: the page answers get_location itself, then the
+    // conversation goes back to the server on its own.
+    onToolCall: ({ toolCall }) => {
+      if (toolCall.toolName === 'get_location') {
+        addToolOutput({ tool: 'get_location', toolCallId: toolCall.toolCallId, output: { city: 'Paris' } });
+      }
+    },
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+    onData: (part) => setData((seen) => [...seen, part.type]),
   });
   const [input, setInput] = useState('');
   const submit = (event) => {
@@ -23,6 +33,7 @@ function App() {
         <button id="stop" type="button" onClick={() => stop()}>Stop</button>
       </form>
       <p id="status">{status}</p>
+      <p id="data">{data.join(',')}</p>
       {error && <p id="error">{error.message}</p>}
       {messages.map((m) => (
         <div key={m.id} className={`message ${m.role}`}>
