@@ -328,9 +328,10 @@ class AnswerRun:
         the cancel policy) ends the answer before the next step is asked."""
         builder, loop = self._builder, self._loop
         calls: list[ToolCall] = []
+        waiting: list[ToolCall] = []  # calls that wait for a person's approval
         more = False
         if loop is not None and builder.complete:
-            calls, more = loop.calls_to_run(
+            calls, waiting, more = loop.calls_to_run(
                 builder.step_tool_calls, builder.step_finish_reason, len(builder.steps) + 1
             )
         for call in calls:
@@ -343,6 +344,17 @@ class AnswerRun:
                 return
         step = builder.end_step(more)
         yield [StepFinish(step)]
+        if waiting and loop is not None:
+            yield list(
+                loop.wait_for_approval(
+                    waiting,
+                    step,
+                    builder.signatures,
+                    builder.provider,
+                    builder.requested_model,
+                    builder.id or "",
+                )
+            )
         if more and loop is not None:
             self._next = loop.next_stream(
                 step, builder.signatures, builder.provider, builder.requested_model

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, has_request_context
 from flask import request as flask_request
 
 from . import formats, resume
 from .answer import AnswerBuilder, AnswerRun
-from .calls import Call, OnFinish, Owner, call_options, plan
+from .approvals import ApprovalStore, approval_store_for
+from .calls import AskOptions, Call, Owner, call_options, plan
 from .config import Settings, checked_provider
 from .errors import ProviderError
 from .formats import OutputFormat, new_id
@@ -29,6 +30,8 @@ from .parts import (
     Options,
     Part,
     TextDelta,
+    ToolCall,
+    ToolResult,
 )
 from .providers.base import PartStream, Provider
 from .providers.registry import build_providers, provider_settings
@@ -38,45 +41,12 @@ from .serving import client_socket, sse_response, warn_if_sync_worker
 from .serving.server import warn_if_memory_storage
 from .signals import AskingContext, Hooks
 from .task import Task
-from .tools import Tool
-from .tools.loop import ToolLoop
+from .tools.loop import PreludeStream, ToolLoop, Waiting
 from .transport import Transport
 from .transport.recording import Recorder
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-
-class AskOptions(TypedDict, total=False):
-    """The keyword options of ``ask_stream``, ``ask``, ``iter_text`` and
-    ``iter_events``, for IDEs and type checkers (each is checked at run time
-    too, whoever calls). ``None`` is the same as leaving an option out."""
-
-    provider: str | None
-    model: str | None
-    temperature: float | None
-    max_tokens: int | None
-    system: str | None
-    messages: Sequence[Options] | None
-    fallbacks: Sequence[str] | None
-    top_p: float | None
-    stop: str | Sequence[str] | None
-    seed: int | None
-    response_format: str | Options | None
-    tools: Sequence[Options | Tool[object]] | None
-    max_steps: int | None
-    tool_choice: str | Mapping[str, str] | None
-    reasoning: Literal["low", "medium", "high"] | None
-    extra_body: Options | None
-    extra_headers: Mapping[str, str] | None
-    on_finish: OnFinish | None
-    on_disconnect: Literal["cancel", "finish"] | None
-    events: Sequence[str] | None
-    format: Literal["aistream", "vercel", "openai"] | None
-    include_usage: bool | None
-    owner: str | int | None
-    chat_id: str | None
-    message_id: str | None
 
 
 class AIClient:
@@ -122,6 +92,7 @@ class AIClient:
         }
         #: Opens each step's stream: retried, then its fallbacks.
         self._steps = StepOpener(self.transport, settings, logger)
+        self._approvals: ApprovalStore | None = None
         self.writer = writer or (
             StoreWriter(self.resume_store, logger) if self.resume_store is not None else None
         )
@@ -141,18 +112,16 @@ class AIClient:
         )
 
     def register_provider(self, name: str, cls: type[Provider]) -> None:
-        """Add provider ``name``, spoken to by ``cls`` (a :class:`Provider`
-        subclass), to this app: its key, base URL and model are read from
-        ``AI_<NAME>_*`` and its class defaults. To name it in ``AI_PROVIDER``
-        or as an ``AI_PROVIDERS`` entry's ``api``, register it before
-        ``init_app`` (:meth:`AIStream.register_provider`) or as an entry point."""
+        """Add provider ``name``, spoken to by ``cls`` (a :class:`Provider`), its
+        settings read from ``AI_<NAME>_*``. To name it in ``AI_PROVIDER`` or an
+        ``AI_PROVIDERS`` entry, register it before ``init_app`` (or as an entry point)."""
         config = self.app.config if self.app is not None else {}
         conf = provider_settings(config, os.environ, {name: cls})[name]
         self.settings.providers[name] = conf
         self.providers[name] = cls(conf, self.settings)
 
     def blueprint(self, **options: Any) -> Blueprint:
-        """A blueprint serving ``/stream`` to browsers (see :mod:`flask_aistream.blueprint`).
+        """A blueprint serving ``/stream`` to browsers (see :mod:`flask_aistream.endpoints.chat`).
 
         Options (each defaults to its ``AI_*`` setting): ``name``,
         ``provider``, ``model``, ``system`` (server-side only: a browser cannot
@@ -177,7 +146,7 @@ class AIClient:
 
     def openai_blueprint(self, **options: Any) -> Blueprint:
         """A blueprint serving OpenAI's API (``/v1/chat/completions``,
-        ``/v1/models``) to OpenAI clients (see :mod:`flask_aistream.openai_api`).
+        ``/v1/models``) to OpenAI clients (see :mod:`flask_aistream.endpoints.openai`).
 
         Options: ``authorize`` (required: a function of the request that
         checks its ``Authorization: Bearer`` token), ``models`` (aliases,
@@ -390,11 +359,17 @@ class AIClient:
         """``options`` checked into a :class:`~flask_aistream.calls.Call`."""
         return plan(self.settings, self.providers, options, self.default_provider)
 
-    def start(self, call: Call) -> AnswerRun:
-        """The answer to a checked call: opened lazily, retried before its
-        first token, ended once (nothing is sent before it is read). Its
-        tools and hooks take the asking request's context now, to run in it
-        later."""
+    def start(
+        self,
+        call: Call,
+        *,
+        approved: Sequence[ToolCall] = (),
+        denied: Sequence[ToolResult] = (),
+        turns: Sequence[JSONObject] = (),
+    ) -> AnswerRun:
+        """The answer to a checked call: opened lazily, retried before its first
+        token, ended once; its tools and hooks take the asking request's context
+        now. ``approved``/``denied``: it goes on after a person's decisions."""
         provider, chat = call.attempts[0]
         builder = AnswerBuilder(provider.name, chat.model, id=new_id("ans"), chat_id=call.chat_id)
         context = AskingContext(
@@ -402,16 +377,29 @@ class AIClient:
         )
         loop = None
         if call.runs_tools:
-            loop = ToolLoop(
+            waits = any(tool.needs_approval for tool in call.tools.values())
+            loop = ToolLoop(  # its Waiting: where calls wait for approval
                 call.tools,
                 call.max_steps or self.settings.max_steps,
                 partial(self._next_step, call),
                 context,
                 self.logger,
+                Waiting(self.approval_store(), self.settings, owner_key(call.owner), call, chat)
+                if waits
+                else None,
+            )
+        stream = self._steps.open(call.attempts)
+        if loop is not None and (approved or denied):
+            stream = PreludeStream(
+                loop,
+                list(approved),
+                list(denied),
+                list(turns),
+                partial(self._next_step, call, model=None),
             )
         hooks = Hooks(call.on_finish, context)
         run = AnswerRun(
-            self._steps.open(call.attempts),
+            stream,
             builder,
             on_error=self._log_failure,
             on_end=hooks,
@@ -423,11 +411,27 @@ class AIClient:
             hooks.watcher.started(run, chat)
         return run
 
+    def approval_store(self) -> ApprovalStore:
+        """Where calls wait for approval (``AI_APPROVAL_STORAGE_URI``), made at first use."""
+        if self._approvals is None:
+            settings = self.settings
+            self._approvals = approval_store_for(
+                settings.approval_storage_uri
+                or settings.resume_storage_uri
+                or settings.ratelimit_storage_uri
+            )
+        return self._approvals
+
     def _next_step(
-        self, call: Call, messages: tuple[JSONObject, ...], provider: str, model: str | None
+        self,
+        call: Call,
+        messages: tuple[JSONObject, ...],
+        provider: str | None = None,
+        model: str | None = None,
     ) -> PartStream:
         """A step after the first: the provider that answered the last one
-        (then its fallbacks), asked with ``messages`` appended."""
+        (then its fallbacks; none named: the call's own), asked with
+        ``messages`` appended."""
         attempts = list(call.attempts)
         answering = next(
             (i for i, (p, c) in enumerate(attempts) if p.name == provider and c.model == model), 0

@@ -36,6 +36,8 @@ class ConfigVars:
     MAX_RETRIES = "AI_MAX_RETRIES"
     MAX_STEPS = "AI_MAX_STEPS"
     RECORD_DIR = "AI_RECORD_DIR"
+    APPROVAL_STORAGE_URI = "AI_APPROVAL_STORAGE_URI"
+    APPROVAL_TTL = "AI_APPROVAL_TTL"
     RETRY_BACKOFF = "AI_RETRY_BACKOFF"
     SYSTEM_PROMPT = "AI_SYSTEM_PROMPT"
     MAX_QUESTION_CHARS = "AI_MAX_QUESTION_CHARS"
@@ -124,6 +126,8 @@ DEFAULT_POOL_MAXSIZE = 256
 DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 #: Seconds an answer stays resumable after its last event.
 DEFAULT_RESUME_TTL = 600.0
+#: Seconds a call waits for a person's approval.
+DEFAULT_APPROVAL_TTL = 3600.0
 
 # Shapes of provider keys, redacted from logs even when not ours (an error body
 # may echo any key it was sent): Google's "AIza" and 35 more, xAI's "xai-"...
@@ -188,6 +192,9 @@ class Settings:
     resume_storage_uri: str | None = None
     resume_ttl: float = DEFAULT_RESUME_TTL
     record_dir: str | None = None  # AI_RECORD_DIR: provider exchanges saved to replay
+    #: Where calls waiting for approval are kept (else the resume, then the rate-limit storage).
+    approval_storage_uri: str | None = None
+    approval_ttl: float = DEFAULT_APPROVAL_TTL
     #: Every provider name the app can use, with its own settings
     #: (``providers.registry.provider_settings``).
     providers: dict[str, Any] = field(default_factory=dict)
@@ -260,6 +267,8 @@ class Settings:
             resume_storage_uri=config.get(ConfigVars.RESUME_STORAGE_URI) or None,
             resume_ttl=number(ConfigVars.RESUME_TTL, float, DEFAULT_RESUME_TTL, 1),
             record_dir=config.get(ConfigVars.RECORD_DIR) or None,
+            approval_storage_uri=config.get(ConfigVars.APPROVAL_STORAGE_URI) or None,
+            approval_ttl=number(ConfigVars.APPROVAL_TTL, float, DEFAULT_APPROVAL_TTL, 1),
             providers=dict(providers),
         )
 
@@ -315,20 +324,6 @@ def checked_fallbacks(
         name, _, model = item.partition(":")
         fallbacks.append((checked_provider(name, providers, source), model or None))
     return tuple(fallbacks)
-
-
-def api_key_value(value: object, key: str) -> str | None:
-    """A key as read from config or the environment, stripped (one read from
-    a secrets file ends in a newline); one with control characters inside is
-    refused, without showing it."""
-    if not value:
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{key} must be a string.")
-    value = value.strip()
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ConfigurationError(f"{key} holds a control character (a newline, a tab...).")
-    return value or None
 
 
 def _key_forms(api_key: str) -> set[str]:
@@ -406,12 +401,6 @@ def _number(
         within = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
         raise ConfigurationError(f"{key} must be a number {within}, not {value!r}.")
     return number
-
-
-def base_url_value(value: object, key: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
-    return value
 
 
 def checked_events(value: object, source: str) -> tuple[str, ...]:

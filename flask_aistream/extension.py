@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from flask import Blueprint, Flask, Response, current_app, has_app_context
 from flask.typing import ResponseReturnValue
 
-from .calls import Owner
+from .calls import AskOptions, Owner
 from .cli import ai_cli
-from .client import AIClient, AskOptions
+from .client import AIClient
 from .config import ConfigVars, Settings, checked_limit
 from .errors import ConfigurationError, ExtensionError
 from .parts import Event, Options

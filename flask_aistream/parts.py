@@ -100,6 +100,18 @@ class Data(NamedTuple):
         return "data"
 
 
+class ApprovalRequest(NamedTuple):
+    """A call waits for a person's decision (its tool ``needs_approval``):
+    the answer ended with it; ``id`` is what the decision names."""
+
+    id: str
+    call: ToolCall
+
+    @property
+    def type(self) -> str:
+        return "approval_request"
+
+
 class StepFinish(NamedTuple):
     """One step (one provider call) of the answer ended: after its tool
     results, before the next step's first part; the last step's too."""
@@ -203,7 +215,9 @@ class Stop(NamedTuple):
 
 
 #: What :meth:`AIClient.iter_events` yields.
-Event = Union[TextDelta, ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, Finish]
+Event = Union[
+    TextDelta, ReasoningDelta, ToolCall, ToolResult, Data, ApprovalRequest, StepFinish, Finish
+]
 
 #: What a provider's stream yields, in lists, one list per read: text as a
 #: bare ``str``, everything else a NamedTuple; between steps the answer adds
@@ -220,6 +234,7 @@ Part = Union[
     Stop,
     ToolResult,
     Data,
+    ApprovalRequest,
     StepFinish,
 ]
 
@@ -235,7 +250,9 @@ def shows(parts: list[Part]) -> bool:
 
 
 #: The parts :meth:`AIClient.iter_events` yields as they are (text is wrapped).
-PUBLIC = frozenset({ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, Finish})
+PUBLIC = frozenset(
+    {ReasoningDelta, ToolCall, ToolResult, Data, ApprovalRequest, StepFinish, Finish}
+)
 
 
 # --- the answer ----------------------------------------------------------------

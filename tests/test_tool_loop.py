@@ -940,3 +940,20 @@ def test_the_vercel_route_continues_after_browser_tools_and_leaves_out_an_unfini
     }
     assert again[-1].answer.text == "Asked again."
     assert kit.requests[1].messages == [{"role": "user", "content": "Where am I?"}]
+
+
+def test_every_step_is_asked_with_the_whole_conversation(make_app):
+    """Step 3 carries step 1's and step 2's calls and results."""
+    from flask_aistream.testing import fake_provider, tool_call
+
+    app = make_app()
+    with fake_provider(app) as kit:
+        kit.reply(tool_call("get_weather", city="A")).reply(tool_call("get_weather", city="B"))
+        kit.reply("Both sunny.")
+        kit_events(app, tools=[get_weather])
+    third = kit.requests[2].messages
+    assert [m["role"] for m in third] == ["user", "assistant", "tool", "assistant", "tool"]
+    cities = [
+        json.loads(m["tool_calls"][0]["arguments"])["city"] for m in third if m.get("tool_calls")
+    ]
+    assert cities == ["A", "B"]

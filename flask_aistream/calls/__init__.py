@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Literal, TypedDict, Union
 
 from ..config import (
     DISCONNECT_POLICIES,
@@ -175,6 +175,11 @@ def plan(
         provider.check(chat)
         attempts.append((provider, chat))
     tools = {tool.name: tool for tool in options.get("tools") or () if isinstance(tool, Tool)}
+    output = options.get("format") or settings.stream_format
+    if output != "aistream" and any(tool.needs_approval for tool in tools.values()):
+        raise ConfigurationError(
+            f"a tool that needs approval asks it in the aistream format only, not {output!r} (yet)"
+        )
     return Call(tuple(attempts), tools=tools, **answer_options)
 
 
@@ -235,3 +240,35 @@ def _checked_messages(messages: Iterable[object]) -> Iterator[JSONObject]:
             yield {"role": role, "content": checked_content(content or ""), "tool_calls": calls}
         else:
             yield {"role": role, "content": checked_content(content)}
+
+
+class AskOptions(TypedDict, total=False):
+    """The keyword options of ``ask_stream``, ``ask``, ``iter_text`` and
+    ``iter_events``, for IDEs and type checkers (each is checked at run time
+    too, whoever calls). ``None`` is the same as leaving an option out."""
+
+    provider: str | None
+    model: str | None
+    temperature: float | None
+    max_tokens: int | None
+    system: str | None
+    messages: Sequence[Options] | None
+    fallbacks: Sequence[str] | None
+    top_p: float | None
+    stop: str | Sequence[str] | None
+    seed: int | None
+    response_format: str | Options | None
+    tools: Sequence[Options | Tool[object]] | None
+    max_steps: int | None
+    tool_choice: str | Mapping[str, str] | None
+    reasoning: Literal["low", "medium", "high"] | None
+    extra_body: Options | None
+    extra_headers: Mapping[str, str] | None
+    on_finish: OnFinish | None
+    on_disconnect: Literal["cancel", "finish"] | None
+    events: Sequence[str] | None
+    format: Literal["aistream", "vercel", "openai"] | None
+    include_usage: bool | None
+    owner: str | int | None
+    chat_id: str | None
+    message_id: str | None

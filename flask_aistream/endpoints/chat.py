@@ -28,7 +28,8 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..calls import OnFinish, Owner, checked_answer_options
+from ..approvals import MAX_REASON, decide, decided_calls
+from ..calls import OnFinish, Owner, call_options, checked_answer_options
 from ..calls.checks import checked_request_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
@@ -279,6 +280,63 @@ def make_blueprint(
         if refusal is not None:
             return refusal_response(refusal)
         return counted(ask, StreamTicket(limits, client_key))
+
+    @bp.route("/approvals/<approval_id>", methods=["POST"])
+    def approval(approval_id: str) -> Response | tuple[Response, int]:
+        """A person's decision on a call that waits for approval: checked
+        against what the server stored (the id, its owner, its expiry, used
+        once); the decision of the answer's last waiting call continues it."""
+        refused = forbidden()
+        if refused is not None:
+            return refused
+        conf = endpoint()
+        try:
+            body = json_body(request, conf.max_request_bytes)
+        except BadInput as bad:
+            return jsonify(error=bad.message), bad.status
+        approved, reason = body.get("approved"), body.get("reason")
+        if not isinstance(approved, bool) or not isinstance(reason, (str, type(None))):
+            return jsonify(error='Send {"approved": true or false, "reason": "..."}.'), 400
+        user = current_owner()
+        outcome = decide(
+            conf.client.approval_store(),
+            approval_id,
+            owner_key(user),
+            approved,
+            reason[:MAX_REASON] if reason else None,
+            conf.client.settings.approval_ttl,
+        )
+        if outcome.record is None or outcome.decisions is None:
+            return jsonify(status=outcome.status, message=outcome.message), outcome.status
+        record = outcome.record
+        runnable = {t.name for t in tools or () if isinstance(t, Tool) and t.execute}
+        go, no = decided_calls(record, outcome.decisions, runnable)
+        options = {
+            **record["options"],
+            "provider": record["provider"],
+            "model": record["model"],
+            "system": record["system"],
+            "messages": record["messages"],
+            "tools": tools,
+            "on_finish": hook,
+            "owner": user,
+            "chat_id": record["chat_id"],
+            **answer_options,
+        }
+
+        def go_on() -> Response:
+            client = conf.client
+            call = client.plan(call_options(None, options))
+            run = client.start(call, approved=go, denied=no, turns=record["turns"])
+            return client.stream(call, run)
+
+        if conf.limits is None:
+            return go_on()
+        client_key = conf.key()
+        refusal = conf.limits.admit(client_key)
+        if refusal is not None:
+            return refusal_response(refusal)
+        return counted(go_on, StreamTicket(conf.limits, client_key))
 
     def _format(conf: Endpoint) -> str:
         return format or conf.client.settings.stream_format

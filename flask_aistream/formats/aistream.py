@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from ..parts import (
     Answer,
+    ApprovalRequest,
     Data,
     JSONObject,
     Part,
@@ -86,7 +87,11 @@ class AIStreamFormat:
     def parts(self, parts: list[Part]) -> bytes:
         """The bytes for parts that arrived together: one write."""
         if self._text_only:
-            events = [content_event(part) for part in parts if part.__class__ is str]
+            events = [
+                content_event(part) if part.__class__ is str else self._event(part)
+                for part in parts
+                if part.__class__ is str or part.__class__ is ApprovalRequest
+            ]
         else:
             events = [event for event in map(self._event, parts) if event]
         if not events:
@@ -106,6 +111,20 @@ class AIStreamFormat:
             return data_event({"tool_result": result_info(part)})
         if type(part) is StepFinish and self._steps:
             return data_event({"step": step_info(part.step)})
+        if type(part) is ApprovalRequest:  # always: without it the answer just stops
+            call = part.call
+            return data_event(
+                {
+                    "approval_request": {
+                        "id": part.id,
+                        "tool_call": {
+                            "id": call.id,
+                            "name": call.name,
+                            "arguments": call.arguments,
+                        },
+                    }
+                }
+            )
         if type(part) is Data and self._data:
             return data_event({"data": {"name": part.name, "id": part.id, "value": part.value}})
         return b""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigVars, Settings, api_key_value, base_url_value, flag
+from ..config import ConfigVars, Settings, flag
 from ..errors import ConfigurationError
 from ..parts import Options
 from .anthropic import MessagesProvider
@@ -236,3 +236,23 @@ def build_providers(
 ) -> dict[str, Provider]:
     """One provider object per name."""
     return {name: conf.cls(conf, settings) for name, conf in providers.items()}
+
+
+def api_key_value(value: object, key: str) -> str | None:
+    """A key as read from config or the environment, stripped (one read from
+    a secrets file ends in a newline); one with control characters inside is
+    refused, without showing it."""
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be a string.")
+    value = value.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ConfigurationError(f"{key} holds a control character (a newline, a tab...).")
+    return value or None
+
+
+def base_url_value(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{key} must start with http:// or https://, not {value!r}.")
+    return value

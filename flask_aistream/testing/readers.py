@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
 from ..parts import (
+    ApprovalRequest,
     Data,
     JSONObject,
     ReasoningDelta,
@@ -50,6 +51,8 @@ class StreamedAnswer:
     steps: list[Step] = field(default_factory=list)
     #: The app data sent (``send_data``), in order.
     data: list[Data] = field(default_factory=list)
+    #: The calls the answer ended waiting for a person's approval of.
+    approval_requests: list[ApprovalRequest] = field(default_factory=list)
 
 
 class ErrorEvent(NamedTuple):
@@ -73,7 +76,15 @@ class StreamFinish(NamedTuple):
 
 
 ReadEvent = Union[
-    TextDelta, ReasoningDelta, ToolCall, ToolResult, Data, StepFinish, ErrorEvent, StreamFinish
+    TextDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolResult,
+    Data,
+    ApprovalRequest,
+    StepFinish,
+    ErrorEvent,
+    StreamFinish,
 ]
 
 
@@ -225,6 +236,14 @@ class _Reader:
             self._step(event["step"].get("finish_reason"), _usage(event["step"].get("usage")))
         elif isinstance(event.get("finish"), dict):
             self._finish_info(event["finish"])
+        elif isinstance(event.get("approval_request"), dict):
+            asked = event["approval_request"]
+            call = asked["tool_call"]
+            request = ApprovalRequest(
+                asked["id"], ToolCall(call["id"], call["name"], call["arguments"])
+            )
+            self.answer.approval_requests.append(request)
+            self.events.append(request)
         elif isinstance(event.get("data"), dict):
             data = event["data"]
             self._data(Data(data.get("name", ""), data.get("value"), data.get("id")))

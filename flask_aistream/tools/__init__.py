@@ -6,13 +6,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Generic, TypeVar, overload
+from typing import Generic, TypeVar, Union, overload
 
 from ..errors import ConfigurationError
-from ..parts import JSONObject
+from ..parts import JSONObject, ToolCall
 from .schema import parameters_schema, split_docstring
 
 R = TypeVar("R", covariant=True)
+#: Whether a call needs a person's yes first: always, or as a function of the call decides.
+NeedsApproval = Union[bool, Callable[[ToolCall], bool]]
 #: OpenAI's rule for tool names, which the other providers accept too.
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -22,7 +24,10 @@ class Tool(Generic[R]):
     ``parameters`` (a JSON Schema object), and ``execute``, the function that
     runs it (calling the Tool calls it). A Tool without ``execute`` is a
     *client tool*: its calls go to the client. ``strict`` asks providers that
-    can for strict schema adherence (OpenAI's ``strict: true``)."""
+    can for strict schema adherence (OpenAI's ``strict: true``).
+    ``needs_approval`` (``True``, or a function of the :class:`ToolCall`
+    run in the asking request's context) makes a call wait for a person's
+    decision before it runs."""
 
     def __init__(
         self,
@@ -32,6 +37,7 @@ class Tool(Generic[R]):
         execute: Callable[..., R] | None = None,
         *,
         strict: bool = False,
+        needs_approval: NeedsApproval = False,
     ) -> None:
         if not isinstance(name, str) or not TOOL_NAME.match(name):
             raise ConfigurationError(
@@ -46,6 +52,7 @@ class Tool(Generic[R]):
         self.parameters = parameters
         self.execute = execute
         self.strict = strict
+        self.needs_approval = needs_approval
         if execute is not None:
             functools.update_wrapper(self, execute)
 
@@ -76,7 +83,11 @@ def tool(function: Callable[..., R], /) -> Tool[R]: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, strict: bool = False
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+    needs_approval: NeedsApproval = False,
 ) -> Callable[[Callable[..., R]], Tool[R]]: ...
 
 
@@ -87,6 +98,7 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     strict: bool = False,
+    needs_approval: NeedsApproval = False,
 ) -> Tool[R] | Callable[[Callable[..., R]], Tool[R]]:
     """``@tool`` or ``@tool(name=, description=, strict=)``: the function as
     a :class:`Tool`. Its parameters' schema comes from their annotations
@@ -105,6 +117,7 @@ def tool(
             parameters_schema(function, descriptions),
             function,
             strict=strict,
+            needs_approval=needs_approval,
         )
 
     return make if function is None else make(function)
