@@ -343,8 +343,7 @@ class AnswerRun:
                 builder.end_step(more=True)  # what was under way is "cancelled"
                 return
         step = builder.end_step(more)
-        yield [StepFinish(step)]
-        if waiting and loop is not None:
+        if waiting and loop is not None:  # part of the step: before its end
             yield list(
                 loop.wait_for_approval(
                     waiting,
@@ -355,6 +354,7 @@ class AnswerRun:
                     builder.id or "",
                 )
             )
+        yield [StepFinish(step)]
         if more and loop is not None:
             self._next = loop.next_stream(
                 step, builder.signatures, builder.provider, builder.requested_model

@@ -112,6 +112,17 @@ class ApprovalRequest(NamedTuple):
         return "approval_request"
 
 
+class ToolDenied(NamedTuple):
+    """The call ``call_id`` will not run: a person said no (its
+    :class:`ToolResult`, with the reason the model is told, follows)."""
+
+    call_id: str
+
+    @property
+    def type(self) -> str:
+        return "tool_denied"
+
+
 class StepFinish(NamedTuple):
     """One step (one provider call) of the answer ended: after its tool
     results, before the next step's first part; the last step's too."""
@@ -235,6 +246,7 @@ Part = Union[
     ToolResult,
     Data,
     ApprovalRequest,
+    ToolDenied,
     StepFinish,
 ]
 

@@ -432,7 +432,7 @@ def react_site(make_app, live, use_chat_bundle):
     """The useChat page, served with the vercel blueprint (``blueprint`` options)."""
 
     def start(**blueprint):
-        app = make_app(AI_RATELIMIT=None)
+        app = make_app(AI_RATELIMIT=None, AI_VERCEL_PROTOCOL=7)  # the page is on ai 7
         app.register_blueprint(
             app.extensions["ai"].blueprint(format="vercel", **blueprint), url_prefix="/api/chat"
         )
@@ -860,3 +860,87 @@ def test_use_chat_on_data_sees_transient_parts(page, react_site, fake):
     page.click("#send")
     page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
     assert page.locator("#data").text_content() == "data-progress,data-sources"
+
+
+@pytest.mark.parametrize("package", ["ai6", "ai"])
+@pytest.mark.parametrize("decision", ["yes", "no"])
+def test_the_ai_sdk_asks_for_approval_and_goes_on(node, chat_site, fake, package, decision):
+    """tool-approval-request, then addToolApprovalResponse's message: the
+    stored arguments run (the client's edit of the input is ignored), or
+    the call ends denied; the answer goes on in the same message."""
+    from flask import request as flask_request
+
+    from flask_aistream import tool
+    from test_tool_loop import calls_step
+
+    ran = []
+
+    @tool(needs_approval=True)
+    def refund(order_id: str) -> dict:
+        """Refunds an order."""
+        ran.append(order_id)
+        return {"refunded": order_id}
+
+    fake.replies = [
+        calls_step("openai", [("call_r", "refund", {"order_id": "A1"})]),
+        Reply(parts=openai_events(["Done."])),
+    ]
+    url = chat_site(
+        blueprint={"tools": [refund], "owner": lambda: flask_request.remote_addr},
+        AI_VERCEL_PROTOCOL=6 if package == "ai6" else 7,
+    )
+    result = node(
+        "use_chat_approval.mjs",
+        package,
+        f"{url}/api/chat/stream",
+        "Refund A1",
+        decision,
+        json.dumps({"order_id": "EVIL"}),
+    )
+    assert result["error"] is None
+    first, second = result["first"], result["second"]
+    [asked] = [p for p in first["parts"] if p["type"] == "tool-refund"]
+    assert asked["state"] == "approval-requested" and asked["input"] == {"order_id": "A1"}
+    assert second["id"] == first["id"]  # the same message, continued
+    [part] = [p for p in second["parts"] if p["type"] == "tool-refund"]
+    if decision == "yes":
+        assert part["state"] == "output-available" and part["output"] == {"refunded": "A1"}
+        assert ran == ["A1"]  # the stored arguments, not the edited ones
+    else:
+        assert part["state"] == "output-denied" and ran == []
+        told = fake.requests[1].json()["messages"][-1]["content"]
+        assert told == "The user did not approve this call. Their reason: Not today"
+    assert [p["text"] for p in second["parts"] if p["type"] == "text"] == ["Done."]
+
+
+def test_use_chat_shows_an_approve_button_and_the_tool_runs_once_approved(page, react_site, fake):
+    from flask import request as flask_request
+
+    from flask_aistream import tool
+    from test_tool_loop import calls_step
+
+    ran = []
+
+    @tool(needs_approval=True)
+    def refund(order_id: str) -> dict:
+        """Refunds an order."""
+        ran.append(order_id)
+        return {"refunded": order_id}
+
+    url = react_site(tools=[refund], owner=lambda: flask_request.remote_addr)
+    fake.replies = [
+        calls_step("openai", [("call_r", "refund", {"order_id": "A1"})]),
+        Reply(parts=openai_events(["Refunded."])),
+    ]
+    page.goto(url)
+    page.fill("#input", "Refund A1")
+    page.click("#send")
+    page.wait_for_selector("#approve")
+    assert ran == []  # nothing runs before a person says yes
+    page.click("#approve")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant .text')?.textContent === 'Refunded.'"
+    )
+    assert ran == ["A1"]
+    assert page.locator(".message.assistant").count() == 1
+    assert page.locator(".message.assistant .tool").text_content() == 'refund: {"refunded":"A1"}'

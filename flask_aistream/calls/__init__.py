@@ -176,9 +176,12 @@ def plan(
         attempts.append((provider, chat))
     tools = {tool.name: tool for tool in options.get("tools") or () if isinstance(tool, Tool)}
     output = options.get("format") or settings.stream_format
-    if output != "aistream" and any(tool.needs_approval for tool in tools.values()):
+    if any(tool.needs_approval for tool in tools.values()) and (
+        output == "openai" or output == "vercel" and settings.vercel_protocol < 6
+    ):
         raise ConfigurationError(
-            f"a tool that needs approval asks it in the aistream format only, not {output!r} (yet)"
+            "a tool that needs approval asks it in the aistream format, or the vercel "
+            f"format from AI_VERCEL_PROTOCOL 6 on; not {output!r} here"
         )
     return Call(tuple(attempts), tools=tools, **answer_options)
 

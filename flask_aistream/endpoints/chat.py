@@ -28,8 +28,7 @@ from flask.typing import ResponseReturnValue
 from flask_cors.core import get_cors_options, set_cors_headers
 from werkzeug.exceptions import HTTPException
 
-from ..approvals import MAX_REASON, decide, decided_calls
-from ..calls import OnFinish, Owner, call_options, checked_answer_options
+from ..calls import OnFinish, Owner, checked_answer_options
 from ..calls.checks import checked_request_options
 from ..config import checked_limit, checked_provider
 from ..errors import ConfigurationError
@@ -37,6 +36,7 @@ from ..extension import client_of
 from ..parts import Content, JSONObject
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
 from ..tools import Tool
+from .approval_routes import ApprovalRoutes
 from .chat_input import (
     BadInput,
     ChatInput,
@@ -146,6 +146,12 @@ def make_blueprint(
         settings = app_client.settings
         origins = settings.cors_origins if cors_origins is True else cors_origins
         origins = tuple(origins) if origins else None
+        if (format or settings.stream_format) == "vercel" and settings.vercel_protocol < 6:
+            if any(isinstance(t, Tool) and t.needs_approval for t in tools or ()):
+                raise ConfigurationError(
+                    "useChat asks approvals from AI_VERCEL_PROTOCOL 6 on: set it, or the "
+                    "aistream format, for a blueprint whose tools need approval."
+                )
         images = settings.allow_images if allow_images is None else allow_images
         image_bytes = (max_image_bytes or settings.max_image_bytes) if images else 0
         if owner is None and app_client.resume_store is not None:
@@ -226,6 +232,8 @@ def make_blueprint(
                 chosen = chosen_provider(body.get("provider"), choices)
                 if _format(conf) == "vercel":  # what useChat sends
                     ui = ui_messages(body.get("messages"), conf)
+                    if ui.approvals:
+                        return approvals.vercel_decisions(conf, ui)
                     question, history, images = ui.question, ui.history, ui.images
                     chat_id = usable_chat_id(body.get("id"))
                     continued = usable_chat_id(ui.continues)
@@ -281,62 +289,8 @@ def make_blueprint(
             return refusal_response(refusal)
         return counted(ask, StreamTicket(limits, client_key))
 
-    @bp.route("/approvals/<approval_id>", methods=["POST"])
-    def approval(approval_id: str) -> Response | tuple[Response, int]:
-        """A person's decision on a call that waits for approval: checked
-        against what the server stored (the id, its owner, its expiry, used
-        once); the decision of the answer's last waiting call continues it."""
-        refused = forbidden()
-        if refused is not None:
-            return refused
-        conf = endpoint()
-        try:
-            body = json_body(request, conf.max_request_bytes)
-        except BadInput as bad:
-            return jsonify(error=bad.message), bad.status
-        approved, reason = body.get("approved"), body.get("reason")
-        if not isinstance(approved, bool) or not isinstance(reason, (str, type(None))):
-            return jsonify(error='Send {"approved": true or false, "reason": "..."}.'), 400
-        user = current_owner()
-        outcome = decide(
-            conf.client.approval_store(),
-            approval_id,
-            owner_key(user),
-            approved,
-            reason[:MAX_REASON] if reason else None,
-            conf.client.settings.approval_ttl,
-        )
-        if outcome.record is None or outcome.decisions is None:
-            return jsonify(status=outcome.status, message=outcome.message), outcome.status
-        record = outcome.record
-        runnable = {t.name for t in tools or () if isinstance(t, Tool) and t.execute}
-        go, no = decided_calls(record, outcome.decisions, runnable)
-        options = {
-            **record["options"],
-            "provider": record["provider"],
-            "model": record["model"],
-            "system": record["system"],
-            "messages": record["messages"],
-            "tools": tools,
-            "on_finish": hook,
-            "owner": user,
-            "chat_id": record["chat_id"],
-            **answer_options,
-        }
-
-        def go_on() -> Response:
-            client = conf.client
-            call = client.plan(call_options(None, options))
-            run = client.start(call, approved=go, denied=no, turns=record["turns"])
-            return client.stream(call, run)
-
-        if conf.limits is None:
-            return go_on()
-        client_key = conf.key()
-        refusal = conf.limits.admit(client_key)
-        if refusal is not None:
-            return refusal_response(refusal)
-        return counted(go_on, StreamTicket(conf.limits, client_key))
+    approvals = ApprovalRoutes(endpoint, current_owner, forbidden, tools, hook, answer_options)
+    bp.add_url_rule("/approvals/<approval_id>", view_func=approvals.decision, methods=["POST"])
 
     def _format(conf: Endpoint) -> str:
         return format or conf.client.settings.stream_format

@@ -107,6 +107,41 @@ class UIConversation:
     history: list[JSONObject]
     images: list[JSONObject]
     continues: str | None = None
+    #: The decisions addToolApprovalResponse put in the last assistant message.
+    approvals: list[ApprovalResponse] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ApprovalResponse:
+    """A person's decision on a waiting call, as useChat sends it: checked
+    against the server's record, never trusted for anything else."""
+
+    id: str
+    tool_call_id: str
+    approved: bool
+    reason: str | None
+
+
+def approval_responses(message: object) -> list[ApprovalResponse]:
+    """The ``approval-responded`` tool parts of a UI message."""
+    parts = message.get("parts") if isinstance(message, dict) else None
+    responses = []
+    for part in parts if isinstance(parts, list) else ():
+        approval = part.get("approval") if isinstance(part, dict) else None
+        if part.get("state") != "approval-responded" or not isinstance(approval, dict):
+            continue
+        approval_id, approved = approval.get("id"), approval.get("approved")
+        reason, call_id = approval.get("reason"), part.get("toolCallId")
+        if not (
+            isinstance(approval_id, str) and isinstance(approved, bool) and isinstance(call_id, str)
+        ):
+            raise BadInput(400, "An approval needs its id, toolCallId and approved.")
+        responses.append(
+            ApprovalResponse(
+                approval_id, call_id, approved, reason if isinstance(reason, str) else None
+            )
+        )
+    return responses
 
 
 def ui_messages(value: object, conf: InputLimits) -> UIConversation:
@@ -150,6 +185,10 @@ def ui_messages(value: object, conf: InputLimits) -> UIConversation:
         image_parts = question_images(images, conf.max_image_bytes)
         content: Any = [{"type": "text", "text": text}, *image_parts] if image_parts else text
         turns.append({"role": "user", "content": content})
+    decided = approval_responses(value[-1])
+    if decided:  # the conversation that goes on is the server's, not this one
+        last_id = value[-1].get("id")
+        return UIConversation(None, [], [], last_id if isinstance(last_id, str) else None, decided)
     if turns and turns[-1]["role"] == "tool":
         # useChat sends the conversation again once the browser's tools gave
         # their results (addToolOutput, sendAutomaticallyWhen): the answer goes

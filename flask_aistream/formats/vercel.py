@@ -7,14 +7,18 @@ from collections.abc import Hashable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from flask import Response
+
 from ..parts import (
     Answer,
+    ApprovalRequest,
     Data,
     JSONObject,
     ReasoningDelta,
     StepFinish,
     ToolCall,
     ToolCallDelta,
+    ToolDenied,
     ToolResult,
 )
 from .aistream import finish_info
@@ -58,6 +62,7 @@ class VercelFormat:
         self._open: tuple[str, str] | None = None  # ("text" | "reasoning", its id)
         self._blocks = 0
         self._tools: dict[Hashable, tuple[str, str]] = {}  # position -> (id, name)
+        self._denied: set[str] = set()  # calls said "denied": no output follows
 
     def _start(self, out: list[bytes]) -> None:
         if not self._started:
@@ -99,11 +104,25 @@ class VercelFormat:
                         }
                     )
                 )
-            elif kind is ToolResult:
+            elif kind is ToolDenied:
+                self._close(out)
+                self._denied.add(part.call_id)
+                out.append(data_event({"type": "tool-output-denied", "toolCallId": part.call_id}))
+            elif kind is ToolResult and part.call_id not in self._denied:
                 self._close(out)
                 out.append(data_event(_tool_output(part)))
             elif kind is Data:
                 out.append(data_event(_data_part(part)))
+            elif kind is ApprovalRequest:  # protocol 6 on: checked where the call was planned
+                out.append(
+                    data_event(
+                        {
+                            "type": "tool-approval-request",
+                            "approvalId": part.id,
+                            "toolCallId": part.call.id,
+                        }
+                    )
+                )
             elif kind is StepFinish:
                 self._finish_step(out)
         return b"".join(out)
@@ -198,3 +217,12 @@ def _json_or_text(arguments: str) -> object:
         return json.loads(arguments) if arguments else {}
     except ValueError:
         return arguments  # what the model wrote, invalid JSON and all
+
+
+def denied_stream(message_id: str | None, call_ids: list[str]) -> Response:
+    """A stream that only says these calls will not run (decisions that
+    failed a check), ending the assistant message it continues."""
+    events = [data_event({"type": "start", "messageId": message_id or "denied"})]
+    events += [data_event({"type": "tool-output-denied", "toolCallId": i}) for i in call_ids]
+    events += [data_event({"type": "finish"}), DONE]
+    return Response(b"".join(events), content_type=SSE_CONTENT_TYPE, headers=VERCEL_HEADERS)

@@ -24,7 +24,16 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import AIStreamError, ToolError
-from ..parts import ApprovalRequest, Data, JSONObject, Part, Step, ToolCall, ToolResult
+from ..parts import (
+    ApprovalRequest,
+    Data,
+    JSONObject,
+    Part,
+    Step,
+    ToolCall,
+    ToolDenied,
+    ToolResult,
+)
 from ..providers.base import PartStream
 from . import Tool
 from .arguments import BadArguments, NotJSON, call_with, json_value, parsed_arguments
@@ -326,7 +335,7 @@ class PreludeStream(PartStream):
     def __iter__(self) -> Iterator[list[Part]]:
         results = list(self._denied)
         for result in self._denied:
-            yield [result]
+            yield [ToolDenied(result.call_id), result]
         for call in self._approved:
             for item in self._loop.run(call):
                 yield [item]

@@ -1,13 +1,17 @@
 // A React page on the ai SDK's own useChat, bundled by the tests with
 // esbuild (no CDN, no build step for users): type, stream, stop.
 import { useChat } from '@ai-sdk/react';
-import { DefaultChatTransport, lastAssistantMessageIsCompleteWithToolCalls } from 'ai';
+import {
+  DefaultChatTransport,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
+  lastAssistantMessageIsCompleteWithToolCalls,
+} from 'ai';
 import { useState } from 'react';
 import { createRoot } from 'react-dom/client';
 
 function App() {
   const [data, setData] = useState([]);
-  const { messages, sendMessage, status, stop, error, addToolOutput } = useChat({
+  const { messages, sendMessage, status, stop, error, addToolOutput, addToolApprovalResponse } = useChat({
     transport: new DefaultChatTransport({ api: '/api/chat/stream' }),
     // A browser tool: the page answers get_location itself, then the
     // conversation goes back to the server on its own.
@@ -16,7 +20,9 @@ function App() {
         addToolOutput({ tool: 'get_location', toolCallId: toolCall.toolCallId, output: { city: 'Paris' } });
       }
     },
-    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+    sendAutomaticallyWhen: (options) =>
+      lastAssistantMessageIsCompleteWithToolCalls(options) ||
+      lastAssistantMessageIsCompleteWithApprovalResponses(options),
     onData: (part) => setData((seen) => [...seen, part.type]),
   });
   const [input, setInput] = useState('');
@@ -40,6 +46,12 @@ function App() {
           {m.parts.map((part, i) =>
             part.type === 'text' ? <span key={i} className="text">{part.text}</span>
             : part.type === 'reasoning' ? <em key={i} className="reasoning">{part.text}</em>
+            : part.type.startsWith('tool-') && part.state === 'approval-requested' ? (
+              <button key={i} id="approve" type="button"
+                onClick={() => addToolApprovalResponse({ id: part.approval.id, approved: true })}>
+                Approve {part.type.slice(5)}
+              </button>
+            )
             : part.type.startsWith('tool-') ? (
               <code key={i} className={`tool ${part.state}`}>
                 {part.type.slice(5)}: {JSON.stringify(part.output ?? part.errorText ?? null)}
