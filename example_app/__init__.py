@@ -19,7 +19,7 @@ from flask import Flask, render_template, session
 from flask_aistream import AIStream, ToolError, tool
 
 
-@tool
+@tool(needs_approval=True)  # the page asks you first: a demo of approvals
 def current_time(timezone_name: str = "UTC") -> str:
     """The current date and time. Ask "what time is it?" to see the model call it.
 

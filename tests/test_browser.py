@@ -280,18 +280,33 @@ def test_the_provider_picker_offers_what_is_configured(page, site, fake, mode):
     assert len(fake.requests) == asked  # the offline provider needs no network
 
 
-def test_the_offline_model_calls_the_demo_tool(page, site, fake):
+def test_the_offline_model_calls_the_demo_tool_once_allowed(page, site, fake):
     """The example app's one tool, called by the offline provider when asked
-    the time: the page shows the tool's result and the answer made of it."""
+    the time, behind an approval: the page asks, Allow runs it, and the
+    answer made of its result streams into the same bubble."""
     page.goto(site(AI_PROVIDER="offline"))
     ask(page, "What time is it?")
+    page.wait_for_selector(".message.assistant:last-child .approval button.approve")
+    assert "Allow current_time" in last_answer(page).locator(".approval").text_content()
+    page.click(".message.assistant:last-child .approval button.approve")
     page.wait_for_function(
         "document.querySelector('.message.assistant:last-child .text').textContent"
         ".startsWith('current_time says: ')"
     )
     tools = last_answer(page).locator(".tools").text_content()
     assert tools.startswith("🔧 current_time → ") and "(UTC)" in tools
+    assert last_answer(page).locator(".approval").count() == 0
     assert not fake.requests
+
+
+def test_denying_the_demo_tool_tells_the_model(page, site, fake):
+    page.goto(site(AI_PROVIDER="offline"))
+    ask(page, "What time is it?")
+    page.click(".message.assistant:last-child .approval button.deny")
+    page.wait_for_function(
+        "document.querySelector('.message.assistant:last-child .text').textContent"
+        ".includes('did not approve')"
+    )
 
 
 MARKDOWN = [

@@ -142,3 +142,51 @@ def test_the_tools_page_examples_run(make_app, fake, capsys):
     sent = fake.last.json()["messages"]
     assert sent[1]["tool_calls"][0]["function"]["name"] == "order_status"
     assert sent[2] == {"role": "tool", "tool_call_id": "call_1", "content": '{"status": "shipped"}'}
+
+
+def test_the_approvals_page_examples_run(make_app):
+    """Its tools and blueprint as written; a refund waits, is allowed, runs;
+    a small credit runs at once; a tool's data reaches the stream."""
+    from flask import request
+
+    from flask_aistream.testing import fake_provider, read_answer, tool_call
+
+    blocks = code_blocks("approvals.rst")
+    app = make_app(AI_RATELIMIT=None)
+    namespace: dict = {"app": app, "ai": app.extensions["ai"], "request": request}
+    exec(compile(blocks[0], "docs/approvals.rst", "exec"), namespace)
+    exec(compile(blocks[1], "docs/approvals.rst", "exec"), namespace)
+    ask = app.extensions["ai"]
+
+    @app.post("/docs-search")
+    def docs_search():
+        return ask.ask_stream("Billing?", tools=[namespace["search_docs"]], events=["data"])
+
+    client = app.test_client()
+    headers = {"X-User": "ann"}
+    with fake_provider(app) as kit:
+        kit.reply(
+            tool_call("refund", order_id="A1", amount=30),
+            tool_call("credit", order_id="A1", amount=5),
+        )
+        kit.reply("Done.")
+        first = read_answer(
+            client.post("/api/chat/stream", json={"question": "Refund"}, headers=headers)
+        )
+        [waiting] = first.approval_requests
+        assert waiting.call.name == "refund"
+        go_on = client.post(
+            f"/api/chat/approvals/{waiting.id}", json={"approved": True}, headers=headers
+        )
+        answer = read_answer(go_on)
+    assert answer.text == "Done."
+    tool_turns = [m["content"] for m in kit.requests[1].messages if m["role"] == "tool"]
+    assert tool_turns == ["credited", '{"refunded": "A1", "amount": 30}']
+
+    with fake_provider(app) as kit:
+        kit.reply(tool_call("search_docs", query="billing")).reply("See Billing.")
+        searched = read_answer(app.test_client().post("/docs-search"))
+    assert [(d.name, d.value) for d in searched.data] == [
+        ("status", "Searching…"),
+        ("sources", [{"title": "Billing", "url": "/docs/billing"}]),
+    ]

@@ -33,9 +33,19 @@ def test_an_answer_streams_with_how_it_ended(app, ai_fake):
     assert [tool["name"] for tool in asked.tools] == ["current_time"]
 
 
-def test_the_demo_tool_runs_and_its_result_is_shown(app, ai_fake):
+def allowed(app, question, approved=True):
+    """Ask, then answer the demo tool's approval request as the page does."""
+    client = app.test_client()  # one client: the session cookie says who decides
+    first = read_answer(client.post("/api/chat/stream", json={"question": question}))
+    [waiting] = first.approval_requests
+    assert waiting.call.name == "current_time"
+    decision = client.post(f"/api/chat/approvals/{waiting.id}", json={"approved": approved})
+    return read_answer(decision)
+
+
+def test_the_demo_tool_runs_once_allowed_and_its_result_is_shown(app, ai_fake):
     ai_fake.reply(tool_call("current_time", timezone_name="Europe/Paris")).reply("It is noon.")
-    answer = ask(app, "What time is it in Paris?")
+    answer = allowed(app, "What time is it in Paris?")
     assert answer.text == "It is noon."
     [result] = answer.tool_results
     assert result.name == "current_time" and "(Europe/Paris)" in result.output
@@ -43,8 +53,17 @@ def test_the_demo_tool_runs_and_its_result_is_shown(app, ai_fake):
 
 def test_a_bad_time_zone_is_the_tools_own_error(app, ai_fake):
     ai_fake.reply(tool_call("current_time", timezone_name="Mars/Olympus")).reply("Sorry.")
-    answer = ask(app, "Time on Mars?")
+    answer = allowed(app, "Time on Mars?")
     assert answer.tool_results[0].error == "There is no time zone called 'Mars/Olympus'."
+
+
+def test_another_visitor_cannot_allow_it(app, ai_fake):
+    ai_fake.reply(tool_call("current_time"))
+    first = read_answer(app.test_client().post("/api/chat/stream", json={"question": "Time?"}))
+    [waiting] = first.approval_requests
+    stranger = app.test_client()  # another session cookie: another visitor
+    response = stranger.post(f"/api/chat/approvals/{waiting.id}", json={"approved": True})
+    assert response.status_code == 404
 
 
 def test_a_provider_that_refuses_the_key_is_a_readable_error(app, ai_fake):

@@ -67,6 +67,8 @@
     if (turn.finish) showFinish(node, turn.finish);
     node.querySelector('.error')?.remove();
     if (turn.error) showError(node, turn.error);
+    node.querySelector('.approval')?.remove();
+    if (turn.approval && !turn.approval.decided) showApproval(node, turn);
     node.classList.toggle('stopped', Boolean(turn.stopped));
     node.scrollIntoView({ block: 'end' });
   }
@@ -115,6 +117,44 @@
     node.appendChild(error);
   }
 
+  // A tool that needs a person's yes: the answer waits; Allow or Deny goes
+  // to the server, which checks it, runs the tool and streams the rest here.
+  function showApproval(node, turn) {
+    const box = document.createElement('div');
+    box.className = 'approval';
+    const call = turn.approval.tool_call;
+    box.append(`Allow ${call.name}(${call.arguments})? `);
+    for (const [label, approved] of [['Allow', true], ['Deny', false]]) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = label;
+      button.className = approved ? 'approve' : 'deny';
+      button.onclick = () => decide(node, turn, approved);
+      box.append(button);
+    }
+    node.appendChild(box);
+  }
+
+  async function decide(node, turn, approved) {
+    const id = turn.approval.id;
+    turn.approval.decided = true;
+    turn.answerId = null;  // the rest is a new answer, resumable in its turn
+    turn.lastSeq = 0;
+    node.classList.add('typing');
+    setBusy(true);
+    const controller = new AbortController();
+    stopCurrent = () => controller.abort();
+    stopButton.onclick = () => stop(turn);
+    const url = ENDPOINT.replace(/stream$/, `approvals/${encodeURIComponent(id)}`);
+    await follow(() => fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ approved }),
+      signal: controller.signal,
+    }), node, turn, controller);
+    finished(node, turn);
+  }
+
   function setBusy(busy) {
     askButton.disabled = busy;
     stopButton.disabled = !busy;
@@ -140,6 +180,7 @@
     else if (parsed.reasoning) turn.reasoning = (turn.reasoning || '') + parsed.reasoning;
     else if (parsed.finish) turn.finish = parsed.finish;
     else if (parsed.tool_result) (turn.tools = turn.tools || []).push(parsed.tool_result);
+    else if (parsed.approval_request) turn.approval = parsed.approval_request;
     else return false;
     show(node, turn);
     return false;
