@@ -233,7 +233,9 @@ class AIClient:
         client, settings = client_socket(environ), self.settings
         # An endpoint that brings its own output (the OpenAI endpoint) is not
         # resumable: OpenAI clients do not resume.
-        if self.writer is not None and output is None:
+        # AG-UI clients do not resume either: they read every line as an event.
+        fmt = call.format or settings.stream_format
+        if self.writer is not None and output is None and fmt != "agui":
             owner = owner_key(call.owner)
             response = resume.recorded_response(
                 run,
@@ -269,6 +271,7 @@ class AIClient:
             model=run.requested_model or "",
             include_usage=call.include_usage,
             message_id=call.message_id or message_id,
+            thread_id=call.chat_id,
         )
 
     # -- resumable answers ----------------------------------------------------------

@@ -88,7 +88,7 @@ DEFAULT_PROVIDER = "openai"
 #: its end for the hooks.
 DISCONNECT_POLICIES = ("cancel", "finish")
 #: ``AI_STREAM_FORMAT`` values (``formats.FORMATS`` has a class for each).
-STREAM_FORMATS = ("aistream", "vercel", "openai")
+STREAM_FORMATS = ("aistream", "vercel", "openai", "agui")
 #: The versions of the AI SDK's UI message stream ``AI_VERCEL_PROTOCOL`` names.
 VERCEL_PROTOCOLS = (5, 6, 7)
 #: The events ``AI_STREAM_EVENTS`` / ``events=`` may add to the default format.

@@ -270,7 +270,7 @@ class AskOptions(TypedDict, total=False):
     on_finish: OnFinish | None
     on_disconnect: Literal["cancel", "finish"] | None
     events: Sequence[str] | None
-    format: Literal["aistream", "vercel", "openai"] | None
+    format: Literal["aistream", "vercel", "openai", "agui"] | None
     include_usage: bool | None
     owner: str | int | None
     chat_id: str | None

@@ -13,10 +13,12 @@ from flask import Response, jsonify, request
 
 from ..approvals import MAX_REASON, decide, decided_calls
 from ..calls import OnFinish, Owner, call_options
+from ..formats.agui import agui_empty_run
 from ..formats.vercel import denied_stream
 from ..parts import JSONObject
 from ..resume import owner_key
 from ..tools import Tool
+from .agui_input import RunInput
 from .chat_input import BadInput, UIConversation, json_body
 from .limits import StreamTicket, counted, refusal_response
 
@@ -122,3 +124,16 @@ class ApprovalRoutes:
             if outcome.status != 202:
                 failed.append(response.tool_call_id)
         return denied_stream(ui.continues, failed)
+
+    def agui_decisions(self, conf: Endpoint, run: RunInput) -> Response | tuple[Response, int]:
+        """An AG-UI run that resumes interrupts: each entry decides its
+        approval (an unknown id is ignored, never run); the one that
+        completes an answer's decisions continues it, as this run."""
+        user = self.owner()
+        store, ttl = conf.client.approval_store(), conf.client.settings.approval_ttl
+        for decision in run.decisions:
+            reason = decision.reason[:MAX_REASON] if decision.reason else None
+            outcome = decide(store, decision.id, owner_key(user), decision.approved, reason, ttl)
+            if outcome.record is not None and outcome.decisions is not None:
+                return self.go_on_after(conf, outcome.record, outcome.decisions, user, run.run_id)
+        return agui_empty_run(run.thread_id, run.run_id)

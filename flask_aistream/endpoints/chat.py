@@ -36,6 +36,7 @@ from ..extension import client_of
 from ..parts import Content, JSONObject
 from ..resume import UNAVAILABLE, is_done_reconnect, owner_key, parsed_event_id
 from ..tools import Tool
+from .agui_input import run_input
 from .approval_routes import ApprovalRoutes
 from .chat_input import (
     BadInput,
@@ -219,7 +220,8 @@ def make_blueprint(
         if seen is not None and conf.client.resume_store is not None:
             user = current_owner()
             return reader(lambda: conf.client.resume(seen[0], seen[1], owner=user))
-        chat_id = continued = None
+        chat_id = continued = context = None
+        extra_tools: list[Tool[object]] = []  # a client's own (AG-UI's browser tools)
         question: str | None
         try:
             if request.method == "GET":
@@ -230,7 +232,16 @@ def make_blueprint(
             else:
                 body = json_body(request, conf.max_request_bytes)
                 chosen = chosen_provider(body.get("provider"), choices)
-                if _format(conf) == "vercel":  # what useChat sends
+                if _format(conf) == "agui":  # what an AG-UI client sends
+                    run = run_input(body, conf)
+                    if run.decisions:
+                        return approvals.agui_decisions(conf, run)
+                    if not run.history or run.history[-1]["role"] not in ("user", "tool"):
+                        raise BadInput(400, "The last message must be the user's or a tool's.")
+                    question, history, images = None, run.history, []
+                    chat_id, continued, extra_tools = run.thread_id, run.run_id, run.tools
+                    context = run.context
+                elif _format(conf) == "vercel":  # what useChat sends
                     ui = ui_messages(body.get("messages"), conf)
                     if ui.approvals:
                         return approvals.vercel_decisions(conf, ui)
@@ -255,9 +266,12 @@ def make_blueprint(
             if images:
                 content = [{"type": "text", "text": question}, *images]
             asked.append({"role": "user", "content": content})
+        system = conf.system
+        if context:  # AG-UI's context: what the page says it is showing
+            system = f"{system}\n\n{context}" if system else context
         chat = ChatInput(
             messages=[*history, *asked],
-            system=conf.system,
+            system=system,
             provider=chosen,
             model=model,
         )
@@ -266,7 +280,7 @@ def make_blueprint(
 
         def ask() -> Response:
             options = {
-                "tools": tools,
+                "tools": [*(tools or ()), *extra_tools] or None,
                 **chat.options,
                 "provider": chat.provider,
                 "model": chat.model,

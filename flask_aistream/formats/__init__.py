@@ -16,6 +16,7 @@ from typing import Union
 from ..config import STREAM_FORMATS, Settings
 from ..parts import Answer, Part
 from ..serving.response import OutputFormat
+from .agui import AGUIFormat
 from .aistream import AIStreamFormat
 from .openai import OpenAIFormat
 from .sse import DONE, PING
@@ -23,7 +24,7 @@ from .vercel import VercelFormat
 
 #: A format as a resumed answer needs it before any instance exists: its
 #: content type, headers and ``error()``.
-FormatClass = Union[type[AIStreamFormat], type[VercelFormat], type[OpenAIFormat]]
+FormatClass = Union[type[AIStreamFormat], type[VercelFormat], type[OpenAIFormat], type[AGUIFormat]]
 
 
 #: Each ``format=`` name's class: its content type, headers and ``error()``.
@@ -31,6 +32,7 @@ FORMAT_CLASSES: dict[str, FormatClass] = {
     "aistream": AIStreamFormat,
     "vercel": VercelFormat,
     "openai": OpenAIFormat,
+    "agui": AGUIFormat,
 }
 #: ``AI_STREAM_FORMAT`` / ``format=`` values.
 FORMATS = STREAM_FORMATS
@@ -50,11 +52,14 @@ def make(
     model: str = "",
     include_usage: bool = False,
     message_id: str | None = None,
+    thread_id: str | None = None,
 ) -> OutputFormat:
     """The output format ``name`` (``format=``, else ``AI_STREAM_FORMAT``)
     for one answer; ``events`` (checked) default to ``AI_STREAM_EVENTS``."""
     if name == "vercel":
         return VercelFormat(message_id or new_id("msg"), settings.vercel_protocol)
+    if name == "agui":  # the thread is the chat; the run, the message the answer is
+        return AGUIFormat(thread_id or new_id("thread"), message_id or new_id("run"), new_id)
     if name == "openai":
         return OpenAIFormat(
             new_id("chatcmpl"), model, int(time.time()), include_usage=include_usage
@@ -90,6 +95,7 @@ __all__ = [
     "FORMATS",
     "FORMAT_CLASSES",
     "PING",
+    "AGUIFormat",
     "AIStreamFormat",
     "FormatClass",
     "OpenAIFormat",
