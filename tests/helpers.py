@@ -144,11 +144,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def gunicorn_server(worker: str, fake, **env):
+def gunicorn_server(worker: str, fake, workers: int = 1, **env):
     """``tests/loadapp.py`` under a real gunicorn with one ``worker``-class
     worker, its provider the loopback ``fake``; yields (address, worker pid)."""
     port = free_port()
-    args = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "-k", worker]
+    args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    args += ["-k", worker]
     args += ["--threads", "128"] if worker == "gthread" else ["--worker-connections", "1000"]
     env = dict(
         os.environ,

@@ -27,6 +27,7 @@ def create_app():
         AI_SEND_TIMEOUT=float(os.environ.get("AI_SEND_TIMEOUT", 30)),
         AI_RESUME_STORAGE_URI=os.environ.get("AI_RESUME_STORAGE_URI"),
         AI_RESUME_TTL=float(os.environ.get("AI_RESUME_TTL", 600)),
+        AI_APPROVAL_STORAGE_URI=os.environ.get("AI_APPROVAL_STORAGE_URI"),
         AI_RATELIMIT=None,
     )
     AIStream(app)
@@ -102,5 +103,19 @@ def create_app():
             if (data.error) out.textContent += '[error: ' + data.error + ']';
           };
         </script>"""
+
+    runs_file = os.environ.get("TOOL_RUNS_FILE")
+    if runs_file:
+
+        @tool(needs_approval=True)
+        def refund(order_id: str) -> str:
+            """Refunds an order (each run is a line of TOOL_RUNS_FILE, with its worker)."""
+            with open(runs_file, "a") as f:
+                f.write(f"{order_id} {os.getpid()}\n")
+            return "refunded"
+
+        app.register_blueprint(
+            ai.blueprint(name="approve", tools=[refund], owner=user), url_prefix="/api/approve"
+        )
 
     return app

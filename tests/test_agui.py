@@ -32,16 +32,14 @@ def agui_site(make_app, live):
 
 def rich_step():
     """Reasoning, text, then a call of the server's tool (lookup)."""
-    chunk = lambda delta, **kw: (
-        b"data: %s\n\n"
-        % json.dumps(  # noqa: E731
-            {
-                "id": "c",
-                "model": "gpt-x",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": kw.get("finish")}],
-            }
-        ).encode()
-    )
+
+    def chunk(delta, finish=None):
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return (
+            b"data: %s\n\n"
+            % json.dumps({"id": "c", "model": "gpt-x", "choices": [choice]}).encode()
+        )
+
     return Reply(
         parts=[
             chunk({"reasoning_content": "Thinking."}),

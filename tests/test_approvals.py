@@ -187,3 +187,90 @@ def test_the_same_approval_sent_at_once_to_two_workers_over_redis_runs_once(
             thread.join(10)
     assert sorted(statuses) == [200] + [409] * 7
     assert ran == [("A1", 30)]
+
+
+def test_a_new_message_while_an_approval_waits_leaves_the_call_out_unrun(make_app, ran):
+    """The vercel/ai#17033 case: the user writes again instead of deciding;
+    the waiting call is neither run nor sent to the model as a dangling call."""
+    from flask_aistream.testing import read_answer
+
+    @tool(needs_approval=True)
+    def refund(order_id: str) -> str:
+        """Refunds."""
+        ran.append(order_id)
+        return "refunded"
+
+    app = make_app(AI_RATELIMIT=None, AI_VERCEL_PROTOCOL=6)
+    app.register_blueprint(
+        app.extensions["ai"].blueprint(format="vercel", tools=[refund]), url_prefix="/v"
+    )
+    client = app.test_client()
+    asked = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Refund A1"}]}
+    with fake_provider(app) as kit:
+        kit.reply(tool_call("refund", order_id="A1")).reply("Sure, what else?")
+        first = read_answer(client.post("/v/stream", json={"messages": [asked]}))
+        [waiting] = first.approval_requests
+        waiting_part = {
+            "type": "tool-refund",
+            "toolCallId": waiting.call.id,
+            "state": "approval-requested",
+            "input": {"order_id": "A1"},
+            "approval": {"id": waiting.id},
+        }
+        messages = [
+            asked,
+            {"id": "a1", "role": "assistant", "parts": [{"type": "step-start"}, waiting_part]},
+            {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "Never mind, hi"}]},
+        ]
+        second = read_answer(client.post("/v/stream", json={"messages": messages}))
+    assert second.text == "Sure, what else?" and not ran
+    assert kit.requests[1].messages == [
+        {"role": "user", "content": "Refund A1"},
+        {"role": "user", "content": "Never mind, hi"},
+    ]
+
+
+@pytest.mark.system
+def test_decisions_at_two_gunicorn_workers_over_redis_run_the_tool_once(
+    fake, redis_server, tmp_path
+):
+    """Two workers share Redis; eight copies of one decision race across them."""
+    import requests
+    from test_tool_loop import calls_step
+
+    from helpers import gunicorn_server
+
+    runs = tmp_path / "runs.txt"
+    fake.reply = calls_step("openai", [("call_r", "refund", {"order_id": "A1"})])
+    env = dict(AI_APPROVAL_STORAGE_URI=redis_server.url, TOOL_RUNS_FILE=str(runs))
+    with gunicorn_server("gthread", fake, workers=2, **env) as (address, _):
+        base = f"http://{address[0]}:{address[1]}/api/approve"
+        first = requests.post(
+            f"{base}/stream", json={"question": "Refund A1"}, headers={"X-User": "ann"}, timeout=30
+        )
+        [asked] = [
+            json.loads(e.data)
+            for e in __import__("helpers").sse_events(first.content)
+            if "approval_request" in e.data
+        ]
+        approval_id = asked["approval_request"]["id"]
+        statuses = []
+        barrier = threading.Barrier(8)
+
+        def send():
+            barrier.wait()
+            response = requests.post(
+                f"{base}/approvals/{approval_id}",
+                json={"approved": True},
+                headers={"X-User": "ann"},
+                timeout=30,
+            )
+            statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(statuses) == [200] + [409] * 7
+    assert runs.read_text().split()[0] == "A1" and len(runs.read_text().splitlines()) == 1

@@ -775,8 +775,9 @@ def test_use_chat_shows_a_tool_the_server_ran(page, react_site, fake):
 
 @pytest.mark.parametrize("package", ["ai5", "ai6", "ai"])
 def test_data_parts_reach_the_message_and_replace_by_id(node, chat_site, fake, package):
-    from flask_aistream import send_data, tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import send_data, tool
 
     @tool
     def search(query: str) -> str:
@@ -809,8 +810,9 @@ def test_use_chat_runs_a_browser_tool_and_the_answer_goes_on(page, react_site, f
     """onToolCall + addToolOutput + sendAutomaticallyWhen, unchanged: the
     browser's result goes back in the next request, the model answers, and
     the page shows one assistant message holding the tool part and the text."""
-    from flask_aistream import Tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import Tool
 
     get_location = Tool("get_location", "Where the user is.", {"type": "object", "properties": {}})
     url = react_site(tools=[get_location])
@@ -840,8 +842,9 @@ def test_use_chat_runs_a_browser_tool_and_the_answer_goes_on(page, react_site, f
 
 
 def test_use_chat_on_data_sees_transient_parts(page, react_site, fake):
-    from flask_aistream import send_data, tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import send_data, tool
 
     @tool
     def search(query: str) -> str:
@@ -869,9 +872,9 @@ def test_the_ai_sdk_asks_for_approval_and_goes_on(node, chat_site, fake, package
     stored arguments run (the client's edit of the input is ignored), or
     the call ends denied; the answer goes on in the same message."""
     from flask import request as flask_request
+    from test_tool_loop import calls_step
 
     from flask_aistream import tool
-    from test_tool_loop import calls_step
 
     ran = []
 
@@ -915,9 +918,9 @@ def test_the_ai_sdk_asks_for_approval_and_goes_on(node, chat_site, fake, package
 
 def test_use_chat_shows_an_approve_button_and_the_tool_runs_once_approved(page, react_site, fake):
     from flask import request as flask_request
+    from test_tool_loop import calls_step
 
     from flask_aistream import tool
-    from test_tool_loop import calls_step
 
     ran = []
 

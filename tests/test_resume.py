@@ -639,8 +639,9 @@ def test_a_resume_mid_step_two_replays_the_tool_result_and_runs_nothing_again(re
 
 
 def test_a_resume_replays_the_data_a_tool_sent(resumable, fake):
-    from flask_aistream import send_data, tool
     from test_tool_loop import calls_step
+
+    from flask_aistream import send_data, tool
 
     @tool
     def search(query: str) -> str:

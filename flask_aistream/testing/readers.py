@@ -193,6 +193,10 @@ class _Reader:
         self.answer.data.append(data)
         self.events.append(data)
 
+    def _approval(self, request: ApprovalRequest) -> None:
+        self.answer.approval_requests.append(request)
+        self.events.append(request)
+
     def _error(self, text: str) -> None:
         self.answer.error = text
         self.events.append(ErrorEvent(text))
@@ -270,6 +274,11 @@ class _Reader:
                 self._result(ToolResult(call_id, name, None, event.get("errorText", "")))
             else:
                 self._result(ToolResult(call_id, name, event.get("output")))
+        elif kind == "tool-approval-request":
+            call_id = event.get("toolCallId")
+            call = next((c for c in self.answer.tool_calls if c.id == call_id), None)
+            if call is not None:
+                self._approval(ApprovalRequest(event.get("approvalId", ""), call))
         elif kind == "finish-step":
             self._step(None, None)
         elif kind == "finish":
