@@ -20,7 +20,7 @@ from ..resume import owner_key
 from ..tools import Tool
 from .agui_input import RunInput
 from .chat_input import BadInput, UIConversation, json_body
-from .limits import StreamTicket, counted, refusal_response
+from .limits import within_limits
 
 if TYPE_CHECKING:
     from .chat import Endpoint
@@ -98,13 +98,7 @@ class ApprovalRoutes:
             run = client.start(call, approved=go, denied=no, turns=record["turns"])
             return client.stream(call, run)
 
-        if conf.limits is None:
-            return go_on()
-        client_key = conf.key()
-        refusal = conf.limits.admit(client_key)
-        if refusal is not None:
-            return refusal_response(refusal)
-        return counted(go_on, StreamTicket(conf.limits, client_key))
+        return within_limits(conf.limits, conf.key, go_on)
 
     def vercel_decisions(
         self, conf: Endpoint, ui: UIConversation

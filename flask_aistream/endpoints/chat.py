@@ -55,11 +55,9 @@ from .chat_input import (
 )
 from .limits import (
     ClientLimits,
-    StreamTicket,
     client_limits,
-    counted,
     key_func,
-    refusal_response,
+    within_limits,
 )
 
 if TYPE_CHECKING:
@@ -191,13 +189,7 @@ def make_blueprint(
         to the store) while it follows, so it counts against the client's
         open streams, though not against the questions it may ask."""
         conf = endpoint()
-        if conf.limits is None:
-            return resume()
-        client_key = conf.key()
-        refusal = conf.limits.admit_stream(client_key)
-        if refusal is not None:
-            return refusal_response(refusal)
-        return counted(resume, StreamTicket(conf.limits, client_key))
+        return within_limits(conf.limits, conf.key, resume, reader=True)
 
     def forbidden() -> tuple[Response, int] | None:
         if authorize is not None and not authorize(request):
@@ -294,14 +286,7 @@ def make_blueprint(
             }
             return conf.client.ask_stream(None, **options)
 
-        limits = conf.limits
-        if limits is None:
-            return ask()
-        client_key = conf.key()
-        refusal = limits.admit(client_key)
-        if refusal is not None:
-            return refusal_response(refusal)
-        return counted(ask, StreamTicket(limits, client_key))
+        return within_limits(conf.limits, conf.key, ask)
 
     approvals = ApprovalRoutes(endpoint, current_owner, forbidden, tools, hook, answer_options)
     bp.add_url_rule("/approvals/<approval_id>", view_func=approvals.decision, methods=["POST"])

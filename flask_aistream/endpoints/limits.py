@@ -302,3 +302,22 @@ def refusal_response(refusal: Refusal) -> tuple[Response, int]:
     if refusal.retry_after is not None:
         response.headers["Retry-After"] = str(refusal.retry_after)
     return response, refusal.status
+
+
+def within_limits(
+    limits: ClientLimits | None,
+    key: Callable[[], str],
+    view: Callable[[], ResponseReturnValue],
+    *,
+    reader: bool = False,
+) -> Response | tuple[Response, int]:
+    """``view``'s response when the client is within its limits (a new
+    question; with ``reader``, only an open stream: it asks nothing), its
+    stream counted until its answer ends; else the refusal."""
+    if limits is None:
+        return make_response(view())
+    client_key = key()
+    refusal = limits.admit_stream(client_key) if reader else limits.admit(client_key)
+    if refusal is not None:
+        return refusal_response(refusal)
+    return counted(view, StreamTicket(limits, client_key))
