@@ -231,9 +231,8 @@ class AIClient:
         warn_if_sync_worker(environ, self.logger)
         warn_if_memory_storage(environ, self.logger, self._storages)
         client, settings = client_socket(environ), self.settings
-        # An endpoint that brings its own output (the OpenAI endpoint) is not
-        # resumable: OpenAI clients do not resume.
-        # AG-UI clients do not resume either: they read every line as an event.
+        # Not resumable: an endpoint's own output (OpenAI clients do not
+        # resume), nor AG-UI (its clients read every line as an event).
         fmt = call.format or settings.stream_format
         if self.writer is not None and output is None and fmt != "agui":
             owner = owner_key(call.owner)
