@@ -112,6 +112,8 @@ def create_app():
             """Refunds an order (each run is a line of TOOL_RUNS_FILE, with its worker)."""
             with open(runs_file, "a") as f:
                 f.write(f"{order_id} {os.getpid()}\n")
+            if order_id == "SLOW":  # long enough for a test to kill the worker mid-tool
+                time.sleep(60)
             return "refunded"
 
         app.register_blueprint(

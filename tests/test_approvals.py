@@ -274,3 +274,58 @@ def test_decisions_at_two_gunicorn_workers_over_redis_run_the_tool_once(
             thread.join(30)
     assert sorted(statuses) == [200] + [409] * 7
     assert runs.read_text().split()[0] == "A1" and len(runs.read_text().splitlines()) == 1
+
+
+@pytest.mark.system
+def test_a_worker_killed_mid_tool_never_runs_it_twice(fake, redis_server, tmp_path):
+    """The decision is kept before the tool runs: a worker that dies during
+    it leaves the approval used, and the same decision sent again is a 409."""
+    import os
+    import signal
+    import time
+
+    import requests
+    from test_tool_loop import calls_step
+
+    from helpers import gunicorn_server, sse_events
+
+    runs = tmp_path / "runs.txt"
+    fake.reply = calls_step("openai", [("call_s", "refund", {"order_id": "SLOW"})])
+    env = dict(AI_APPROVAL_STORAGE_URI=redis_server.url, TOOL_RUNS_FILE=str(runs))
+    with gunicorn_server("gthread", fake, **env) as (address, worker):
+        base = f"http://{address[0]}:{address[1]}/api/approve"
+        headers = {"X-User": "ann"}
+        first = requests.post(
+            f"{base}/stream", json={"question": "Refund"}, headers=headers, timeout=30
+        )
+        [asked] = [
+            json.loads(e.data) for e in sse_events(first.content) if "approval_request" in e.data
+        ]
+        approval = f"{base}/approvals/{asked['approval_request']['id']}"
+
+        def decide_and_lose_the_worker():
+            try:
+                requests.post(approval, json={"approved": True}, headers=headers, timeout=30)
+            except requests.ConnectionError:
+                pass  # the worker died under it: what this test does
+
+        deciding = threading.Thread(target=decide_and_lose_the_worker, daemon=True)
+        deciding.start()
+        deadline = time.monotonic() + 20
+        while not (runs.exists() and runs.read_text()):
+            assert time.monotonic() < deadline, "the tool never started"
+            time.sleep(0.05)
+        os.kill(worker, signal.SIGKILL)  # mid-tool
+        deadline = time.monotonic() + 30
+        while True:  # the master starts a new worker
+            try:
+                again = requests.post(approval, json={"approved": True}, headers=headers, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "no worker came back"
+                time.sleep(0.2)
+    assert again.status_code == 409
+    assert (
+        runs.read_text().splitlines()[0].startswith("SLOW ")
+        and len(runs.read_text().splitlines()) == 1
+    )
