@@ -38,6 +38,8 @@ class ConfigVars:
     RECORD_DIR = "AI_RECORD_DIR"
     APPROVAL_STORAGE_URI = "AI_APPROVAL_STORAGE_URI"
     APPROVAL_TTL = "AI_APPROVAL_TTL"
+    #: ``"responses"``: Azure's v1 Responses API (default: chat completions).
+    AZURE_API = "AI_AZURE_API"
     RETRY_BACKOFF = "AI_RETRY_BACKOFF"
     SYSTEM_PROMPT = "AI_SYSTEM_PROMPT"
     MAX_QUESTION_CHARS = "AI_MAX_QUESTION_CHARS"
@@ -68,19 +70,19 @@ class ConfigVars:
 
     @staticmethod
     def api_key(provider: str) -> str:
-        return f"AI_{provider.upper()}_API_KEY"
+        return f"AI_{_upper(provider)}_API_KEY"
 
     @staticmethod
     def base_url(provider: str) -> str:
-        return f"AI_{provider.upper()}_BASE_URL"
+        return f"AI_{_upper(provider)}_BASE_URL"
 
     @staticmethod
     def model(provider: str) -> str:
-        return f"AI_{provider.upper()}_MODEL"
+        return f"AI_{_upper(provider)}_MODEL"
 
     @staticmethod
     def stream_usage(provider: str) -> str:
-        return f"AI_{provider.upper()}_STREAM_USAGE"
+        return f"AI_{_upper(provider)}_STREAM_USAGE"
 
 
 DEFAULT_PROVIDER = "openai"
@@ -298,6 +300,11 @@ class Settings:
                 for form in _key_forms(conf.api_key):
                     text = text.replace(form, "[redacted]")
         return _KEY_SHAPES.sub("[redacted]", text)
+
+
+def _upper(provider: str) -> str:
+    """A provider's name in its keys: ``openai-responses`` -> ``OPENAI_RESPONSES``."""
+    return provider.upper().replace("-", "_")
 
 
 def checked_provider(name: object, providers: Config, source: str) -> str:

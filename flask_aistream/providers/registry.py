@@ -17,6 +17,7 @@ from .gemini import GeminiProvider
 from .offline import OfflineProvider
 from .ollama import OllamaProvider
 from .openai import AzureProvider, ChatCompletionsProvider, MistralProvider, OpenAIProvider
+from .responses import AzureResponsesProvider, OpenAIResponsesProvider, ResponsesProvider
 from .wire import printable
 
 #: The entry point group a package names its provider classes in.
@@ -57,6 +58,8 @@ BUILT_IN: dict[str, Preset] = {
     "gemini": Preset.of(GeminiProvider),
     "ollama": Preset.of(OllamaProvider, key_required=False),
     "azure": Preset.of(AzureProvider),
+    # OpenAI's Responses API: OpenAI's key and base URL unless its own are set.
+    "openai-responses": Preset.of(OpenAIResponsesProvider),
     "groq": _compatible("https://api.groq.com/openai/v1", "llama-3.1-8b-instant", "GROQ_API_KEY"),
     "mistral": Preset(
         MistralProvider,
@@ -98,6 +101,7 @@ APIS: dict[str, tuple[type[Provider], str]] = {
     "gemini": (GeminiProvider, "gemini"),
     "ollama": (OllamaProvider, "ollama"),
     "azure": (AzureProvider, "azure"),
+    "responses": (ResponsesProvider, "openai-responses"),
 }
 ENTRY_FIELDS = ("api", "base_url", "api_key", "api_key_env", "model", "headers", "stream_usage")
 
@@ -124,13 +128,23 @@ def provider_settings(
             raise ConfigurationError(f"provider {name!r} must be a Provider subclass, not {cls!r}")
         presets[name] = Preset.of(cls)
     providers: dict[str, ProviderSettings] = {}
+    if config.get(ConfigVars.AZURE_API) == "responses":
+        presets["azure"] = Preset.of(AzureResponsesProvider)
+    elif config.get(ConfigVars.AZURE_API) not in (None, "chat"):
+        raise ConfigurationError(f'{ConfigVars.AZURE_API} must be "responses" or "chat".')
     for name, preset in presets.items():
         key_setting = ConfigVars.api_key(name)
         key = config.get(key_setting)
+        if name == "openai-responses":  # OpenAI's own settings, unless its are set
+            key = key or config.get(ConfigVars.api_key("openai"))
         for env in preset.env_keys:
             key = key or environ.get(env)
         base_setting = ConfigVars.base_url(name)
         base_url = config.get(base_setting) or preset.base_url
+        if name == "openai-responses":
+            base_url = (
+                config.get(base_setting) or config.get(ConfigVars.base_url("openai")) or base_url
+            )
         base_hint = base_setting
         if name == "azure" and not base_url:
             endpoint = environ.get("AZURE_OPENAI_ENDPOINT", "").strip()
