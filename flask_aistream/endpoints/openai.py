@@ -32,11 +32,13 @@ from ..errors import AIStreamError, ConfigurationError, ProviderError
 from ..extension import client_of
 from ..formats import new_id
 from ..formats.openai import OPENAI_FINISH_REASONS, OpenAIFormat, openai_error, openai_usage
+from ..formats.responses import ResponsesFormat, answer_items, ending, response_object
 from ..parts import JSONObject, Options
 from ..serving.guard import watching_client
 from ..serving.server import client_socket
 from .chat_input import BadInput, ChatInput, json_body
 from .limits import ClientLimits, StreamTicket, client_limits, counted
+from .responses_input import BadRequest, responses_options
 
 if TYPE_CHECKING:
     from ..client import AIClient
@@ -195,22 +197,76 @@ def make_openai_blueprint(
         alias, options = _options(body, state.models, system)
         if prepare is not None:
             options = _prepared(options, prepare)
+        return _limited(state, lambda: _answer(state.client, alias, options, body))
+
+    @bp.post("/v1/responses")
+    def responses() -> ResponseReturnValue:
+        """The Responses API, for the clients that speak it (the AI SDK's
+        default ``openai()`` provider, the OpenAI Agents SDK)."""
+        state = conf()
+        try:
+            body = json_body(request, state.client.settings.max_request_bytes)
+        except BadInput as bad:
+            raise APIError(bad.status, bad.message, "bad_request") from None
+        alias = body.get("model")
+        if not isinstance(alias, str) or alias not in state.models:
+            raise APIError(
+                404, f"The model {alias!r} does not exist.", "not_found", "model_not_found"
+            )
+        try:
+            options = responses_options(body, *state.models[alias])
+        except BadRequest as bad:
+            raise APIError(400, str(bad), "bad_request") from None
+        if system:
+            options["system"] = (
+                f"{system}\n\n{options['system']}" if options.get("system") else system
+            )
+        if prepare is not None:
+            options = _prepared(options, prepare)
+        return _limited(state, lambda: _respond(state.client, alias, options, body))
+
+    def _limited(state: OpenAIEndpoint, view: Callable[[], Response]) -> ResponseReturnValue:
         limits = state.limits
+        if limits is None:
+            return view()
         client_key = hashlib.sha256(request.headers["Authorization"].encode()).hexdigest()
-        if limits is not None:
-            refusal = limits.admit(client_key)
-            if refusal is not None:
-                error, status = APIError(
-                    refusal.status, refusal.message, "rate_limit", "rate_limit_exceeded"
-                ).response()
-                if refusal.retry_after is not None:
-                    error.headers["Retry-After"] = str(refusal.retry_after)
-                return error, status
-            ticket = StreamTicket(limits, client_key)
-            return counted(lambda: _answer(state.client, alias, options, body), ticket)
-        return _answer(state.client, alias, options, body)
+        refusal = limits.admit(client_key)
+        if refusal is not None:
+            error, status = APIError(
+                refusal.status, refusal.message, "rate_limit", "rate_limit_exceeded"
+            ).response()
+            if refusal.retry_after is not None:
+                error.headers["Retry-After"] = str(refusal.retry_after)
+            return error, status
+        return counted(view, StreamTicket(limits, client_key))
 
     return bp
+
+
+def _respond(client: AIClient, alias: str, options: JSONObject, body: Options) -> Response:
+    """A Responses API answer: events, or (without ``stream``) one object."""
+    try:
+        call = client.plan(call_options(None, options))
+    except AIStreamError as exc:
+        raise APIError(400, str(exc), "bad_request") from None
+    run = client.start(call)
+    with watching_client(run, client_socket(request.environ)):
+        if not body.get("stream"):
+            for _ in run:
+                pass
+            answer = run.finish()
+            if answer.error is not None:
+                raise _provider_error(answer.error)
+            whole = response_object(
+                new_id("resp"), alias, int(time.time()), "", answer_items(answer, new_id)
+            )
+            ending(answer, whole)
+            return jsonify(whole)
+        ended = run.begin()
+    if ended is not None and ended.error is not None:
+        run.finish()
+        raise _provider_error(ended.error)
+    return client.stream(call, run, ResponsesFormat(new_id("resp"), alias, new_id))
 
 
 def _prepared(options: JSONObject, prepare: Callable[[ChatInput], object]) -> JSONObject:
