@@ -4,9 +4,10 @@ responses.create (streamed and not)."""
 import json
 
 import pytest
+from test_frontends import node  # noqa: F401 - the fixture
+from test_tool_loop import calls_step
 
 from fakeprovider import Reply, openai_events, transcript
-from test_tool_loop import calls_step
 
 pytestmark = pytest.mark.system  # a real server, read by the SDK
 
@@ -108,3 +109,20 @@ def test_a_responses_upstream_behind_a_responses_endpoint(sdk, fake):
     fake.reply = Reply.sse(transcript("anthropic_basic.sse"))
     response = sdk.responses.create(model="claude", input="Hi")
     assert response.output_text.startswith("Hello! Rayleigh")
+
+
+def test_the_ai_sdks_default_openai_provider_reads_it(make_app, live, fake, node):  # noqa: F811
+    """@ai-sdk/openai's openai(model) speaks the Responses API since v5."""
+    app = make_app(AI_RATELIMIT=None, AI_MAX_RETRIES=0)
+    app.register_blueprint(
+        app.extensions["ai"].openai_blueprint(
+            authorize=lambda r: r.headers["Authorization"] == f"Bearer {TOKEN}",
+            models={"fast": "openai:gpt-fast"},
+        ),
+        url_prefix="/oa",
+    )
+    fake.reply = Reply(parts=openai_events(["The sky ", "is blue."]))
+    result = node("responses_sdk.mjs", f"{live(app)}/oa/v1", TOKEN, "fast", "Why is the sky blue?")
+    assert result["error"] is None, result
+    assert result["text"] == "The sky is blue." and result["finishReason"] == "stop"
+    assert fake.last.json()["messages"][-1] == {"role": "user", "content": "Why is the sky blue?"}
