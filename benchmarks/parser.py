@@ -2,8 +2,8 @@
 
     python benchmarks/parser.py [events] [runs]
 
-Each contender gets the same 100,000-event OpenAI-, Anthropic- and
-Gemini-format SSE bodies and an Ollama NDJSON body, cut into random chunks of
+Each contender gets the same 100,000-event OpenAI (chat completions and
+Responses), Anthropic- and Gemini-format SSE bodies and an Ollama NDJSON body, cut into random chunks of
 1 to 4096 bytes (as they come off a socket), and must produce the text
 deltas: decoding plus ``json`` and the delta lookup. (Gemini really sends a
 sentence per event, not a word: its rate per token is far better than this.) Prints events/s and MB/s (medians) and each peer's ratio to
@@ -24,6 +24,7 @@ from flask_aistream.providers.gemini import GenerateContentReader
 from flask_aistream.providers.ndjson import NDJSONDecoder
 from flask_aistream.providers.ollama import ChatReader
 from flask_aistream.providers.openai import ChatCompletionsReader
+from flask_aistream.providers.responses import ResponsesReader
 from flask_aistream.providers.sse import SSEDecoder
 
 
@@ -62,6 +63,22 @@ def gemini_body(events: int) -> bytes:
     return ("".join(chunk % w for w in words) + end).encode()
 
 
+def responses_body(events: int) -> bytes:
+    """OpenAI's Responses API: an ``event:`` line and a ``data:`` line per token."""
+    chunk = (
+        "event: response.output_text.delta\n"
+        'data: {"type":"response.output_text.delta","sequence_number":%d,"item_id":"msg_1",'
+        '"output_index":0,"content_index":0,"delta":%s,"logprobs":[],"obfuscation":"q8Rt"}\n\n'
+    )
+    words = [chunk % (i + 4, json.dumps(f" w{i}")) for i in range(events)]
+    end = (
+        "event: response.completed\n"
+        'data: {"type":"response.completed","sequence_number":0,"response":{"id":"resp_1",'
+        '"model":"gpt-5-mini","status":"completed","output":[],"usage":null}}\n\n'
+    )
+    return ("".join(words) + end).encode()
+
+
 def ollama_body(events: int) -> bytes:
     line = (
         '{"model":"llama3.2","created_at":"2025-11-17T09:30:00.000401123Z",'
@@ -76,12 +93,14 @@ BODIES = {
     "openai": openai_body,
     "anthropic": anthropic_body,
     "gemini": gemini_body,
+    "responses": responses_body,
     "ollama": ollama_body,
 }
 READERS = {
     "openai": ChatCompletionsReader,
     "anthropic": MessagesReader,
     "gemini": GenerateContentReader,
+    "responses": ResponsesReader,
     "ollama": ChatReader,
 }
 
@@ -117,6 +136,9 @@ def delta_of(fmt, event_name, data):
     if fmt == "gemini":
         parts = json.loads(data)["candidates"][0]["content"].get("parts") or ()
         return "".join(part.get("text", "") for part in parts) or None
+    if fmt == "responses":
+        event = json.loads(data)
+        return event.get("delta") if event["type"] == "response.output_text.delta" else None
     if event_name == "content_block_delta":
         delta = json.loads(data)["delta"]
         return delta.get("text") if delta.get("type") == "text_delta" else None
