@@ -260,7 +260,8 @@ def test_the_provider_picker_offers_what_is_configured(page, site, fake, mode):
     local = {"api": "openai", "base_url": f"{fake.url}/local/v1", "model": "qwen-local"}
     page.goto(site(AI_PROVIDERS={"local": local}))
     options = page.locator("#provider option").all_text_contents()
-    assert options == ["openai", "local", "offline"]  # no key for anthropic, gemini...
+    # no key for anthropic, gemini...; OpenAI's key serves its Responses API too
+    assert options == ["openai", "openai-responses", "local", "offline"]
     assert page.locator("#provider").input_value() == "openai"
     page.select_option("#mode", mode)
     page.select_option("#provider", "local")
