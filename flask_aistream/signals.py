@@ -33,6 +33,30 @@ _signals = Namespace()
 answer_finished = _signals.signal("answer-finished")
 
 
+#: One INFO line per finished answer, for apps without tracing.
+answers_log = logging.getLogger("flask_aistream.answers")
+
+
+def log_answer(answer: Answer) -> None:
+    """How an answer ended, in one line: id, provider, model, finish reason,
+    tokens in and out, duration and time to the first token."""
+    if not answers_log.isEnabledFor(logging.INFO):
+        return
+    usage = answer.usage
+    answers_log.info(
+        "answer %s provider=%s model=%s finish=%s input_tokens=%s output_tokens=%s "
+        "duration_s=%.3f first_token_s=%s",
+        answer.id,
+        answer.provider,
+        answer.model,
+        answer.finish_reason,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        answer.duration_s,
+        None if answer.first_token_s is None else f"{answer.first_token_s:.3f}",
+    )
+
+
 class AnswerWatcher(Protocol):
     """Something that counts the answers a view starts (a client's stream
     slot and token budget): told of each one as it starts, and as it ends,
@@ -124,6 +148,7 @@ class Hooks:
         return on_finish is not None or bool(answer_finished.receivers)
 
     def __call__(self, answer: Answer) -> None:
+        log_answer(answer)
         if self.watcher is not None:
             try:
                 self.watcher.ended(answer)

@@ -358,3 +358,17 @@ def test_cancel_policy_hangs_up_at_once(fake, tmp_path, worker):
     assert hung_up is not None  # long before the answer's end (9 s)
     assert answer["finish_reason"] == "cancelled" and answer["text"].startswith("w0 w1 ")
     assert fake.last.parts_sent < 300
+
+
+def test_one_info_line_per_finished_answer(app, fake, caplog):
+    """For apps without tracing: the flask_aistream.answers logger."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="flask_aistream.answers")
+    fake.reply = Reply.sse(transcript("openai_basic.sse"))
+    with app.app_context():
+        app.extensions["ai"].ask("Why?")
+    [record] = [r for r in caplog.records if r.name == "flask_aistream.answers"]
+    line = record.getMessage()
+    assert line.startswith("answer ans-") and "provider=openai" in line and "finish=stop" in line
+    assert "input_tokens=" in line and "duration_s=" in line and "first_token_s=0." in line
