@@ -310,14 +310,16 @@ def within_limits(
     view: Callable[[], ResponseReturnValue],
     *,
     reader: bool = False,
+    refuse: Callable[[Refusal], tuple[Response, int]] | None = None,
 ) -> Response | tuple[Response, int]:
     """``view``'s response when the client is within its limits (a new
     question; with ``reader``, only an open stream: it asks nothing), its
-    stream counted until its answer ends; else the refusal."""
+    stream counted until its answer ends; else the refusal, as ``refuse``
+    words it (by default our JSON error)."""
     if limits is None:
         return make_response(view())
     client_key = key()
     refusal = limits.admit_stream(client_key) if reader else limits.admit(client_key)
     if refusal is not None:
-        return refusal_response(refusal)
+        return (refuse or refusal_response)(refusal)
     return counted(view, StreamTicket(limits, client_key))

@@ -37,7 +37,7 @@ from ..parts import JSONObject, Options
 from ..serving.guard import watching_client
 from ..serving.server import client_socket
 from .chat_input import BadInput, ChatInput, json_body
-from .limits import ClientLimits, StreamTicket, client_limits, counted
+from .limits import ClientLimits, Refusal, client_limits, within_limits
 from .responses_input import BadRequest, responses_options
 
 if TYPE_CHECKING:
@@ -226,21 +226,23 @@ def make_openai_blueprint(
         return _limited(state, lambda: _respond(state.client, alias, options, body))
 
     def _limited(state: OpenAIEndpoint, view: Callable[[], Response]) -> ResponseReturnValue:
-        limits = state.limits
-        if limits is None:
-            return view()
-        client_key = hashlib.sha256(request.headers["Authorization"].encode()).hexdigest()
-        refusal = limits.admit(client_key)
-        if refusal is not None:
-            error, status = APIError(
-                refusal.status, refusal.message, "rate_limit", "rate_limit_exceeded"
-            ).response()
-            if refusal.retry_after is not None:
-                error.headers["Retry-After"] = str(refusal.retry_after)
-            return error, status
-        return counted(view, StreamTicket(limits, client_key))
+        """``view`` within the client's limits; its key is its token, hashed."""
+        token = request.headers["Authorization"].encode()
+        return within_limits(
+            state.limits, lambda: hashlib.sha256(token).hexdigest(), view, refuse=_refusal
+        )
 
     return bp
+
+
+def _refusal(refusal: Refusal) -> tuple[Response, int]:
+    """A limit's refusal in OpenAI's shape."""
+    error, status = APIError(
+        refusal.status, refusal.message, "rate_limit", "rate_limit_exceeded"
+    ).response()
+    if refusal.retry_after is not None:
+        error.headers["Retry-After"] = str(refusal.retry_after)
+    return error, status
 
 
 def _respond(client: AIClient, alias: str, options: JSONObject, body: Options) -> Response:

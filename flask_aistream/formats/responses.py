@@ -129,6 +129,12 @@ class ResponsesFormat:
         self._sequence += 1
         return b"event: " + kind.encode() + b"\n" + event
 
+    def _where(self, item: JSONObject) -> JSONObject:
+        """Where an event of a message or reasoning item points: the item,
+        its place in the output, and its one content or summary part."""
+        part = "content_index" if item["type"] == "message" else "summary_index"
+        return {"item_id": item["id"], "output_index": len(self._output), part: 0}
+
     def _response(self, status: str) -> JSONObject:
         return response_object(self._id, self._model, self._created, status, list(self._output))
 
@@ -145,9 +151,7 @@ class ResponsesFormat:
                 out.append(
                     self._event(
                         "response.output_text.delta",
-                        item_id=item["id"],
-                        output_index=len(self._output),
-                        content_index=0,
+                        **self._where(item),
                         delta=part,
                         logprobs=[],
                     )
@@ -158,9 +162,7 @@ class ResponsesFormat:
                 out.append(
                     self._event(
                         "response.reasoning_summary_text.delta",
-                        item_id=item["id"],
-                        output_index=len(self._output),
-                        summary_index=0,
+                        **self._where(item),
                         delta=part.text,
                     )
                 )
@@ -191,9 +193,7 @@ class ResponsesFormat:
             out.append(
                 self._event(
                     "response.content_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
+                    **self._where(item),
                     part=part,
                 )
             )
@@ -204,9 +204,7 @@ class ResponsesFormat:
             out.append(
                 self._event(
                     "response.reasoning_summary_part.added",
-                    item_id=item["id"],
-                    output_index=index,
-                    summary_index=0,
+                    **self._where(item),
                     part=part,
                 )
             )
@@ -224,9 +222,7 @@ class ResponsesFormat:
             out.append(
                 self._event(
                     "response.output_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
+                    **self._where(item),
                     text=text,
                     logprobs=[],
                 )
@@ -234,9 +230,7 @@ class ResponsesFormat:
             out.append(
                 self._event(
                     "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    content_index=0,
+                    **self._where(item),
                     part=part,
                 )
             )
@@ -246,18 +240,14 @@ class ResponsesFormat:
             out.append(
                 self._event(
                     "response.reasoning_summary_text.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    summary_index=0,
+                    **self._where(item),
                     text=text,
                 )
             )
             out.append(
                 self._event(
                     "response.reasoning_summary_part.done",
-                    item_id=item["id"],
-                    output_index=index,
-                    summary_index=0,
+                    **self._where(item),
                     part=summary,
                 )
             )
